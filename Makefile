@@ -1,0 +1,34 @@
+# Every target creates or refreshes .venv first; torch is pinned to the CPU build (see requirements.txt).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint bench bench-classify clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stepwise demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check stepwise tests bench
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+bench: bench-classify
+
+bench-classify: $(STAMP)
+	$(BIN)/python bench/classify.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

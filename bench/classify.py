@@ -1,0 +1,102 @@
+"""SST-2: Hugging Face Trainer vs stepwise with the same settings, then stepwise's recommended defaults.
+
+Run: make bench-classify   (or .venv/bin/python bench/classify.py [--only hf,same,defaults])
+All runs happen in this one process on the same data so the ratios are fair on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+from common import HF_SETTINGS, OUT, SHARED, emit, need
+
+
+def hf_trainer(train_path, test_path, epochs: float) -> dict:
+    import numpy as np
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    from stepwise.data.readers import read_examples
+    from stepwise.model import default_model_dir
+
+    train = read_examples(train_path)
+    test = read_examples(test_path)
+    tok = AutoTokenizer.from_pretrained(default_model_dir())
+    model = AutoModelForSequenceClassification.from_pretrained(default_model_dir(), num_labels=2)
+
+    def encode(examples):
+        enc = tok([e.text for e in examples], truncation=True, max_length=256)
+        return [{"input_ids": ids, "attention_mask": mask, "labels": int(e.label)}
+                for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)]
+
+    args = TrainingArguments(output_dir=str(OUT / "hf_classify"), per_device_train_batch_size=HF_SETTINGS["batch_size"],
+                             per_device_eval_batch_size=64, learning_rate=HF_SETTINGS["lr"],
+                             weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
+                             num_train_epochs=epochs, seed=HF_SETTINGS["seed"], eval_strategy="no",
+                             save_strategy="no", report_to=[], logging_steps=50, use_cpu=True,
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=encode(train),
+                      data_collator=DataCollatorWithPadding(tok))
+    out = trainer.train()
+    start = time.perf_counter()
+    pred = trainer.predict(encode(test))
+    infer = len(test) / (time.perf_counter() - start)
+    acc = float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
+    from sklearn.metrics import f1_score
+
+    macro = float(f1_score(pred.label_ids, np.argmax(pred.predictions, -1), average="macro"))
+    del trainer, model
+    return {"system": f"HF Trainer ({epochs:g} ep)", "test_accuracy": round(acc, 4), "test_macro_f1": round(macro, 4),
+            "train_seconds": round(out.metrics["train_runtime"], 1),
+            "train_examples_per_s": round(len(train) * epochs / out.metrics["train_runtime"], 1),
+            "wall_seconds": round(out.metrics["train_runtime"], 1), "inference_examples_per_s": round(infer, 1)}
+
+
+def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
+    import stepwise
+
+    out = OUT / f"classify_{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    run = stepwise.train(task="classify", train=str(train_path), dev=str(dev_path), test=str(test_path),
+                         out=str(out), quiet=True, **options)
+    wall = time.perf_counter() - start
+    r = run.results
+    return {"system": f"stepwise ({name})", "test_accuracy": round(r["test"]["accuracy"], 4),
+            "test_macro_f1": round(r["test"]["macro_f1"], 4), "train_seconds": r["train"]["seconds"],
+            "train_examples_per_s": r["train"]["examples_per_s"], "wall_seconds": round(wall, 1),
+            "inference_examples_per_s": r["inference"]["test_examples_per_s"], "steps": r["train"]["steps"],
+            "mfu": r["train"]["mfu"], "dev_accuracy": round(r["dev"]["accuracy"], 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="hf,same,defaults")
+    parser.add_argument("--hf-epochs", type=float, default=1.0)
+    args = parser.parse_args()
+    data = need(SHARED / "sst2")
+    train, dev, test = data / "train.tsv", data / "dev.tsv", data / "test.tsv"
+    rows = []
+    parts = args.only.split(",")
+    if "hf" in parts:
+        rows.append(hf_trainer(train, test, args.hf_epochs))
+    if "same" in parts:
+        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0, "max_length": 256}
+        rows.append(stepwise_run("same settings", train, dev, test, **same))
+    if "defaults" in parts:
+        rows.append(stepwise_run("recommended defaults", train, dev, test))
+    extra = {}
+    if "hf" in parts and "same" in parts:
+        hf, sw = rows[0], rows[1]
+        extra = {"train_speed_ratio": round(sw["train_examples_per_s"] / hf["train_examples_per_s"], 2),
+                 "inference_speed_ratio": round(sw["inference_examples_per_s"] / hf["inference_examples_per_s"], 2),
+                 "accuracy_delta": round(sw["test_accuracy"] - hf["test_accuracy"], 4)}
+        print(f"ratios (stepwise same settings / HF Trainer): {extra}")
+    emit("classify", rows, ["system", "test_accuracy", "test_macro_f1", "train_seconds", "train_examples_per_s",
+                            "wall_seconds", "inference_examples_per_s", "mfu"], extra)
+
+
+if __name__ == "__main__":
+    main()

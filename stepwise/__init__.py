@@ -1,0 +1,9 @@
+"""stepwise: prediction with language models through multi-step optimization."""
+
+from stepwise.api import Run, evaluate, train
+from stepwise.config import TrainConfig
+from stepwise.errors import StepwiseError
+from stepwise.predictor import Predictor, load
+
+__version__ = "0.1.0"
+__all__ = ["Predictor", "Run", "StepwiseError", "TrainConfig", "evaluate", "load", "train", "__version__"]

@@ -1,0 +1,155 @@
+"""The train recipe: data → task → model → loop → reports. The CLI and Python users both call this."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stepwise.config import TrainConfig, build_config, save_config
+from stepwise.data.readers import Example, read_examples
+from stepwise.data.split import stratified_split
+from stepwise.errors import StepwiseError
+from stepwise.files import atomic_write_json, atomic_write_text
+from stepwise.infer import resolve_precision
+from stepwise.model import TaskModel, load_tokenizer
+from stepwise.predictor import Predictor, load
+from stepwise.report import plot_curves, write_reports
+from stepwise.tasks import get_task, task_class
+from stepwise.train.checkpoint import CHECKPOINT
+from stepwise.train.loop import Callback, fit
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class Run:
+    """A finished run directory and its headline results (the `--json` object)."""
+
+    path: Path
+    results: dict[str, Any]
+
+    def load(self) -> Predictor:
+        return load(self.path)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_split(cfg: TrainConfig, path: str) -> list[Example]:
+    return read_examples(path, fmt=cfg.format, text_column=cfg.text_column, label_column=cfg.label_column,
+                         tag_column=cfg.tag_column)
+
+
+def _write_split(path: Path, examples: list[Example]) -> None:
+    atomic_write_text(path, "".join(json.dumps({"text": ex.text, "label": ex.label}) + "\n" for ex in examples))
+
+
+def prepare_data(cfg: TrainConfig, run_dir: Path) -> dict[str, list[Example]]:
+    """Read train/dev/test; with only --train, split it 7:2:1 (stratified, seeded) and save the split."""
+    train = read_split(cfg, cfg.train)
+    if cfg.dev is None:
+        train, dev, test_split = stratified_split(train, cfg.seed)
+        for name, part in (("train", train), ("dev", dev), ("test", test_split)):
+            _write_split(run_dir / "splits" / f"{name}.jsonl", part)
+        data = {"train": train, "dev": dev}
+        if cfg.test is None and test_split:
+            data["test"] = test_split
+    else:
+        data = {"train": train, "dev": read_split(cfg, cfg.dev)}
+    if cfg.test is not None:
+        data["test"] = read_split(cfg, cfg.test)
+    if not data["dev"]:
+        raise StepwiseError("too few examples to split off a dev set", path=cfg.train,
+                            fix="add examples or pass --dev")
+    return data
+
+
+def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] = (), **options: Any) -> Run:
+    """Fine-tune a pretrained encoder for the configured task and write a complete run directory.
+
+    Pass a TrainConfig or keyword options (the same names as the CLI flags), e.g.
+    ``stepwise.train(task="classify", train="data.tsv", out="runs/a", epochs=2)``.
+    """
+    cfg = config if config is not None else build_config(options)
+    run_dir = Path(cfg.out)
+    if run_dir.exists() and (run_dir / "config.yaml").exists() and not cfg.resume:
+        raise StepwiseError("the run directory already holds a run", path=run_dir,
+                            fix="pass --resume to continue it, or choose another --out")
+    if cfg.resume and not (run_dir / CHECKPOINT).exists():
+        raise StepwiseError("nothing to resume (no checkpoint.pt)", path=run_dir,
+                            fix="drop --resume to start a new run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    started = time.perf_counter()
+
+    data = prepare_data(cfg, run_dir)
+    labels = task_class(cfg.task).collect_labels(data["train"])
+    task = get_task(cfg.task, labels)
+    for split in ("dev", "test"):
+        if split in data:
+            task.check_labels(data[split], getattr(cfg, split) or str(run_dir / "splits" / f"{split}.jsonl"))
+    precision = resolve_precision(cfg.precision)
+    tokenizer = load_tokenizer(cfg.model)
+    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / "labels.json", labels)
+
+    features = {split: task.encode(tokenizer, exs, cfg.max_length) for split, exs in data.items()}
+    predictor = Predictor(model, tokenizer, task, max_length=cfg.max_length, batch_size=cfg.eval_batch_size,
+                          precision=precision)
+    meta = {"task": cfg.task, "labels": labels, "max_length": cfg.max_length,
+            "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options}
+
+    state = fit(model, task, features["train"], lambda: predictor.score(data["dev"], features["dev"])["metrics"],
+                cfg, run_dir, pad_id=tokenizer.pad_token_id, precision=precision,
+                save_best=lambda: model.save_pretrained(run_dir / "model", tokenizer, meta), callbacks=callbacks)
+
+    best = load(run_dir)
+    scores, timings = {}, {}
+    for split in ("dev", "test"):
+        if split in data:
+            tick = time.perf_counter()
+            scores[split] = best.score(data[split], features[split])
+            timings[split] = len(data[split]) / (time.perf_counter() - tick)
+    metric = cfg.metric or task.default_metric
+    summary = {"train": {"seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
+                         "wall_seconds": round(time.perf_counter() - started, 2),
+                         "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
+                         "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
+                         "stopped_early": state.stopped_early, "precision": precision,
+                         "mfu": round(state.flops / max(state.train_seconds, 1e-9) / max(state.peak_flops, 1), 4),
+                         "examples": len(data["train"])}}
+    for split, rate in timings.items():
+        summary.setdefault("inference", {})[f"{split}_examples_per_s"] = round(rate, 2)
+    write_reports(run_dir, cfg.task, scores, summary)
+    plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", metric)
+    results = {"task": cfg.task, **summary, **{s: _headline(v["metrics"]) for s, v in scores.items()}}
+    atomic_write_json(run_dir / "results.json", results)
+    return Run(run_dir, results)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Flat numbers plus per-label detail, without the confusion matrix (that is in report.json)."""
+    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+
+
+def evaluate(run: str | Path, data: str | Path, **read_options: Any) -> dict[str, Any]:
+    """Score a run on a labeled file; returns the metrics and the report text."""
+    predictor = load(run)
+    examples = read_examples(data, **read_options)
+    predictor.task.check_labels(examples, str(data))
+    return predictor.score(examples)

@@ -1,0 +1,98 @@
+"""Validated training configuration: defaults < YAML file < command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stepwise.errors import StepwiseError
+
+
+class TrainConfig(BaseModel):
+    """Every training option; each is also a `--flag` of `stepwise train` and a key in `--config`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    task: Literal["classify", "tag"] = Field("classify", description="classify (a label per text) or tag (per word)")
+    train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
+    dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
+    test: Optional[str] = Field(None, description="test file, scored once at the end")
+    out: str = Field(..., description="run directory to write")
+    model: Optional[str] = Field(None, description="pretrained encoder directory (default: bundled MiniLM)")
+    format: Optional[Literal["tsv", "csv", "jsonl", "conll"]] = Field(None, description="input format "
+                                                                      "(default: from the extension)")
+    text_column: Optional[Union[int, str]] = Field(None, description="text column name or 0-based index")
+    label_column: Optional[Union[int, str]] = Field(None, description="label column name or 0-based index")
+    tag_column: Optional[int] = Field(None, description="CoNLL tag column, 0-based (default: last)")
+
+    epochs: float = Field(3.0, gt=0, description="passes over the training data")
+    max_steps: Optional[int] = Field(None, gt=0, description="optimizer steps; overrides --epochs")
+    batch_size: int = Field(32, gt=0, description="examples per optimizer micro-batch")
+    lr: float = Field(1e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay (not on biases/LayerNorm)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warmup")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    clip: Optional[float] = Field(1.0, gt=0, description="max gradient norm (omit to disable)")
+    dropout: Optional[float] = Field(None, ge=0, lt=1, description="override encoder and head dropout")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for cross-entropy")
+    eval_every: Optional[int] = Field(None, gt=0, description="evaluate every N steps (default: each epoch)")
+    patience: Optional[int] = Field(None, gt=0, description="stop after N evaluations without improvement")
+    metric: Optional[str] = Field(None, description="dev metric for early stopping and best checkpoint")
+    seed: int = Field(0, description="random seed")
+    resume: bool = Field(False, description="continue an interrupted run in --out")
+    max_length: int = Field(256, gt=4, le=512, description="max tokens per sequence")
+    eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
+    group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
+    threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
+    quiet: bool = Field(False, description="no progress bar")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+
+        allowed = {"classify": {"accuracy", "macro_f1", "micro_f1", "weighted_f1"},
+                   "tag": {"f1", "precision", "recall", "macro_f1", "token_accuracy"}}[self.task]
+        if self.metric is not None and self.metric not in allowed:
+            raise ValueError(f"metric {self.metric!r} is not one of {sorted(allowed)} for task {self.task}")
+        return self
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise StepwiseError("config file not found", path=path, fix="check the --config path")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise StepwiseError(f"invalid YAML ({getattr(err, 'problem', err)})", path=path,
+                            line=None if mark is None else mark.line + 1, fix="fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StepwiseError("the config must be a mapping of option: value", path=path, line=1)
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
+    """Validate merged options; pydantic's message becomes one line naming the option."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "config"
+        flag = "--" + field.replace("_", "-")
+        raise StepwiseError(f"{field}: {first['msg']}", path=source,
+                            fix=f"set {flag} (see `stepwise train --help`)") from None
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from stepwise.files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,0 +1,163 @@
+"""Readers for TSV, CSV and JSONL files of (text, label) rows; every problem is a StepwiseError."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from stepwise.errors import StepwiseError
+
+Text = Union[str, list[str]]
+Label = Union[str, list[str], None]
+
+
+@dataclass
+class Example:
+    """One labeled unit: a sentence (classification) or a word sequence (tagging)."""
+
+    text: Text
+    label: Label
+    line: int = 0
+
+
+TABLE_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+                 ".conll": "conll", ".bio": "conll", ".iob": "conll", ".iobes": "conll"}
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise StepwiseError(f"cannot tell the format from the extension {suffix!r}", path=path,
+                            fix="use .tsv, .csv, .jsonl or .conll, or pass --format")
+    return TABLE_FORMATS[suffix]
+
+
+def read_text(path: str | Path) -> str:
+    """Whole file as text; missing, empty and non-UTF-8 files are reported with their line."""
+    p = Path(path)
+    if str(path) == "-":
+        import sys
+        data = sys.stdin.buffer.read()
+    elif not p.is_file():
+        raise StepwiseError("file not found", path=path, fix="check the path")
+    else:
+        data = p.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise StepwiseError(f"bytes that are not UTF-8 (byte 0x{data[err.start]:02x})", path=path, line=line,
+                            fix="re-encode the file as UTF-8") from None
+    if not text.strip():
+        raise StepwiseError("the file is empty", path=path, fix="give a file with at least one example")
+    return text
+
+
+def _column_index(header: list[str] | None, column: str | int, path: str | Path, role: str) -> int:
+    if isinstance(column, int) or str(column).isdigit():
+        return int(column)
+    if header is None or column not in header:
+        found = ", ".join(header) if header else "no header"
+        raise StepwiseError(f"no {role} column named {column!r} (found: {found})", path=path, line=1,
+                            fix=f"pass --{role}-column with one of the header names or a 0-based index")
+    return header.index(column)
+
+
+def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | None,
+               label_column: str | int | None) -> tuple[list[tuple[int, list[str]]], int, int | None]:
+    """Rows of a delimited file with their line numbers, and the text/label column indices."""
+    if fmt == "csv":
+        rows = []
+        reader = csv.reader(io.StringIO(text))
+        try:
+            for fields in reader:
+                rows.append((reader.line_num, fields))
+        except csv.Error as err:
+            raise StepwiseError(f"malformed CSV ({err})", path=path, line=reader.line_num,
+                                fix="check the quoting") from None
+    else:
+        rows = [(i, ln.rstrip("\r").split("\t")) for i, ln in enumerate(text.split("\n"), 1)]
+    rows = [(i, f) for i, f in rows if any(x.strip() for x in f)]
+    first = rows[0][1]
+    names = [str(c) for c in (text_column, label_column) if c is not None and not str(c).isdigit()]
+    if fmt == "csv" or names or ("text" in first and "label" in first):
+        header = [h.strip() for h in first]
+        rows = rows[1:]
+        t_idx = _column_index(header, text_column if text_column is not None else "text", path, "text")
+        l_idx = label_column if label_column is not None else ("label" if "label" in header else None)
+        l_idx = None if l_idx is None else _column_index(header, l_idx, path, "label")
+        width = len(header)
+    else:
+        t_idx = int(text_column) if text_column is not None else 0
+        l_idx = int(label_column) if label_column is not None else 1
+        width = len(first)
+        if width == 1 and label_column is None:
+            l_idx, width = None, 1
+        elif width < 2:
+            raise StepwiseError(f"expected 2 tab-separated columns (text, label), found {width}", path=path,
+                                line=rows[0][0], fix="separate text and label with a tab")
+    for line, fields in rows:
+        if len(fields) != width:
+            raise StepwiseError(f"expected {width} columns, found {len(fields)}", path=path, line=line,
+                                fix="every row needs the same columns as the first (is there a stray tab?)")
+    return rows, t_idx, l_idx
+
+
+def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str | int | None = None,
+                  label_column: str | int | None = None, require_labels: bool = True,
+                  tag_column: int | None = None) -> list[Example]:
+    """Read a labeled file. With require_labels=False a missing label column is allowed (prediction)."""
+    fmt = detect_format(path, fmt)
+    if fmt == "conll":
+        from stepwise.data.conll import read_conll
+        return read_conll(path, tag_column=tag_column, require_labels=require_labels)
+    text = read_text(path)
+    examples: list[Example] = []
+    if fmt == "jsonl":
+        t_key = str(text_column or "text")
+        l_key = str(label_column or "label")
+        for i, ln in enumerate(text.split("\n"), 1):
+            if not ln.strip():
+                continue
+            try:
+                obj = json.loads(ln)
+            except json.JSONDecodeError as err:
+                raise StepwiseError(f"invalid JSON ({err.msg})", path=path, line=i,
+                                    fix="each line must be one JSON object") from None
+            if not isinstance(obj, dict):
+                raise StepwiseError("the line is not a JSON object", path=path, line=i,
+                                    fix=f'write {{"{t_key}": ..., "{l_key}": ...}}')
+            value = obj.get(t_key)
+            if not isinstance(value, str) or not value.strip():
+                raise StepwiseError(f"empty or missing text field {t_key!r}", path=path, line=i,
+                                    fix=f"give every line a non-empty {t_key!r} string (or pass --text-column)")
+            label = obj.get(l_key)
+            if label is None or str(label).strip() == "":
+                if require_labels:
+                    raise StepwiseError(f"missing label field {l_key!r}", path=path, line=i,
+                                        fix=f"give every line a {l_key!r} (or pass --label-column)")
+                label = None
+            examples.append(Example(value.strip(), None if label is None else str(label).strip(), i))
+        return examples
+    rows, t_idx, l_idx = _read_rows(path, text, fmt, text_column, label_column)
+    if l_idx is None and require_labels:
+        raise StepwiseError("no label column", path=path, line=1, fix="add a label column or pass --label-column")
+    for line, fields in rows:
+        value = fields[t_idx].strip()
+        if not value:
+            raise StepwiseError("empty text", path=path, line=line, fix="remove the row or fill in its text")
+        label = fields[l_idx].strip() if l_idx is not None else None
+        if not label:
+            if require_labels:
+                raise StepwiseError("missing label", path=path, line=line, fix="give every row a label")
+            label = None
+        examples.append(Example(value, label, line))
+    if not examples:
+        raise StepwiseError("the file has a header but no examples", path=path, fix="add rows below the header")
+    return examples

@@ -1,0 +1,76 @@
+"""A trained run, loaded for prediction and evaluation: `load(RUN).predict(texts)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from stepwise.data.batching import Feature
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.infer import predict_features, resolve_precision
+from stepwise.model import TaskModel
+from stepwise.tasks import Task, get_task
+
+
+class Predictor:
+    """Wraps model, tokenizer and task; inference is length-sorted internally, results in input order."""
+
+    def __init__(self, model: TaskModel, tokenizer: PreTrainedTokenizerBase, task: Task, *, max_length: int = 256,
+                 batch_size: int = 64, precision: str = "auto") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = task
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.precision = resolve_precision(precision)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.task.labels
+
+    def _examples(self, inputs: Sequence[Any]) -> list[Example]:
+        return [x if isinstance(x, Example) else Example(x, None, i + 1) for i, x in enumerate(inputs)]
+
+    def probabilities(self, examples: list[Example], features: list[Feature] | None = None) -> list[Any]:
+        """Per-example probabilities (an array per text, or per word for tagging)."""
+        if features is None:
+            features = self.task.encode(self.tokenizer, examples, self.max_length, with_labels=False)
+        probs = predict_features(self.model, self.task, features, batch_size=self.batch_size,
+                                 precision=self.precision, pad_id=self.tokenizer.pad_token_id)
+        return self.task.merge(examples, features, probs)
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray | list[np.ndarray]:
+        """Classification: an (n, classes) array, columns in `labels` order. Tagging: one array per text."""
+        probs = self.probabilities(self._examples(inputs))
+        return np.stack(probs) if self.task.name == "classify" and probs else probs
+
+    def predict(self, inputs: Sequence[Any]) -> list[Any]:
+        """Labels (classification) or tag lists (tagging), in input order."""
+        return [self.task.to_labels(p) for p in self.probabilities(self._examples(inputs))]
+
+    def score(self, examples: list[Example], features: list[Feature] | None = None) -> dict[str, Any]:
+        """Metrics, predictions and report text against the examples' gold labels."""
+        probs = self.probabilities(examples, features)
+        pred = [self.task.to_labels(p) for p in probs]
+        gold = [ex.label for ex in examples]
+        return {"metrics": self.task.metrics(gold, pred), "pred": pred, "probs": probs,
+                "report": self.task.report_text(gold, pred)}
+
+
+def load(run: str | Path, **overrides: Any) -> Predictor:
+    """Load a run directory (or its model/ directory) written by `stepwise train`."""
+    path = Path(run)
+    if not path.exists():
+        raise StepwiseError("run directory not found", path=run, fix="pass the --out directory of `stepwise train`")
+    model_dir = path / "model" if (path / "model").is_dir() else path
+    model, tokenizer, meta = TaskModel.from_pretrained(model_dir)
+    task = get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
+    options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
+               "precision": meta.get("precision", "auto")}
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    return Predictor(model, tokenizer, task, **options)

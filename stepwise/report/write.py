@@ -1,0 +1,21 @@
+"""report.txt / report.json for the final model on every scored split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stepwise.files import atomic_write_json, atomic_write_text
+
+
+def write_reports(run_dir: Path, task_name: str, scores: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    """`scores` maps split name → Predictor.score() output; `summary` holds training facts."""
+    parts = [f"stepwise {task_name} report — {run_dir}\n"]
+    for split, score in scores.items():
+        parts.append(f"== {split} ({score['metrics'].get('n', '?')} examples) ==\n{score['report']}")
+    train = summary.get("train", {})
+    if train:
+        parts.append("== training ==\n" + "\n".join(f"{k}: {v}" for k, v in train.items()) + "\n")
+    atomic_write_text(run_dir / "report.txt", "\n".join(parts))
+    atomic_write_json(run_dir / "report.json", {"task": task_name, **summary,
+                                                **{split: s["metrics"] for split, s in scores.items()}})

@@ -1,0 +1,98 @@
+"""Sequence classification: one label per text, mean-pooled encoder, scikit-learn metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+from transformers import PreTrainedTokenizerBase
+
+from stepwise.data.batching import Feature
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.tasks.base import Task
+
+
+def _label_key(label: str) -> tuple[int, float | str]:
+    """Numeric labels sort as numbers ("2" before "10"), the rest alphabetically."""
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    pooling = "mean"
+    default_metric = "accuracy"
+
+    @staticmethod
+    def collect_labels(examples: list[Example]) -> list[str]:
+        return sorted({str(ex.label) for ex in examples}, key=_label_key)
+
+    def check_labels(self, examples: list[Example], path: str) -> None:
+        for ex in examples:
+            if ex.label is not None and ex.label not in self.label_to_id:
+                raise StepwiseError(f"label {ex.label!r} never appears in the training data "
+                                    f"(known: {', '.join(self.labels)})", path=path, line=ex.line,
+                                    fix="fix the label or add examples of it to the training file")
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
+               with_labels: bool = True) -> list[Feature]:
+        ids = tokenizer([str(ex.text) for ex in examples], truncation=True, max_length=max_length,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        features: list[Feature] = []
+        for i, (ex, row) in enumerate(zip(examples, ids)):
+            feature: Feature = {"input_ids": row, "_example": i}
+            if with_labels:
+                feature["labels"] = self.label_to_id[str(ex.label)]
+            features.append(feature)
+        return features
+
+    def decode(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        return list(torch.softmax(logits.float(), dim=-1).numpy())
+
+    def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[Any]:
+        return probs
+
+    def to_labels(self, probs: np.ndarray) -> str:
+        return self.labels[int(np.argmax(probs))]
+
+    def prediction_record(self, example: Example, probs: np.ndarray) -> dict[str, Any]:
+        record: dict[str, Any] = {"text": example.text, "label": self.to_labels(probs),
+                                  "probs": {label: round(float(p), 6) for label, p in zip(self.labels, probs)}}
+        if example.label is not None:
+            record["gold"] = example.label
+        return record
+
+    def prediction_tsv(self, example: Example, probs: np.ndarray) -> str:
+        return f"{example.text}\t{self.to_labels(probs)}\t{float(np.max(probs)):.6f}"
+
+    def metrics(self, gold: list[str], pred: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"accuracy": float(accuracy_score(gold, pred))}
+        for average in ("macro", "micro", "weighted"):
+            p, r, f, _ = precision_recall_fscore_support(gold, pred, labels=self.labels, average=average,
+                                                         zero_division=0)
+            out[f"{average}_f1"] = float(f)
+            out[f"{average}_precision"] = float(p)
+            out[f"{average}_recall"] = float(r)
+        p, r, f, s = precision_recall_fscore_support(gold, pred, labels=self.labels, zero_division=0)
+        out["per_class"] = {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                    "support": int(s[i])} for i, label in enumerate(self.labels)}
+        out["confusion_matrix"] = {"labels": self.labels,
+                                   "matrix": confusion_matrix(gold, pred, labels=self.labels).tolist()}
+        out["n"] = len(gold)
+        return out
+
+    def report_text(self, gold: list[str], pred: list[str]) -> str:
+        text = classification_report(gold, pred, labels=self.labels, digits=4, zero_division=0)
+        matrix = confusion_matrix(gold, pred, labels=self.labels)
+        width = max(8, *(len(label) for label in self.labels)) + 2
+        lines = ["confusion matrix (rows = gold, columns = predicted)",
+                 " " * width + "".join(f"{label:>{width}}" for label in self.labels)]
+        for label, row in zip(self.labels, matrix):
+            lines.append(f"{label:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+        micro = precision_recall_fscore_support(gold, pred, labels=self.labels, average="micro", zero_division=0)
+        return f"{text}\n   micro avg F1 {micro[2]:.4f}\n\n" + "\n".join(lines) + "\n"

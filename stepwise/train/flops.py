@@ -1,0 +1,33 @@
+"""Model FLOPs and the machine's measured matmul peak, for model FLOPs utilisation (MFU)."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+
+def non_embedding_params(model: nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+
+
+def train_flops(n_params: int, n_layers: int, hidden: int, lengths: list[int]) -> float:
+    """Forward+backward FLOPs (3x forward) for real tokens: 6·N per token plus attention scores."""
+    tokens = sum(lengths)
+    attention = sum(4 * n_layers * hidden * t * t for t in lengths)
+    return 6.0 * n_params * tokens + 3.0 * attention
+
+
+@lru_cache(maxsize=4)
+def matmul_peak(precision: str, size: int = 1024, repeats: int = 8) -> float:
+    """FLOP/s of a large square matmul in the training precision: the practical ceiling here."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2.0 * size**3 * repeats / (time.perf_counter() - start)
