@@ -15,8 +15,13 @@ from common import HF_SETTINGS, OUT, SHARED, emit, need
 
 def hf_trainer(train_path, test_path, epochs: float) -> dict:
     import numpy as np
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from stepwise.data.readers import read_examples
     from stepwise.model import default_model_dir

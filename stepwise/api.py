@@ -59,6 +59,10 @@ def _write_split(path: Path, examples: list[Example]) -> None:
 def prepare_data(cfg: TrainConfig, run_dir: Path) -> dict[str, list[Example]]:
     """Read train/dev/test; with only --train, split it 7:2:1 (stratified, seeded) and save the split."""
     train = read_split(cfg, cfg.train)
+    labels = task_class(cfg.task).collect_labels(train)
+    if len(labels) < 2:
+        raise StepwiseError(f"need at least 2 classes, found {len(labels)} ({', '.join(labels)})", path=cfg.train,
+                            fix="add examples of another class")
     if cfg.dev is None:
         train, dev, test_split = stratified_split(train, cfg.seed)
         for name, part in (("train", train), ("dev", dev), ("test", test_split)):

@@ -24,8 +24,9 @@ def train_flops(n_params: int, n_layers: int, hidden: int, lengths: list[int]) -
 def matmul_peak(precision: str, size: int = 1024, repeats: int = 8) -> float:
     """FLOP/s of a large square matmul in the training precision: the practical ceiling here."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)  # never touch the global RNG: training must stay seeded
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):

@@ -1,0 +1,71 @@
+"""Fixtures the project writes itself: a tiny random BERT and small synthetic labeled files."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["good", "great", "excellent", "wonderful", "happy", "superb"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "sad", "horrible"]
+FILLER = ["the", "movie", "was", "a", "story", "with", "some", "actors", "and", "plot", "film", "scenes",
+          "really", "quite", "very", "music", "ending", "director", "script", "cast"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer, 32-wide randomly initialised BERT with the bundled MiniLM's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from stepwise.model import default_model_dir
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def toy_sentences(n: int, seed: int, labels: tuple[str, ...] = ("neg", "pos")) -> list[tuple[str, str]]:
+    """Sentences whose label is given by one sentiment word among fillers: learnable by a tiny model."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 14))]
+        cue = rng.choice(POSITIVE if label == labels[-1] else NEGATIVE)
+        words.insert(rng.randint(0, len(words)), cue)
+        rows.append((" ".join(words), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]], header: bool = False) -> Path:
+    lines = (["text\tlabel"] if header else []) + [f"{t}\t{y}" for t, y in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def toy_files(tmp_path: Path) -> dict[str, Path]:
+    return {"train": write_tsv(tmp_path / "train.tsv", toy_sentences(160, 1)),
+            "dev": write_tsv(tmp_path / "dev.tsv", toy_sentences(40, 2)),
+            "test": write_tsv(tmp_path / "test.tsv", toy_sentences(40, 3))}
+
+
+def tiny_options(tiny_model: str, files: dict[str, Path], out: Path, **overrides: object) -> dict[str, object]:
+    """Fast training settings for the tiny model; fp32 so results are exact across machines."""
+    options: dict[str, object] = {"task": "classify", "train": str(files["train"]), "dev": str(files["dev"]),
+                                  "test": str(files["test"]), "out": str(out), "model": tiny_model, "epochs": 3,
+                                  "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1}
+    options.update(overrides)
+    return options

@@ -1,0 +1,74 @@
+"""Small pure parts: schedule, optimizer groups, batching, split."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from stepwise.data.batching import IGNORE_INDEX, collate, length_grouped_batches, sorted_batches
+from stepwise.data.readers import Example
+from stepwise.data.split import stratified_split
+from stepwise.train.optim import param_groups
+from stepwise.train.schedule import lr_at, warmup_steps
+
+
+def test_schedule_shapes() -> None:
+    kw = {"base_lr": 1.0, "total_steps": 110, "warmup": 10}
+    assert lr_at(0, schedule="linear", **kw) == 0.0
+    assert lr_at(5, schedule="linear", **kw) == pytest.approx(0.5)
+    assert lr_at(10, schedule="linear", **kw) == pytest.approx(1.0)
+    assert lr_at(60, schedule="linear", **kw) == pytest.approx(0.5)
+    assert lr_at(110, schedule="linear", **kw) == pytest.approx(0.0)
+    assert lr_at(60, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert lr_at(35, schedule="cosine", **kw) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(100, schedule="constant", **kw) == 1.0
+    assert warmup_steps(217, 0.1) == 22  # ceil, as Hugging Face does
+
+
+def test_no_weight_decay_on_bias_and_layernorm() -> None:
+    model = BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16))
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_length_grouped_batches_cover_everything_with_less_padding() -> None:
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 80, (2000,), generator=gen).tolist()
+    batches = length_grouped_batches(lengths, 32, seed=0, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(2000))
+    assert batches == length_grouped_batches(lengths, 32, seed=0, epoch=0)
+    assert batches != length_grouped_batches(lengths, 32, seed=0, epoch=1)
+
+    def padded(bs: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in bs)
+
+    random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
+    assert padded(batches) < 0.6 * padded(random_batches)
+    assert sorted(i for b in sorted_batches(lengths, 64) for i in b) == list(range(2000))
+
+
+def test_collate_pads_inputs_and_labels() -> None:
+    batch = collate([{"input_ids": [1, 2, 3], "labels": [0, 1, 2]}, {"input_ids": [4], "labels": [1]}], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["labels"].tolist() == [[0, 1, 2], [1, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    scalar = collate([{"input_ids": [1], "labels": 1, "_example": 0}], pad_id=0)
+    assert scalar["labels"].tolist() == [1] and "_example" not in scalar
+
+
+def test_stratified_split_is_seeded_and_balanced() -> None:
+    examples = [Example(f"t{i}", "a" if i < 100 else "b") for i in range(150)]
+    train, dev, test = stratified_split(examples, seed=3)
+    assert (len(train), len(dev), len(test)) == (105, 30, 15)
+    assert sum(e.label == "a" for e in dev) == 20 and sum(e.label == "a" for e in test) == 10
+    assert [e.text for e in dev] == [e.text for e in stratified_split(examples, seed=3)[1]]
+    assert [e.text for e in dev] != [e.text for e in stratified_split(examples, seed=4)[1]]
+    assert not {e.text for e in train} & {e.text for e in dev} & {e.text for e in test}
