@@ -102,13 +102,14 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
 
     data = prepare_data(cfg, run_dir)
     labels = task_class(cfg.task).collect_labels(data["train"])
-    task = get_task(cfg.task, labels)
+    task = get_task(cfg.task, labels, **task_options(cfg, data["train"]))
+    repaired = {split: task.prepare(exs) for split, exs in data.items()} if cfg.repair else {}
     for split in ("dev", "test"):
         if split in data:
             task.check_labels(data[split], getattr(cfg, split) or str(run_dir / "splits" / f"{split}.jsonl"))
     precision = resolve_precision(cfg.precision)
     tokenizer = load_tokenizer(cfg.model)
-    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout)
+    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, task.extra_inputs)
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(run_dir / "labels.json", labels)
 
@@ -137,6 +138,8 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
                          "stopped_early": state.stopped_early, "precision": precision,
                          "mfu": round(state.flops / max(state.train_seconds, 1e-9) / max(state.peak_flops, 1), 4),
                          "examples": len(data["train"])}}
+    if any(repaired.values()):
+        summary["repaired_tags"] = repaired
     for split, rate in timings.items():
         summary.setdefault("inference", {})[f"{split}_examples_per_s"] = round(rate, 2)
     write_reports(run_dir, cfg.task, scores, summary)
@@ -144,6 +147,16 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
     results = {"task": cfg.task, **summary, **{s: _headline(v["metrics"]) for s, v in scores.items()}}
     atomic_write_json(run_dir / "results.json", results)
     return Run(run_dir, results)
+
+
+def task_options(cfg: TrainConfig, train_examples: list[Example]) -> dict[str, Any]:
+    """Options a task needs from the config and the training data (saved with the model)."""
+    if cfg.task != "tag":
+        return {}
+    from stepwise.data.conll import detect_scheme
+
+    scheme = detect_scheme([ex.label for ex in train_examples if ex.label])
+    return {"scheme": scheme, "casing": True if cfg.casing is None else cfg.casing, "strict": cfg.strict}
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
     threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
     quiet: bool = Field(False, description="no progress bar")
+    repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
+    casing: Optional[bool] = Field(None, description="tag: add a learned word-shape embedding (default: on)")
+    strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -69,3 +69,50 @@ def tiny_options(tiny_model: str, files: dict[str, Path], out: Path, **overrides
                                   "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1}
     options.update(overrides)
     return options
+
+
+PEOPLE = [["John", "Smith"], ["Maria"], ["Ann", "Lee"], ["Peter"], ["Olga", "Ivanova"]]
+PLACES = [["Paris"], ["New", "York"], ["Berlin"], ["Tokyo"]]
+ORGS = [["Acme", "Corp"], ["Reuters"], ["United", "Nations"]]
+CONTEXT = ["said", "on", "monday", "that", "the", "talks", "in", "with", "met", "visited", "a", "report", "from"]
+
+
+def toy_ner(n: int, seed: int, scheme: str = "BIO") -> list[tuple[list[str], list[str]]]:
+    """Sentences mixing names, places and organisations with context words; tags in BIO or IOBES."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words: list[str] = []
+        tags: list[str] = []
+        for _ in range(rng.randint(2, 5)):
+            if rng.random() < 0.5:
+                words.append(rng.choice(CONTEXT))
+                tags.append("O")
+                continue
+            kind, names = rng.choice([("PER", PEOPLE), ("LOC", PLACES), ("ORG", ORGS)])
+            name = rng.choice(names)
+            words.extend(name)
+            if scheme == "IOBES" and len(name) == 1:
+                tags.append(f"S-{kind}")
+            else:
+                tags.extend([f"B-{kind}"] + [f"I-{kind}"] * (len(name) - 1))
+                if scheme == "IOBES":
+                    tags[-1] = f"E-{kind}"
+        out.append((words, tags))
+    return out
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]], docstart: bool = True) -> Path:
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for words, tags in sentences:
+        lines.extend(f"{w} NNP B-NP {t}" for w, t in zip(words, tags))
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def ner_files(tmp_path: Path) -> dict[str, Path]:
+    return {"train": write_conll(tmp_path / "train.conll", toy_ner(200, 1)),
+            "dev": write_conll(tmp_path / "dev.conll", toy_ner(40, 2)),
+            "test": write_conll(tmp_path / "test.conll", toy_ner(40, 3))}

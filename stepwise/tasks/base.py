@@ -41,6 +41,15 @@ class Task(ABC):
     def check_labels(self, examples: list[Example], path: str) -> None:
         """Raise a StepwiseError for a label the model cannot predict (never seen in train)."""
 
+    def prepare(self, examples: list[Example]) -> int:
+        """Clean gold labels in place before training (e.g. BIO repair); returns how many were changed."""
+        return 0
+
+    @property
+    def extra_inputs(self) -> dict[str, int]:
+        """Extra per-token id inputs the model embeds (name → vocabulary size)."""
+        return {}
+
     # --- encoding and decoding ----------------------------------------------------------------
     @abstractmethod
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,

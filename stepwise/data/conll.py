@@ -1,0 +1,99 @@
+"""CoNLL column files: one token per line, blank line between sentences, -DOCSTART- skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stepwise.data.readers import Example, read_text
+from stepwise.errors import StepwiseError
+
+PREFIXES = {"B", "I", "E", "S"}
+
+
+def read_conll(path: str | Path, *, tag_column: int | None = None, require_labels: bool = True) -> list[Example]:
+    """Sentences as word lists with their tags (tag column: `tag_column`, default the last).
+
+    With require_labels=False a file of bare tokens (one column) is accepted; its labels are None.
+    """
+    text = read_text(path)
+    sentences: list[Example] = []
+    words: list[str] = []
+    tags: list[str] = []
+    start = 0
+    width: int | None = None
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if not line or line.startswith("-DOCSTART-"):
+            if words:
+                sentences.append(Example(words, tags if tags else None, start))
+            words, tags = [], []
+            continue
+        fields = line.split()
+        if width is None:
+            width = len(fields)
+            if width < 2 and require_labels:
+                raise StepwiseError("expected a token and a tag column, found 1 column", path=path, line=number,
+                                    fix="separate token and tag with a space or tab")
+        if len(fields) != width:
+            raise StepwiseError(f"expected {width} columns, found {len(fields)}", path=path, line=number,
+                                fix="every token line needs the same columns (a space inside a token?)")
+        if not words:
+            start = number
+        words.append(fields[0])
+        if width >= 2:
+            column = width - 1 if tag_column is None else tag_column
+            if not 0 < column < width:
+                raise StepwiseError(f"tag column {column} out of range for {width} columns", path=path,
+                                    line=number, fix=f"pass --tag-column between 1 and {width - 1}")
+            tag = fields[column]
+            check_tag(tag, path, number)
+            tags.append(tag)
+    if words:
+        sentences.append(Example(words, tags if tags else None, start))
+    if not sentences:
+        raise StepwiseError("no sentences found", path=path, fix="give one token per line, blank line between "
+                            "sentences")
+    return sentences
+
+
+def check_tag(tag: str, path: str | Path, line: int) -> None:
+    if tag == "O":
+        return
+    prefix, _, kind = tag.partition("-")
+    if prefix not in PREFIXES or not kind:
+        raise StepwiseError(f"unknown tag scheme for tag {tag!r}", path=path, line=line,
+                            fix="use BIO (B-X, I-X, O) or IOBES (B-X, I-X, E-X, S-X, O) tags")
+
+
+def detect_scheme(tag_lists: list[list[str]]) -> str:
+    """IOBES when any E-/S- tag occurs, else BIO."""
+    return "IOBES" if any(t[:2] in ("E-", "S-") for tags in tag_lists for t in tags) else "BIO"
+
+
+def repair(tags: list[str], scheme: str = "BIO") -> tuple[list[str], int]:
+    """Make a tag sequence valid: an entity must begin with B- (or S-); returns the tags and the fix count.
+
+    BIO: I-X after O or another type becomes B-X. IOBES additionally closes entities: a B-X/I-X not
+    followed by I-X/E-X becomes S-X/E-X.
+    """
+    out = list(tags)
+    fixes = 0
+    for i, tag in enumerate(out):
+        if tag[:2] in ("I-", "E-"):
+            prev = out[i - 1] if i else "O"
+            if prev == "O" or prev[2:] != tag[2:] or prev[:2] in ("E-", "S-"):
+                out[i] = ("B-" if tag[:2] == "I-" or scheme == "BIO" else "S-") + tag[2:]
+                if scheme == "IOBES" and tag[:2] == "I-":
+                    out[i] = "B-" + tag[2:]
+                fixes += 1
+    if scheme == "IOBES":
+        for i, tag in enumerate(out):
+            nxt = out[i + 1] if i + 1 < len(out) else "O"
+            continues = nxt[:2] in ("I-", "E-") and nxt[2:] == tag[2:]
+            if tag[:2] == "B-" and not continues:
+                out[i] = "S-" + tag[2:]
+                fixes += 1
+            elif tag[:2] == "I-" and not continues:
+                out[i] = "E-" + tag[2:]
+                fixes += 1
+    return out, fixes

@@ -1,0 +1,204 @@
+"""Token classification (NER): a tag per word, first-sub-token labels, windows for long sentences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from seqeval.metrics import classification_report
+from seqeval.metrics.sequence_labeling import get_entities
+from seqeval.scheme import IOB2, IOBES
+from transformers import PreTrainedTokenizerBase
+
+from stepwise.data.batching import IGNORE_INDEX, Feature
+from stepwise.data.conll import repair
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.tasks.base import Task
+
+SHAPES = 7  # 0 special/padding, then the word shapes below
+
+
+def word_shape(word: str) -> int:
+    """Casing survives here even when the tokenizer lower-cases: a strong cue for names."""
+    if any(c.isdigit() for c in word):
+        return 5
+    if not any(c.isalpha() for c in word):
+        return 6
+    if word.islower():
+        return 1
+    if word.isupper():
+        return 3 if len(word) > 1 else 2
+    if word[0].isupper() and (len(word) == 1 or word[1:].islower()):
+        return 2
+    return 4
+
+
+def words_of(example: Example) -> list[str]:
+    return example.text if isinstance(example.text, list) else str(example.text).split()
+
+
+class TagTask(Task):
+    name = "tag"
+    pooling = "token"
+    default_metric = "f1"
+
+    def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
+                 **options: Any) -> None:
+        super().__init__(labels, scheme=scheme, casing=casing, strict=strict, **options)
+        self.scheme = scheme
+        self.casing = casing
+        self.strict = strict
+
+    @property
+    def extra_inputs(self) -> dict[str, int]:
+        return {"shape_ids": SHAPES} if self.casing else {}
+
+    @staticmethod
+    def collect_labels(examples: list[Example]) -> list[str]:
+        tags = {t for ex in examples for t in (ex.label or [])}
+        return ["O"] + sorted(tags - {"O"}, key=lambda t: (t[2:], t[:2]))
+
+    def check_labels(self, examples: list[Example], path: str) -> None:
+        for ex in examples:
+            for tag in ex.label or []:
+                if tag not in self.label_to_id:
+                    raise StepwiseError(f"tag {tag!r} never appears in the training data", path=path, line=ex.line,
+                                        fix="fix the tag or add examples of it to the training file")
+
+    def prepare(self, examples: list[Example]) -> int:
+        """Repair invalid gold sequences (I- after O or another type) in place; returns the count."""
+        fixes = 0
+        for ex in examples:
+            if ex.label:
+                ex.label, n = repair(list(ex.label), self.scheme)
+                fixes += n
+        return fixes
+
+    # --- encoding: words → sub-tokens, label on the first sub-token, windows past max_length ----------------
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
+               with_labels: bool = True) -> list[Feature]:
+        word_lists = [words_of(ex) for ex in examples]
+        encoded = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False,
+                            return_attention_mask=False, return_token_type_ids=False)
+        budget = max_length - 2
+        features: list[Feature] = []
+        for ei, (ex, words) in enumerate(zip(examples, word_lists)):
+            pieces: list[list[int]] = [[] for _ in words]
+            for token_id, word in zip(encoded["input_ids"][ei], encoded.word_ids(ei)):
+                if word is not None:
+                    pieces[word].append(token_id)
+            pieces = [(p or [tokenizer.unk_token_id])[:budget] for p in pieces]
+            tags = ex.label if with_labels and ex.label else None
+            for start, end in windows([len(p) for p in pieces], budget):
+                features.append(self._window(tokenizer, ei, start, end, pieces, words, tags))
+        return features
+
+    def _window(self, tokenizer: PreTrainedTokenizerBase, example: int, start: int, end: int,
+                pieces: list[list[int]], words: list[str], tags: list[str] | None) -> Feature:
+        ids, first, labels, shapes = [tokenizer.cls_token_id], [0], [IGNORE_INDEX], [0]
+        for w in range(start, end):
+            ids.extend(pieces[w])
+            first.extend([1] + [0] * (len(pieces[w]) - 1))
+            label = self.label_to_id[tags[w]] if tags else IGNORE_INDEX
+            labels.extend([label] + [IGNORE_INDEX] * (len(pieces[w]) - 1))
+            shapes.extend([word_shape(words[w])] * len(pieces[w]))
+        ids.append(tokenizer.sep_token_id)
+        first.append(0)
+        labels.append(IGNORE_INDEX)
+        shapes.append(0)
+        feature: Feature = {"input_ids": ids, "word_mask": first, "_example": example, "_start": start}
+        if tags:
+            feature["labels"] = labels
+        if self.casing:
+            feature["shape_ids"] = shapes
+        return feature
+
+    def decode(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        probs = torch.softmax(logits.float(), dim=-1)
+        mask = batch["word_mask"].bool()
+        return [probs[i][mask[i]].numpy() for i in range(probs.shape[0])]
+
+    def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
+        """Average the word probabilities of overlapping windows back into one array per sentence."""
+        total = [np.zeros((len(words_of(ex)), len(self.labels)), dtype=np.float32) for ex in examples]
+        count = [np.zeros((len(words_of(ex)), 1), dtype=np.float32) for ex in examples]
+        for feature, p in zip(features, probs):
+            ei, start = feature["_example"], feature["_start"]
+            total[ei][start:start + len(p)] += p
+            count[ei][start:start + len(p)] += 1
+        return [t / np.maximum(c, 1) for t, c in zip(total, count)]
+
+    def to_labels(self, probs: np.ndarray) -> list[str]:
+        tags = [self.labels[i] for i in np.argmax(probs, axis=-1)]
+        return repair(tags, self.scheme)[0]
+
+    # --- output ---------------------------------------------------------------------------------
+    def entities(self, words: list[str], tags: list[str]) -> list[dict[str, Any]]:
+        return [{"type": kind, "start": start, "end": end, "text": " ".join(words[start:end + 1])}
+                for kind, start, end in get_entities(tags)]
+
+    def prediction_record(self, example: Example, probs: np.ndarray) -> dict[str, Any]:
+        words, tags = words_of(example), self.to_labels(probs)
+        record: dict[str, Any] = {"tokens": words, "tags": tags, "entities": self.entities(words, tags)}
+        if example.label:
+            record["gold"] = list(example.label)
+        return record
+
+    def prediction_tsv(self, example: Example, probs: np.ndarray) -> str:
+        words, tags = words_of(example), self.to_labels(probs)
+        gold = example.label or [None] * len(words)
+        lines = [f"{w}\t{t}" + (f"\t{g}" if g else "") for w, t, g in zip(words, tags, gold)]
+        return "\n".join(lines) + "\n"
+
+    # --- scoring (seqeval semantics: entity-level, micro-averaged) ------------------------------
+    def _report(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+        options: dict[str, Any] = {"zero_division": 0, "output_dict": True}
+        if self.strict:
+            options.update(mode="strict", scheme=IOBES if self.scheme == "IOBES" else IOB2)
+        return classification_report(gold, pred, **options)
+
+    def metrics(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+        report = self._report(gold, pred)
+        micro, macro = report.pop("micro avg"), report.pop("macro avg")
+        report.pop("weighted avg", None)
+        tokens = sum(len(g) for g in gold)
+        correct = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p))
+        return {"f1": float(micro["f1-score"]), "precision": float(micro["precision"]),
+                "recall": float(micro["recall"]), "macro_f1": float(macro["f1-score"]),
+                "token_accuracy": correct / max(tokens, 1),
+                "per_type": {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
+                                 "f1": float(v["f1-score"]), "support": int(v["support"])} for k, v in report.items()},
+                "n": len(gold)}
+
+    def report_text(self, gold: list[list[str]], pred: list[list[str]]) -> str:
+        options: dict[str, Any] = {"digits": 4, "zero_division": 0}
+        if self.strict:
+            options.update(mode="strict", scheme=IOBES if self.scheme == "IOBES" else IOB2)
+        m = self.metrics(gold, pred)
+        return (f"{classification_report(gold, pred, **options)}\n"
+                f"entity-level micro F1 {m['f1']:.4f} (P {m['precision']:.4f}, R {m['recall']:.4f}); "
+                f"token accuracy {m['token_accuracy']:.4f}; mode {'strict' if self.strict else 'conlleval'}\n")
+
+
+def windows(piece_counts: list[int], budget: int, overlap: int | None = None) -> list[tuple[int, int]]:
+    """Word ranges [start, end) whose sub-tokens fit `budget`; consecutive windows share ~budget/4 tokens."""
+    overlap = budget // 4 if overlap is None else overlap
+    spans: list[tuple[int, int]] = []
+    start, n = 0, len(piece_counts)
+    if n == 0:
+        return [(0, 0)]
+    while True:
+        used, end = 0, start
+        while end < n and used + piece_counts[end] <= budget:
+            used += piece_counts[end]
+            end += 1
+        spans.append((start, end))
+        if end >= n:
+            return spans
+        back, shared = end, 0
+        while back - 1 > start and shared + piece_counts[back - 1] <= overlap:
+            back -= 1
+            shared += piece_counts[back]
+        start = back
