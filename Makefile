@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench bench-classify clean
+.PHONY: install demo test lint bench bench-classify bench-tag clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,13 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q
 
-bench: bench-classify
+bench: bench-classify bench-tag
+
+bench-tag: $(STAMP)
+	cd bench && ../$(BIN)/python tag.py
 
 bench-classify: $(STAMP)
-	$(BIN)/python bench/classify.py
+	cd bench && ../$(BIN)/python classify.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

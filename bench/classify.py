@@ -88,7 +88,8 @@ def main() -> None:
     if "hf" in parts:
         rows.append(hf_trainer(train, test, args.hf_epochs))
     if "same" in parts:
-        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0, "max_length": 256}
+        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0, "max_length": 256,
+                "patience": None}
         rows.append(stepwise_run("same settings", train, dev, test, **same))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended defaults", train, dev, test))

@@ -2,8 +2,9 @@
 
 from stepwise.api import Run, evaluate, train
 from stepwise.config import TrainConfig
+from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 from stepwise.predictor import Predictor, load
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "Run", "StepwiseError", "TrainConfig", "evaluate", "load", "train", "__version__"]
+__all__ = ["Example", "Predictor", "Run", "StepwiseError", "TrainConfig", "evaluate", "load", "train", "__version__"]

@@ -21,6 +21,7 @@ from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.infer import resolve_precision
 from stepwise.model import TaskModel, load_tokenizer
 from stepwise.predictor import Predictor, load
+from stepwise.refine.policy import PREV
 from stepwise.report import plot_curves, write_reports
 from stepwise.tasks import get_task, task_class
 from stepwise.train.checkpoint import CHECKPOINT
@@ -49,7 +50,12 @@ def seed_everything(seed: int) -> None:
 
 def read_split(cfg: TrainConfig, path: str) -> list[Example]:
     return read_examples(path, fmt=cfg.format, text_column=cfg.text_column, label_column=cfg.label_column,
-                         tag_column=cfg.tag_column)
+                         tag_column=cfg.tag_column, prefer=preferred_format(cfg.task))
+
+
+def preferred_format(task: str) -> str | None:
+    """Tagging data in .txt (or no extension) is CoNLL, as CoNLL-2003 itself is shipped."""
+    return "conll" if task == "tag" else None
 
 
 def _write_split(path: Path, examples: list[Example]) -> None:
@@ -109,15 +115,19 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
             task.check_labels(data[split], getattr(cfg, split) or str(run_dir / "splits" / f"{split}.jsonl"))
     precision = resolve_precision(cfg.precision)
     tokenizer = load_tokenizer(cfg.model)
-    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, task.extra_inputs)
+    extra_inputs = dict(task.extra_inputs)
+    if cfg.refine_steps > 1:
+        extra_inputs[PREV] = len(labels) + 1  # label id + 1; 0 = "no prediction yet"
+    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, extra_inputs)
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(run_dir / "labels.json", labels)
 
     features = {split: task.encode(tokenizer, exs, cfg.max_length) for split, exs in data.items()}
     predictor = Predictor(model, tokenizer, task, max_length=cfg.max_length, batch_size=cfg.eval_batch_size,
-                          precision=precision)
+                          precision=precision, steps=cfg.refine_steps)
     meta = {"task": cfg.task, "labels": labels, "max_length": cfg.max_length,
-            "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options}
+            "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
+            "refine_steps": cfg.refine_steps}
 
     state = fit(model, task, features["train"], lambda: predictor.score(data["dev"], features["dev"])["metrics"],
                 cfg, run_dir, pad_id=tokenizer.pad_token_id, precision=precision,
@@ -164,9 +174,24 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
 
 
-def evaluate(run: str | Path, data: str | Path, **read_options: Any) -> dict[str, Any]:
-    """Score a run on a labeled file; returns the metrics and the report text."""
+def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, confidence: float | None = None,
+             time_budget_ms: float | None = None, keep: str = "last", **read_options: Any) -> dict[str, Any]:
+    """Score a run on a labeled file, step by step: metrics, report, and per-step quality/changes/latency."""
     predictor = load(run)
-    examples = read_examples(data, **read_options)
-    predictor.task.check_labels(examples, str(data))
-    return predictor.score(examples)
+    examples = read_examples(data, prefer=preferred_format(predictor.task.name), **read_options)
+    task = predictor.task
+    task.check_labels(examples, str(data))
+    task.prepare(examples)
+    result = predictor.refine(examples, steps=steps, confidence=confidence, time_budget_ms=time_budget_ms,
+                              keep=keep)
+    gold = [ex.label for ex in examples]
+    metric = task.default_metric
+    per_step = []
+    for stat in result.stats:
+        scores = task.metrics(gold, [task.ids_to_labels(p) for p in result.at_step(stat.step)])
+        per_step.append({"step": stat.step, metric: scores[metric], "changed": round(stat.changed, 4),
+                         "active": stat.active, "seconds": round(stat.seconds, 4),
+                         "ms_per_example": round(1000 * stat.seconds / max(len(examples), 1), 3)})
+    pred = [task.ids_to_labels(p) for p in result.predictions]
+    return {"metrics": task.metrics(gold, pred), "report": task.report_text(gold, pred), "steps": per_step,
+            "mean_steps": result.mean_steps, "result": result, "examples": examples, "pred": pred}

@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p_eval.add_argument("run")
     p_eval.add_argument("--data", required=True, help="labeled file")
     p_eval.add_argument("--json", action="store_true", help="print the metrics as one JSON line last")
+    p_eval.add_argument("--plot", help="write a PNG of quality against steps and latency")
     _add_read_flags(p_eval)
+    _add_refine_flags(p_eval)
 
     p_pred = sub.add_parser("predict", help="predict labels for a file or stdin")
     p_pred.add_argument("run")
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--format", choices=["jsonl", "tsv", "conll"], default="jsonl", help="output format")
     p_pred.add_argument("--output", help="write here instead of stdout (atomically)")
     _add_read_flags(p_pred)
+    _add_refine_flags(p_pred)
 
     p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM")
     p_demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
@@ -74,6 +77,39 @@ def _add_read_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", help="text column name or 0-based index")
     parser.add_argument("--label-column", help="label column name or 0-based index")
     parser.add_argument("--tag-column", type=int, help="CoNLL tag column (default: last)")
+
+
+def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="refinement steps T (default: the run's --refine-steps)")
+    parser.add_argument("--confidence", type=float, help="stop an example once its confidence reaches this")
+    parser.add_argument("--time-budget-ms", type=float, help="start no new step after this many milliseconds")
+    parser.add_argument("--keep", choices=["last", "best"], default="last",
+                        help="return the last step or the step the model scores highest")
+    parser.add_argument("--trace", help="write every step of every example to this JSONL file")
+
+
+def _refine_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.steps is not None and args.steps < 1:
+        raise StepwiseError(f"--steps must be at least 1, got {args.steps}", fix="pass --steps 1 or more")
+    if args.confidence is not None and not 0 < args.confidence <= 1:
+        raise StepwiseError(f"--confidence must be in (0, 1], got {args.confidence}", fix="e.g. --confidence 0.95")
+    return {"steps": args.steps, "confidence": args.confidence, "time_budget_ms": args.time_budget_ms,
+            "keep": args.keep}
+
+
+def _write_trace(path: str, task: Any, result: Any) -> None:
+    from stepwise.files import atomic_write_text
+
+    lines = []
+    for i, (history, scores) in enumerate(zip(result.history, result.scores)):
+        steps = [{"step": t + 1, "prediction": _plain(task.ids_to_labels(p)), "score": round(s, 6)}
+                 for t, (p, s) in enumerate(zip(history, scores))]
+        lines.append(json.dumps({"index": i, "steps": steps, "chosen_step": result.chosen_step[i]}))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (str, list)) else str(value)
 
 
 def _read_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,12 +138,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from stepwise.api import evaluate
 
-    score = evaluate(args.run, args.data, **_read_options(args))
+    score = evaluate(args.run, args.data, **_read_options(args), **_refine_options(args))
+    result = score.pop("result")
+    if args.trace:
+        from stepwise.predictor import load
+
+        _write_trace(args.trace, load(args.run).task, result)
+    if args.plot:
+        from stepwise.report.curves import plot_steps
+
+        plot_steps(score["steps"], args.plot)
     if args.json:
         metrics = {k: v for k, v in score["metrics"].items() if k != "confusion_matrix"}
-        print(json.dumps({"task": _task_of(args.run), "data": str(args.data), **metrics}))
+        print(json.dumps({"task": _task_of(args.run), "data": str(args.data), **metrics, "steps": score["steps"],
+                          "mean_steps": score["mean_steps"]}))
     else:
         print(score["report"])
+        if len(score["steps"]) > 1:
+            for row in score["steps"]:
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
+            print(f"mean steps per example: {score['mean_steps']:.2f}")
     return 0
 
 
@@ -123,10 +173,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = load(args.run)
     opts = _read_options(args)
+    from stepwise.api import preferred_format
+
     if args.input == "-" and opts["fmt"] is None:
         opts["fmt"] = "conll" if predictor.task.name == "tag" else "tsv"
-    examples = read_examples(args.input, require_labels=False, **opts)
-    probs = predictor.probabilities(examples)
+    if predictor.task.name == "tag":
+        opts["label_column"] = None  # plain-text input for a tagger: one sentence per line
+    examples = read_examples(args.input, require_labels=False, prefer=preferred_format(predictor.task.name), **opts)
+    result = predictor.refine(examples, **_refine_options(args))
+    probs = result.outputs
+    if args.trace:
+        _write_trace(args.trace, predictor.task, result)
     text = format_predictions(predictor.task, examples, probs, args.format)
     if args.output:
         from stepwise.files import atomic_write_text

@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
     dropout: Optional[float] = Field(None, ge=0, lt=1, description="override encoder and head dropout")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for cross-entropy")
     eval_every: Optional[int] = Field(None, gt=0, description="evaluate every N steps (default: each epoch)")
-    patience: Optional[int] = Field(None, gt=0, description="stop after N evaluations without improvement")
+    patience: Optional[int] = Field(2, gt=0, description="stop after N evaluations without improvement")
     metric: Optional[str] = Field(None, description="dev metric for early stopping and best checkpoint")
     seed: int = Field(0, description="random seed")
     resume: bool = Field(False, description="continue an interrupted run in --out")
@@ -52,6 +52,10 @@ class TrainConfig(BaseModel):
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
     threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
     quiet: bool = Field(False, description="no progress bar")
+    refine_steps: int = Field(1, ge=1, le=8, description="train a refiner y_t = f(x, y_t-1) used for up to T "
+                              "steps at inference (1 = single-step model)")
+    refine_noise: float = Field(0.1, ge=0, lt=1, description="refiner: share of previous labels corrupted in "
+                                "training")
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
     casing: Optional[bool] = Field(None, description="tag: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")

@@ -14,6 +14,8 @@ from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 from stepwise.infer import predict_features, resolve_precision
 from stepwise.model import TaskModel
+from stepwise.refine import RefineResult, refine
+from stepwise.refine.policy import PREV, ModelPolicy
 from stepwise.tasks import Task, get_task
 
 
@@ -21,13 +23,19 @@ class Predictor:
     """Wraps model, tokenizer and task; inference is length-sorted internally, results in input order."""
 
     def __init__(self, model: TaskModel, tokenizer: PreTrainedTokenizerBase, task: Task, *, max_length: int = 256,
-                 batch_size: int = 64, precision: str = "auto") -> None:
+                 batch_size: int = 64, precision: str = "auto", steps: int = 1) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.task = task
         self.max_length = max_length
         self.batch_size = batch_size
         self.precision = resolve_precision(precision)
+        self.steps = steps
+
+    @property
+    def is_refiner(self) -> bool:
+        """A refiner reads its previous prediction; a single-step model has no such input."""
+        return PREV in self.model.extra_inputs
 
     @property
     def labels(self) -> list[str]:
@@ -38,11 +46,25 @@ class Predictor:
 
     def probabilities(self, examples: list[Example], features: list[Feature] | None = None) -> list[Any]:
         """Per-example probabilities (an array per text, or per word for tagging)."""
+        if self.is_refiner:
+            return self.refine(examples, features).outputs
         if features is None:
             features = self.task.encode(self.tokenizer, examples, self.max_length, with_labels=False)
         probs = predict_features(self.model, self.task, features, batch_size=self.batch_size,
                                  precision=self.precision, pad_id=self.tokenizer.pad_token_id)
         return self.task.merge(examples, features, probs)
+
+    def refine(self, examples: list[Example], features: list[Feature] | None = None, *, steps: int | None = None,
+               confidence: float | None = None, time_budget_ms: float | None = None, keep: str = "last",
+               stop_on_no_change: bool = True) -> RefineResult:
+        """Predict in up to `steps` steps, each seeing the previous one (a single-step model runs 1 step)."""
+        if features is None:
+            features = self.task.encode(self.tokenizer, examples, self.max_length, with_labels=False)
+        policy = ModelPolicy(self.model, self.task, examples, features, batch_size=self.batch_size,
+                             precision=self.precision, pad_id=self.tokenizer.pad_token_id)
+        steps = (steps or self.steps) if self.is_refiner else 1
+        return refine(policy, len(examples), steps=steps, confidence=confidence, time_budget_ms=time_budget_ms,
+                      keep=keep, stop_on_no_change=stop_on_no_change)
 
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray | list[np.ndarray]:
         """Classification: an (n, classes) array, columns in `labels` order. Tagging: one array per text."""
@@ -71,6 +93,6 @@ def load(run: str | Path, **overrides: Any) -> Predictor:
     model, tokenizer, meta = TaskModel.from_pretrained(model_dir)
     task = get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
-               "precision": meta.get("precision", "auto")}
+               "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return Predictor(model, tokenizer, task, **options)

@@ -66,7 +66,8 @@ def tiny_options(tiny_model: str, files: dict[str, Path], out: Path, **overrides
     """Fast training settings for the tiny model; fp32 so results are exact across machines."""
     options: dict[str, object] = {"task": "classify", "train": str(files["train"]), "dev": str(files["dev"]),
                                   "test": str(files["test"]), "out": str(out), "model": tiny_model, "epochs": 3,
-                                  "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1}
+                                  "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1,
+                                  "patience": None}
     options.update(overrides)
     return options
 

@@ -28,10 +28,13 @@ TABLE_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl",
                  ".conll": "conll", ".bio": "conll", ".iob": "conll", ".iobes": "conll"}
 
 
-def detect_format(path: str | Path, fmt: str | None = None) -> str:
+def detect_format(path: str | Path, fmt: str | None = None, prefer: str | None = None) -> str:
+    """The explicit format, else by extension; `prefer` decides for .txt and unknown extensions."""
     if fmt:
         return fmt
     suffix = Path(path).suffix.lower()
+    if prefer and (suffix == ".txt" or suffix not in TABLE_FORMATS):
+        return prefer
     if suffix not in TABLE_FORMATS:
         raise StepwiseError(f"cannot tell the format from the extension {suffix!r}", path=path,
                             fix="use .tsv, .csv, .jsonl or .conll, or pass --format")
@@ -111,9 +114,9 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
 
 def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str | int | None = None,
                   label_column: str | int | None = None, require_labels: bool = True,
-                  tag_column: int | None = None) -> list[Example]:
+                  tag_column: int | None = None, prefer: str | None = None) -> list[Example]:
     """Read a labeled file. With require_labels=False a missing label column is allowed (prediction)."""
-    fmt = detect_format(path, fmt)
+    fmt = detect_format(path, fmt, prefer)
     if fmt == "conll":
         from stepwise.data.conll import read_conll
         return read_conll(path, tag_column=tag_column, require_labels=require_labels)

@@ -31,3 +31,23 @@ def plot_curves(metrics_path: Path, out_path: Path, metric: str) -> None:
     fig.tight_layout()
     atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+def plot_steps(rows: list[dict], out_path: str | Path) -> None:
+    """Quality against refinement step and against cumulative latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next(k for k in rows[0] if k not in ("step", "changed", "active", "seconds", "ms_per_example"))
+    fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_step.plot([r["step"] for r in rows], [r[metric] for r in rows], marker="o")
+    ax_step.set_xlabel("refinement step")
+    ax_step.set_ylabel(metric)
+    ax_time.plot([r["ms_per_example"] for r in rows], [r[metric] for r in rows], marker="o", color="tab:green")
+    ax_time.set_xlabel("cumulative latency (ms per example)")
+    ax_time.set_ylabel(metric)
+    fig.tight_layout()
+    atomic_write(Path(out_path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -91,6 +91,28 @@ class Task(ABC):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
                                ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
+    # --- refinement: the previous step's prediction as a per-token input ---------------------
+    def prediction_ids(self, probs: Any) -> Any:
+        """Label ids from probabilities (one id, or one per word)."""
+        return np.argmax(probs, axis=-1)
+
+    def ids_to_labels(self, ids: Any) -> Any:
+        if np.ndim(ids) == 0:
+            return self.labels[int(ids)]
+        return [self.labels[int(i)] for i in ids]
+
+    @abstractmethod
+    def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
+        """The part of an example's prediction that one feature (window) covers."""
+
+    @abstractmethod
+    def prev_ids(self, feature: Feature, ids: Any) -> list[int]:
+        """Per-token ids of the previous prediction for `feature` (label id + 1; 0 = none yet)."""
+
+    @abstractmethod
+    def confidence(self, probs: Any) -> float:
+        """The model's own score of a prediction, used to stop early and to keep the best step."""
+
     def units(self, features: list[Feature]) -> int:
         """How many examples (sentences) a list of features covers, for throughput."""
         return len({f.get("_example", i) for i, f in enumerate(features)})

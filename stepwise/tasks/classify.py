@@ -60,6 +60,15 @@ class ClassifyTask(Task):
     def to_labels(self, probs: np.ndarray) -> str:
         return self.labels[int(np.argmax(probs))]
 
+    def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
+        return example_ids
+
+    def prev_ids(self, feature: Feature, ids: Any) -> list[int]:
+        return [int(ids) + 1] * len(feature["input_ids"])
+
+    def confidence(self, probs: np.ndarray) -> float:
+        return float(np.max(probs))
+
     def prediction_record(self, example: Example, probs: np.ndarray) -> dict[str, Any]:
         record: dict[str, Any] = {"text": example.text, "label": self.to_labels(probs),
                                   "probs": {label: round(float(p), 6) for label, p in zip(self.labels, probs)}}

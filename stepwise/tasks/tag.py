@@ -134,6 +134,26 @@ class TagTask(Task):
         tags = [self.labels[i] for i in np.argmax(probs, axis=-1)]
         return repair(tags, self.scheme)[0]
 
+    def prediction_ids(self, probs: np.ndarray) -> np.ndarray:
+        """Repaired tags as ids, so the next step sees a well-formed sequence."""
+        return np.array([self.label_to_id[t] for t in self.to_labels(probs)], dtype=np.int64)
+
+    def slice_prediction(self, feature: Feature, example_ids: np.ndarray) -> np.ndarray:
+        start = feature["_start"]
+        return example_ids[start:start + sum(feature["word_mask"])]
+
+    def prev_ids(self, feature: Feature, ids: np.ndarray) -> list[int]:
+        """Every sub-token of a word carries the word's previous tag; [CLS]/[SEP] carry none."""
+        out, word = [], -1
+        for first in feature["word_mask"]:
+            word += first
+            out.append(int(ids[word]) + 1 if word >= 0 else 0)
+        out[-1] = 0
+        return out
+
+    def confidence(self, probs: np.ndarray) -> float:
+        return float(np.mean(np.max(probs, axis=-1))) if len(probs) else 1.0
+
     # --- output ---------------------------------------------------------------------------------
     def entities(self, words: list[str], tags: list[str]) -> list[dict[str, Any]]:
         return [{"type": kind, "start": start, "end": end, "text": " ".join(words[start:end + 1])}

@@ -21,6 +21,7 @@ from stepwise.config import TrainConfig
 from stepwise.data.batching import Feature, collate, length_grouped_batches
 from stepwise.infer import autocast
 from stepwise.model import TaskModel
+from stepwise.refine.policy import PREV, RefinerTraining
 from stepwise.tasks.base import Task
 from stepwise.train.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from stepwise.train.flops import matmul_peak, non_embedding_params, train_flops
@@ -83,6 +84,7 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     n_params, config = non_embedding_params(model), model.encoder.config
     peak = matmul_peak(precision)
 
+    refiner = RefinerTraining(task, cfg.refine_noise, pad_id, precision) if PREV in model.extra_inputs else None
     state = LoopState()
     ckpt_path = run_dir / CHECKPOINT
     ckpt = load_checkpoint(ckpt_path) if cfg.resume else None
@@ -137,6 +139,8 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
             step_loss = 0.0
             for idx in group:
                 feats = [train_features[i] for i in idx]
+                if refiner is not None:
+                    feats = refiner.inputs(model, feats)
                 batch = collate(feats, pad_id)
                 with autocast(precision):
                     logits = model(**batch)

@@ -1,0 +1,84 @@
+"""The refinement policy backed by a task model: the previous prediction enters as per-token ids."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from stepwise.data.batching import Feature, collate
+from stepwise.data.readers import Example
+from stepwise.infer import autocast, predict_features
+from stepwise.tasks.base import Task
+
+PREV = "prev_ids"
+
+
+def with_previous(task: Task, feature: Feature, ids: Any | None) -> Feature:
+    """A copy of `feature` carrying the previous prediction (None: the learned 'no prediction yet')."""
+    out = dict(feature)
+    out[PREV] = [0] * len(feature["input_ids"]) if ids is None else task.prev_ids(feature, ids)
+    return out
+
+
+class ModelPolicy:
+    """Runs the model on the active examples' features, each with its example's previous prediction."""
+
+    def __init__(self, model: torch.nn.Module, task: Task, examples: list[Example], features: list[Feature], *,
+                 batch_size: int, precision: str, pad_id: int) -> None:
+        self.model, self.task, self.examples, self.features = model, task, examples, features
+        self.options = {"batch_size": batch_size, "precision": precision, "pad_id": pad_id}
+        self.by_example: dict[int, list[int]] = {}
+        for fi, feature in enumerate(features):
+            self.by_example.setdefault(feature["_example"], []).append(fi)
+
+    def act(self, indices: list[int], previous: list[Any | None]) -> tuple[list[Any], list[float], list[Any]]:
+        feats = []
+        for k, (i, prev) in enumerate(zip(indices, previous)):
+            for fi in self.by_example.get(i, []):
+                feature = self.features[fi]
+                part = None if prev is None else self.task.slice_prediction(feature, prev)
+                feats.append({**with_previous(self.task, feature, part), "_example": k})
+        probs = predict_features(self.model, self.task, feats, **self.options)
+        merged = self.task.merge([self.examples[i] for i in indices], feats, probs)
+        return ([self.task.prediction_ids(p) for p in merged], [self.task.confidence(p) for p in merged], merged)
+
+
+class RefinerTraining:
+    """Inputs for training step t on the model's own step t-1 predictions (made on the fly), corrupted.
+
+    Half of the batches train the first step (no previous prediction); the other half see the current
+    model's own first-step predictions with a share `noise` of positions replaced by a random label, so
+    the model learns to keep what is right and fix what is wrong.
+    """
+
+    def __init__(self, task: Task, noise: float, pad_id: int, precision: str) -> None:
+        self.task, self.noise, self.pad_id, self.precision = task, noise, pad_id, precision
+
+    def inputs(self, model: torch.nn.Module, feats: list[Feature]) -> list[Feature]:
+        first = [with_previous(self.task, f, None) for f in feats]
+        if random.random() < 0.5:
+            return first
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast(self.precision):
+            batch = collate(first, self.pad_id)
+            probs = self.task.decode(model(**batch), batch)
+        model.train(was_training)
+        out = []
+        for feature, p in zip(feats, probs):
+            ids = self.task.prediction_ids(p)
+            ids = self._corrupt(ids)
+            out.append(with_previous(self.task, feature, ids))
+        return out
+
+    def _corrupt(self, ids: Any) -> Any:
+        n_labels = len(self.task.labels)
+        if getattr(ids, "ndim", 0) == 0:
+            return random.randrange(n_labels) if random.random() < self.noise else int(ids)
+        ids = ids.copy()
+        for j in range(len(ids)):
+            if random.random() < self.noise:
+                ids[j] = random.randrange(n_labels)
+        return ids
