@@ -21,8 +21,13 @@ RECOMMENDED = {"casing": True, "lr": 1e-4, "epochs": 3, "batch_size": 32}
 def hf_trainer(train_path, test_path, epochs: float) -> dict:
     import numpy as np
     from seqeval.metrics import f1_score, precision_score, recall_score
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
 
     from stepwise.data.conll import read_conll
     from stepwise.model import default_model_dir

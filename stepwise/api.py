@@ -23,6 +23,7 @@ from stepwise.model import TaskModel, load_tokenizer
 from stepwise.predictor import Predictor, load
 from stepwise.refine.policy import PREV
 from stepwise.report import plot_curves, write_reports
+from stepwise.rl import ReinforceObjective, get_reward
 from stepwise.tasks import get_task, task_class
 from stepwise.train.checkpoint import CHECKPOINT
 from stepwise.train.loop import Callback, fit
@@ -107,31 +108,57 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
     started = time.perf_counter()
 
     data = prepare_data(cfg, run_dir)
-    labels = task_class(cfg.task).collect_labels(data["train"])
-    task = get_task(cfg.task, labels, **task_options(cfg, data["train"]))
+    if cfg.init_from:
+        model, tokenizer, meta = TaskModel.from_pretrained(_model_dir(cfg.init_from))
+        if meta["task"] != cfg.task:
+            raise StepwiseError(f"the run is a {meta['task']} run, not {cfg.task}", path=cfg.init_from,
+                                fix=f"pass --task {meta['task']}")
+        labels = meta["labels"]
+        task = get_task(cfg.task, labels, **meta.get("task_options", {}))
+    else:
+        labels = task_class(cfg.task).collect_labels(data["train"])
+        task = get_task(cfg.task, labels, **task_options(cfg, data["train"]))
     repaired = {split: task.prepare(exs) for split, exs in data.items()} if cfg.repair else {}
     for split in ("dev", "test"):
         if split in data:
             task.check_labels(data[split], getattr(cfg, split) or str(run_dir / "splits" / f"{split}.jsonl"))
+    if cfg.init_from:
+        task.check_labels(data["train"], cfg.train)
     precision = resolve_precision(cfg.precision)
-    tokenizer = load_tokenizer(cfg.model)
-    extra_inputs = dict(task.extra_inputs)
-    if cfg.refine_steps > 1:
-        extra_inputs[PREV] = len(labels) + 1  # label id + 1; 0 = "no prediction yet"
-    model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, extra_inputs)
+    if not cfg.init_from:
+        tokenizer = load_tokenizer(cfg.model)
+        extra_inputs = dict(task.extra_inputs)
+        if cfg.refine_steps > 1:
+            extra_inputs[PREV] = len(labels) + 1  # label id + 1; 0 = "no prediction yet"
+        model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, extra_inputs)
+    refine_steps = meta.get("refine_steps", 1) if cfg.init_from else cfg.refine_steps
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(run_dir / "labels.json", labels)
 
     features = {split: task.encode(tokenizer, exs, cfg.max_length) for split, exs in data.items()}
     predictor = Predictor(model, tokenizer, task, max_length=cfg.max_length, batch_size=cfg.eval_batch_size,
-                          precision=precision, steps=cfg.refine_steps)
+                          precision=precision, steps=refine_steps)
     meta = {"task": cfg.task, "labels": labels, "max_length": cfg.max_length,
             "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
-            "refine_steps": cfg.refine_steps}
+            "refine_steps": refine_steps}
 
-    state = fit(model, task, features["train"], lambda: predictor.score(data["dev"], features["dev"])["metrics"],
-                cfg, run_dir, pad_id=tokenizer.pad_token_id, precision=precision,
-                save_best=lambda: model.save_pretrained(run_dir / "model", tokenizer, meta), callbacks=callbacks)
+    reward = get_reward(cfg.reward) if cfg.reward else None
+    objective = None
+    if cfg.reward:
+        objective = ReinforceObjective(task, model, reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
+                                       kl_coef=cfg.kl_coef, precision=precision)
+
+    def evaluate_dev() -> dict[str, Any]:
+        score = predictor.score(data["dev"], features["dev"])
+        if reward is not None and cfg.dev_metric(task.default_metric) == "reward":
+            # the dev reward of the greedy prediction, for early stopping in rl
+            gold = [ex.label for ex in data["dev"]]
+            score["metrics"]["reward"] = sum(map(reward, score["pred"], gold)) / max(len(gold), 1)
+        return score["metrics"]
+
+    state = fit(model, task, features["train"], evaluate_dev, cfg, run_dir, pad_id=tokenizer.pad_token_id,
+                precision=precision, save_best=lambda: model.save_pretrained(run_dir / "model", tokenizer, meta),
+                callbacks=callbacks, objective=objective)
 
     best = load(run_dir)
     scores, timings = {}, {}
@@ -140,7 +167,7 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
             tick = time.perf_counter()
             scores[split] = best.score(data[split], features[split])
             timings[split] = len(data[split]) / (time.perf_counter() - tick)
-    metric = cfg.metric or task.default_metric
+    metric = cfg.dev_metric(task.default_metric)
     summary = {"train": {"seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
                          "wall_seconds": round(time.perf_counter() - started, 2),
                          "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
@@ -157,6 +184,13 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
     results = {"task": cfg.task, **summary, **{s: _headline(v["metrics"]) for s, v in scores.items()}}
     atomic_write_json(run_dir / "results.json", results)
     return Run(run_dir, results)
+
+
+def _model_dir(run: str | Path) -> Path:
+    path = Path(run)
+    if not path.exists():
+        raise StepwiseError("run directory not found", path=run, fix="pass a run directory written by stepwise")
+    return path / "model" if (path / "model").is_dir() else path
 
 
 def task_options(cfg: TrainConfig, train_examples: list[Example]) -> dict[str, Any]:
@@ -195,3 +229,19 @@ def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, con
     pred = [task.ids_to_labels(p) for p in result.predictions]
     return {"metrics": task.metrics(gold, pred), "report": task.report_text(gold, pred), "steps": per_step,
             "mean_steps": result.mean_steps, "result": result, "examples": examples, "pred": pred}
+
+
+# Policy-gradient fine-tuning starts from a trained policy: small steps, no warmup, one pass.
+RL_DEFAULTS = {"lr": 1e-5, "epochs": 1.0, "warmup_ratio": 0.0, "reward": None}
+
+
+def rl(run: str | Path, *, callbacks: tuple[Callback, ...] = (), **options: Any) -> Run:
+    """Optimize a trained run's policy for a reward with REINFORCE; writes a new run directory."""
+    meta_path = _model_dir(run) / "stepwise.json"
+    if not meta_path.is_file():
+        raise StepwiseError("not a stepwise run (no model/stepwise.json)", path=run,
+                            fix="pass a run directory written by `stepwise train`")
+    meta = json.loads(meta_path.read_text())
+    values = {**{k: v for k, v in RL_DEFAULTS.items() if v is not None}, "task": meta["task"],
+              "reward": "entity_f1" if meta["task"] == "tag" else "accuracy", **options, "init_from": str(run)}
+    return train(build_config(values), callbacks=callbacks)

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     p_train.add_argument("--json", action="store_true", help="print the results as one JSON line last")
     _add_config_flags(p_train)
 
+    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)")
+    p_rl.add_argument("run", help="the supervised run to start from")
+    p_rl.add_argument("--config", help="YAML file of options (flags override it)")
+    p_rl.add_argument("--json", action="store_true", help="print the results as one JSON line last")
+    _add_config_flags(p_rl)
+
     p_eval = sub.add_parser("evaluate", help="score a run on a labeled file")
     p_eval.add_argument("run")
     p_eval.add_argument("--data", required=True, help="labeled file")
@@ -117,17 +123,30 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
             "tag_column": args.tag_column}
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from stepwise.api import train
-
+def _options(args: argparse.Namespace) -> dict[str, Any]:
     values = load_yaml(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None})
     for required in ("train", "out"):
         if required not in values:
-            raise StepwiseError(f"--{required} is required", fix="see `stepwise train --help`")
-    cfg = build_config(values, source=args.config or "command line")
-    run = train(cfg)
-    if not args.json:
+            raise StepwiseError(f"--{required} is required", fix=f"see `stepwise {args.command} --help`")
+    return values
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from stepwise.api import train
+
+    run = train(build_config(_options(args), source=args.config or "command line"))
+    return _print_run(run, args.json)
+
+
+def _cmd_rl(args: argparse.Namespace) -> int:
+    from stepwise.api import rl
+
+    return _print_run(rl(args.run, **_options(args)), args.json)
+
+
+def _print_run(run: Any, as_json: bool) -> int:
+    if not as_json:
         print((run.path / "report.txt").read_text())
         print(f"run written to {run.path}")
     else:
@@ -205,7 +224,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "demo": _cmd_demo}
+    handler = {"train": _cmd_train, "rl": _cmd_rl, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+               "demo": _cmd_demo}
     try:
         return handler[args.command](args)
     except StepwiseError as err:

@@ -56,15 +56,27 @@ class TrainConfig(BaseModel):
                               "steps at inference (1 = single-step model)")
     refine_noise: float = Field(0.1, ge=0, lt=1, description="refiner: share of previous labels corrupted in "
                                 "training")
+    init_from: Optional[str] = Field(None, description="start from this run's model (rl, or continued training)")
+    reward: Optional[str] = Field(None, description="rl: accuracy, entity_f1, bleu, rouge_l, loglik or "
+                                  "module:function (setting it switches the objective to REINFORCE)")
+    baseline: Literal["self-critical", "moving-average"] = Field("self-critical", description="rl: baseline")
+    entropy_coef: float = Field(0.01, ge=0, description="rl: entropy bonus weight")
+    kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
     casing: Optional[bool] = Field(None, description="tag: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
 
+    def dev_metric(self, task_default: str) -> str:
+        """The dev metric that picks the best checkpoint: --metric, else the rl reward, else the task's."""
+        if self.metric:
+            return self.metric
+        return "reward" if self.reward and self.reward != "loglik" else task_default
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
 
-        allowed = {"classify": {"accuracy", "macro_f1", "micro_f1", "weighted_f1"},
-                   "tag": {"f1", "precision", "recall", "macro_f1", "token_accuracy"}}[self.task]
+        allowed = {"classify": {"accuracy", "macro_f1", "micro_f1", "weighted_f1", "reward"},
+                   "tag": {"f1", "precision", "recall", "macro_f1", "token_accuracy", "reward"}}[self.task]
         if self.metric is not None and self.metric not in allowed:
             raise ValueError(f"metric {self.metric!r} is not one of {sorted(allowed)} for task {self.task}")
         return self

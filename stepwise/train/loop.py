@@ -51,6 +51,19 @@ class LoopState:
 
 
 Evaluator = Callable[[], dict[str, Any]]
+Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+WINDOW_KEYS = ("loss", "n", "examples", "seconds", "flops")
+
+
+def supervised(task: Task, label_smoothing: float, precision: str) -> Objective:
+    """The default objective: cross-entropy against the gold labels."""
+
+    def objective(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        with autocast(precision):
+            logits = model(**batch)
+        return task.loss(logits, batch, label_smoothing), {}
+
+    return objective
 Callback = Callable[[LoopState], None]
 
 
@@ -72,9 +85,9 @@ class MetricsLog:
 
 def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator, cfg: TrainConfig,
         run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
-        callbacks: tuple[Callback, ...] = (), log_every: int = 10) -> LoopState:
+        callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None) -> LoopState:
     """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights."""
-    metric = cfg.metric or task.default_metric
+    metric = cfg.dev_metric(task.default_metric)
     lengths = [len(f["input_ids"]) for f in train_features]
     micro_batches = math.ceil(len(train_features) / cfg.batch_size)
     steps_per_epoch = math.ceil(micro_batches / cfg.grad_accum)
@@ -84,6 +97,7 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     n_params, config = non_embedding_params(model), model.encoder.config
     peak = matmul_peak(precision)
 
+    objective = objective or supervised(task, cfg.label_smoothing, precision)
     refiner = RefinerTraining(task, cfg.refine_noise, pad_id, precision) if PREV in model.extra_inputs else None
     state = LoopState()
     ckpt_path = run_dir / CHECKPOINT
@@ -124,7 +138,7 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
 
     model.train()
     bar = tqdm(total=total, initial=state.step, disable=cfg.quiet, desc="train", unit="step", dynamic_ncols=True)
-    window = {"loss": 0.0, "n": 0, "examples": 0, "seconds": 0.0, "flops": 0.0}
+    window = dict.fromkeys(WINDOW_KEYS, 0.0)
     stop = state.done
     while not stop and state.step < total:
         order = (length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch) if cfg.group_by_length
@@ -136,16 +150,17 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
             lr = lr_at(state.step, base_lr=cfg.lr, total_steps=total, warmup=warmup, schedule=cfg.schedule)
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
-            step_loss = 0.0
+            step_loss, extra = 0.0, {}
             for idx in group:
                 feats = [train_features[i] for i in idx]
                 if refiner is not None:
                     feats = refiner.inputs(model, feats)
                 batch = collate(feats, pad_id)
-                with autocast(precision):
-                    logits = model(**batch)
-                loss = task.loss(logits, batch, cfg.label_smoothing) / len(group)
+                loss, logs = objective(model, batch)
+                loss = loss / len(group)
                 loss.backward()
+                for key, value in logs.items():
+                    extra[key] = extra.get(key, 0.0) + value / len(group)
                 step_loss += loss.item()
                 real = [len(f["input_ids"]) for f in feats]
                 state.examples += task.units(feats)
@@ -164,17 +179,20 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
             state.train_seconds += elapsed
             window["loss"] += step_loss
             window["n"] += 1
+            for key, value in extra.items():
+                window[key] = window.get(key, 0.0) + value
             window["seconds"] += elapsed
             bar.update(1)
             if state.step % log_every == 0 or state.step == total:
                 rate = window["examples"] / window["seconds"]
                 mfu = window["flops"] / window["seconds"] / peak
                 record = {"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / micro_batches, 3),
-                          "loss": window["loss"] / window["n"], "lr": lr, "examples_per_s": rate, "mfu": mfu}
+                          "loss": window["loss"] / window["n"], "lr": lr, "examples_per_s": rate, "mfu": mfu,
+                          **{k: v / window["n"] for k, v in window.items() if k not in WINDOW_KEYS}}
                 log.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ex_s=f"{rate:.1f}",
                                 mfu=f"{mfu:.1%}")
-                window = {"loss": 0.0, "n": 0, "examples": 0, "seconds": 0.0, "flops": 0.0}
+                window = dict.fromkeys(WINDOW_KEYS, 0.0)
             for callback in callbacks:
                 callback(state)
             if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total:
