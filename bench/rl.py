@@ -1,0 +1,58 @@
+"""RL on CoNLL-2003: supervised run -> REINFORCE with the entity-F1 reward, against a control that
+continues the same supervised run with cross-entropy for the same extra training time.
+
+Run: make bench-rl   (or .venv/bin/python bench/rl.py [--epochs 1] [--rl-epochs 0.5])
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+
+from common import OUT, SHARED, emit, need
+
+
+def row(name: str, run, base_test: float | None = None) -> dict:
+    r = run.results
+    out = {"system": name, "test_f1": round(r["test"]["f1"], 4), "dev_f1": round(r["dev"]["f1"], 4),
+           "train_seconds": r["train"]["seconds"], "steps": r["train"]["steps"]}
+    if base_test is not None:
+        out["gain_vs_supervised"] = round(100 * (r["test"]["f1"] - base_test), 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=float, default=1.0, help="supervised epochs")
+    parser.add_argument("--rl-epochs", type=float, default=0.5, help="extra epochs of RL")
+    parser.add_argument("--lr", type=float, default=1e-5, help="learning rate of both continuations")
+    args = parser.parse_args()
+    import stepwise
+
+    data = need(SHARED / "conll2003")
+    files = {"train": str(data / "train.txt"), "dev": str(data / "valid.txt"), "test": str(data / "test.txt")}
+    out = OUT / "rl"
+    shutil.rmtree(out, ignore_errors=True)
+    common = {**files, "quiet": True, "patience": None}
+    supervised = stepwise.train(task="tag", out=str(out / "supervised"), epochs=args.epochs, lr=1e-4, **common)
+    base = supervised.results["test"]["f1"]
+    steps_per_epoch = supervised.results["train"]["steps"] / args.epochs
+    rl_steps = max(1, math.ceil(args.rl_epochs * steps_per_epoch))
+    rl_run = stepwise.rl(str(supervised.path), out=str(out / "rl"), reward="entity_f1", max_steps=rl_steps,
+                         lr=args.lr, **common)
+    # The control gets the same extra training time: CE steps are cheaper, so it gets more of them.
+    ce_step = supervised.results["train"]["seconds"] / supervised.results["train"]["steps"]
+    control_steps = max(1, round(rl_run.results["train"]["seconds"] / ce_step))
+    control = stepwise.train(task="tag", init_from=str(supervised.path), out=str(out / "control"),
+                             max_steps=control_steps, lr=args.lr, warmup_ratio=0.0, **common)
+    rows = [row(f"supervised ({args.epochs:g} ep)", supervised),
+            row("control: + cross-entropy, same extra time", control, base),
+            row("RL: + REINFORCE entity-F1 (self-critical, KL 0.05)", rl_run, base)]
+    extra = {"rl_minus_control_points": round(100 * (rl_run.results["test"]["f1"] - control.results["test"]["f1"]), 2)}
+    print(f"RL - control, test entity F1 points: {extra['rl_minus_control_points']}")
+    emit("rl", rows, ["system", "test_f1", "dev_f1", "gain_vs_supervised", "train_seconds", "steps"], extra)
+
+
+if __name__ == "__main__":
+    main()
