@@ -7,10 +7,9 @@ All runs happen in this one process on the same data so the ratios are fair on a
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 
-from common import HF_SETTINGS, OUT, SHARED, emit, need
+from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_train
 
 
 def hf_trainer(train_path, test_path, epochs: float) -> dict:
@@ -20,7 +19,6 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
-        TrainingArguments,
     )
 
     from stepwise.data.readers import read_examples
@@ -36,12 +34,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
         return [{"input_ids": ids, "attention_mask": mask, "labels": int(e.label)}
                 for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)]
 
-    args = TrainingArguments(output_dir=str(OUT / "hf_classify"), per_device_train_batch_size=HF_SETTINGS["batch_size"],
-                             per_device_eval_batch_size=64, learning_rate=HF_SETTINGS["lr"],
-                             weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
-                             num_train_epochs=epochs, seed=HF_SETTINGS["seed"], eval_strategy="no",
-                             save_strategy="no", report_to=[], logging_steps=50, use_cpu=True,
-                             disable_tqdm=True)
+    args = hf_training_args("hf_classify", epochs)
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorWithPadding(tok))
     out = trainer.train()
@@ -60,18 +53,11 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
 
 
 def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
-    import stepwise
-
-    out = OUT / f"classify_{name}"
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    run = stepwise.train(task="classify", train=str(train_path), dev=str(dev_path), test=str(test_path),
-                         out=str(out), quiet=True, **options)
-    wall = time.perf_counter() - start
+    run, wall = timed_train("classify", f"classify_{name}", train_path, dev_path, test_path, **options)
     r = run.results
     return {"system": f"stepwise ({name})", "test_accuracy": round(r["test"]["accuracy"], 4),
             "test_macro_f1": round(r["test"]["macro_f1"], 4), "train_seconds": r["train"]["seconds"],
-            "train_examples_per_s": r["train"]["examples_per_s"], "wall_seconds": round(wall, 1),
+            "train_examples_per_s": r["train"]["examples_per_s"], "wall_seconds": wall,
             "inference_examples_per_s": r["inference"]["test_examples_per_s"], "steps": r["train"]["steps"],
             "mfu": r["train"]["mfu"], "dev_accuracy": round(r["dev"]["accuracy"], 4)}
 

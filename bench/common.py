@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,3 +42,26 @@ def emit(name: str, rows: list[dict], columns: list[str], extra: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record))
+
+
+def hf_training_args(name: str, epochs: float):
+    """HF Trainer arguments for the reference settings (no evaluation or saving during training)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(OUT / name), per_device_train_batch_size=HF_SETTINGS["batch_size"],
+                             per_device_eval_batch_size=64, learning_rate=HF_SETTINGS["lr"],
+                             weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
+                             num_train_epochs=epochs, seed=HF_SETTINGS["seed"], eval_strategy="no",
+                             save_strategy="no", report_to=[], logging_steps=100, use_cpu=True, disable_tqdm=True)
+
+
+def timed_train(task: str, name: str, train_path, dev_path, test_path, **options):
+    """A fresh `stepwise.train` run under bench/out/NAME; returns the run and its whole wall time."""
+    import stepwise
+
+    out = OUT / name.replace(" ", "_")
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    run = stepwise.train(task=task, train=str(train_path), dev=str(dev_path), test=str(test_path), out=str(out),
+                         quiet=True, **options)
+    return run, round(time.perf_counter() - start, 1)

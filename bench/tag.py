@@ -8,10 +8,9 @@ All runs happen in this one process on the same data.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 
-from common import HF_SETTINGS, OUT, SHARED, emit, need
+from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_train
 
 # Recommended tagging settings: the word-shape embedding gives back the casing the uncased MiniLM
 # tokenizer throws away; a higher learning rate suits the small token head.
@@ -26,7 +25,6 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
-        TrainingArguments,
     )
 
     from stepwise.data.conll import read_conll
@@ -51,11 +49,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
                          "labels": row})
         return rows
 
-    args = TrainingArguments(output_dir=str(OUT / "hf_tag"), per_device_train_batch_size=HF_SETTINGS["batch_size"],
-                             per_device_eval_batch_size=64, learning_rate=HF_SETTINGS["lr"],
-                             weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
-                             num_train_epochs=epochs, seed=HF_SETTINGS["seed"], eval_strategy="no",
-                             save_strategy="no", report_to=[], logging_steps=100, use_cpu=True, disable_tqdm=True)
+    args = hf_training_args("hf_tag", epochs)
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorForTokenClassification(tok))
     out = trainer.train()
@@ -78,19 +72,12 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
 
 
 def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
-    import stepwise
-
-    out = OUT / f"tag_{name.replace(' ', '_')}"
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    run = stepwise.train(task="tag", train=str(train_path), dev=str(dev_path), test=str(test_path), out=str(out),
-                         quiet=True, **options)
-    wall = time.perf_counter() - start
+    run, wall = timed_train("tag", f"tag_{name}", train_path, dev_path, test_path, **options)
     r = run.results
     return {"system": f"stepwise ({name})", "test_f1": round(r["test"]["f1"], 4),
             "test_precision": round(r["test"]["precision"], 4), "test_recall": round(r["test"]["recall"], 4),
             "dev_f1": round(r["dev"]["f1"], 4), "train_seconds": r["train"]["seconds"],
-            "train_sentences_per_s": r["train"]["examples_per_s"], "wall_seconds": round(wall, 1),
+            "train_sentences_per_s": r["train"]["examples_per_s"], "wall_seconds": wall,
             "inference_sentences_per_s": r["inference"]["test_examples_per_s"], "steps": r["train"]["steps"],
             "mfu": r["train"]["mfu"]}
 
@@ -113,6 +100,11 @@ def main() -> None:
         rows.append(stepwise_run("same settings", train, dev, test, **same))
         rows.append(stepwise_run("same settings, fp32", train, dev, test, **same, precision="fp32"))
         rows.append(stepwise_run("same settings + word shape", train, dev, test, **{**same, "casing": True}))
+    if "random" in parts:
+        # The same as the first "same settings" row but with random (not length-grouped) batches, to test
+        # whether length grouping is what costs F1 at HF's settings.
+        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
+        rows.append(stepwise_run("same settings, random batches", train, dev, test, **same, group_by_length=False))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended", train, dev, test, **RECOMMENDED))
     extra = {}
@@ -122,7 +114,8 @@ def main() -> None:
                  "inference_speed_ratio": round(sw["inference_sentences_per_s"] / hf["inference_sentences_per_s"], 2),
                  "f1_delta": round(float(sw["test_f1"] - hf["test_f1"]), 4)}
         print(f"ratios (stepwise same settings / HF Trainer): {extra}")
-    emit("tag", rows, ["system", "test_f1", "test_precision", "test_recall", "train_seconds", "train_sentences_per_s",
+    name = "tag_random" if parts == ["random"] else "tag"
+    emit(name, rows, ["system", "test_f1", "test_precision", "test_recall", "train_seconds", "train_sentences_per_s",
                        "wall_seconds", "inference_sentences_per_s", "mfu"], extra)
 
 
