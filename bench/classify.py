@@ -59,7 +59,8 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
             "test_macro_f1": round(r["test"]["macro_f1"], 4), "train_seconds": r["train"]["seconds"],
             "train_examples_per_s": r["train"]["examples_per_s"], "wall_seconds": wall,
             "inference_examples_per_s": r["inference"]["test_examples_per_s"], "steps": r["train"]["steps"],
-            "mfu": r["train"]["mfu"], "dev_accuracy": round(r["dev"]["accuracy"], 4)}
+            "mfu": r["train"]["mfu"], "peak_gflops_per_s": r["train"]["peak_gflops_per_s"],
+            "dev_accuracy": round(r["dev"]["accuracy"], 4)}
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
             "dev_f1": round(r["dev"]["f1"], 4), "train_seconds": r["train"]["seconds"],
             "train_sentences_per_s": r["train"]["examples_per_s"], "wall_seconds": wall,
             "inference_sentences_per_s": r["inference"]["test_examples_per_s"], "steps": r["train"]["steps"],
-            "mfu": r["train"]["mfu"]}
+            "mfu": r["train"]["mfu"], "peak_gflops_per_s": r["train"]["peak_gflops_per_s"]}
 
 
 def main() -> None:

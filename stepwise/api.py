@@ -174,6 +174,8 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
                          "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
                          "stopped_early": state.stopped_early, "precision": precision,
                          "mfu": round(state.flops / max(state.train_seconds, 1e-9) / max(state.peak_flops, 1), 4),
+                         "model_gflops_per_s": round(state.flops / max(state.train_seconds, 1e-9) / 1e9, 1),
+                         "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
                          "examples": len(data["train"])}}
     if any(repaired.values()):
         summary["repaired_tags"] = repaired
