@@ -11,6 +11,7 @@ stopping (stop when the prediction no longer changes, or once the model's confid
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 
@@ -33,18 +34,25 @@ def score(predictor, examples, steps: int, adaptive: bool, confidence: float | N
             "changed_last_step": round(changed, 4)}
 
 
-def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: dict) -> list[dict]:
+def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: dict,
+                noise: float | None = None, reuse_single: bool = False) -> list[dict]:
     import stepwise
-    from stepwise.api import preferred_format
+    from stepwise.api import Run, preferred_format
     from stepwise.data.readers import read_examples
 
-    out = OUT / f"refine_{name}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = OUT / (f"refine_{name}" + (f"_noise{noise:g}" if noise is not None else ""))
+    shutil.rmtree(out / "refiner", ignore_errors=True)
     base = {"task": task, "train": str(train), "dev": str(dev), "test": str(test), "quiet": True, "patience": None,
             **options}
-    single = stepwise.train(**base, out=str(out / "single"), epochs=epochs)
+    previous = OUT / f"refine_{name}" / "single"
+    if reuse_single and (previous / "results.json").exists():  # deterministic: the same seed gives the same model
+        single = Run(previous, json.loads((previous / "results.json").read_text()))
+    else:
+        shutil.rmtree(out / "single", ignore_errors=True)
+        single = stepwise.train(**base, out=str(out / "single"), epochs=epochs)
     steps = round(single.results["train"]["steps"] / REFINER_STEP_COST)
-    refiner = stepwise.train(**base, out=str(out / "refiner"), max_steps=steps, refine_steps=4)
+    refiner = stepwise.train(**base, out=str(out / "refiner"), max_steps=steps, refine_steps=4,
+                             **({} if noise is None else {"refine_noise": noise}))
     examples = read_examples(test, prefer=preferred_format(task))
     single_predictor, refiner_predictor = stepwise.load(single.path), stepwise.load(refiner.path)
     single_predictor.task.prepare(examples)
@@ -71,18 +79,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="conll,sst2")
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--noise", type=float, default=None, help="the refiner's corruption rate (default: stepwise's)")
+    parser.add_argument("--reuse-single", action="store_true",
+                        help="take the single-step model from an earlier run of this bench instead of retraining it")
     args = parser.parse_args()
     rows = []
     if "conll" in args.only:
         data = need(SHARED / "conll2003")
         rows += run_dataset("conll2003", "tag", data / "train.txt", data / "valid.txt", data / "test.txt",
-                            args.epochs, {"lr": 1e-4, "casing": True})
+                            args.epochs, {"lr": 1e-4, "casing": True}, args.noise, args.reuse_single)
     if "sst2" in args.only:
         data = need(SHARED / "sst2")
         rows += run_dataset("sst2", "classify", data / "train.tsv", data / "dev.tsv", data / "test.tsv", args.epochs,
-                            {"lr": 1e-4})
-    emit("refine", rows, ["data", "model", "T", "metric", "gain_vs_single", "mean_steps", "changed_last_step",
-                          "ms_per_example", "latency_ratio", "train_seconds", "train_steps"], {})
+                            {"lr": 1e-4}, args.noise, args.reuse_single)
+    columns = ["data", "model", "T", "metric", "gain_vs_single", "mean_steps", "changed_last_step", "ms_per_example",
+               "latency_ratio", "train_seconds", "train_steps"]
+    emit("refine" if args.noise is None else f"refine_noise{args.noise:g}", rows, columns, {})
 
 
 if __name__ == "__main__":
