@@ -146,7 +146,7 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
     objective = None
     if cfg.reward:
         objective = ReinforceObjective(task, model, reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
-                                       kl_coef=cfg.kl_coef, precision=precision)
+                                       kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=precision)
 
     def evaluate_dev() -> dict[str, Any]:
         score = predictor.score(data["dev"], features["dev"])

@@ -62,6 +62,8 @@ class TrainConfig(BaseModel):
     baseline: Literal["self-critical", "moving-average"] = Field("self-critical", description="rl: baseline")
     entropy_coef: float = Field(0.01, ge=0, description="rl: entropy bonus weight")
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
+    ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
+                           "the policy-gradient loss (0: pure REINFORCE)")
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
     casing: Optional[bool] = Field(None, description="tag: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")

@@ -36,12 +36,13 @@ def bandit_batch(n: int = 64, gold: int = 2) -> dict[str, torch.Tensor]:
             "labels": torch.full((n,), gold)}
 
 
-def train_bandit(reward, steps: int, baseline: str, kl: float, entropy: float = 0.0, start=(0.0, 0.0, 0.0)):
+def train_bandit(reward, steps: int, baseline: str, kl: float, entropy: float = 0.0, start=(0.0, 0.0, 0.0),
+                 ce: float = 0.0):
     torch.manual_seed(0)
     task = get_task("classify", ["a", "b", "c"])
     policy = Bandit(list(start))
     objective = ReinforceObjective(task, policy, reward, baseline=baseline, entropy_coef=entropy, kl_coef=kl,
-                                   precision="fp32")
+                                   precision="fp32", ce_coef=ce)
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
     logs = {}
     for _ in range(steps):
@@ -68,6 +69,15 @@ def test_kl_penalty_keeps_policy_at_reference_under_constant_reward() -> None:
     # without the anchor, the entropy bonus alone drifts the policy away from the reference
     drifted, _ = train_bandit(lambda p, g: 1.0, 40, "moving-average", kl=0.0, entropy=0.5, start=start)
     assert not torch.allclose(drifted, reference, atol=0.05)
+
+
+def test_cross_entropy_mix_learns_from_gold_labels_without_a_reward_signal() -> None:
+    # A constant reward gives zero advantage, so only the mixed-in cross-entropy can move the policy.
+    still, logs = train_bandit(lambda p, g: 1.0, 30, "self-critical", kl=0.0)
+    assert torch.allclose(still, torch.full((3,), 1 / 3), atol=1e-4) and "ce" not in logs
+    moved, logs = train_bandit(lambda p, g: 1.0, 30, "self-critical", kl=0.0, ce=1.0)
+    assert moved[2] > 0.9, moved
+    assert logs["ce"] < 0.2
 
 
 def test_built_in_rewards() -> None:

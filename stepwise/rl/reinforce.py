@@ -4,6 +4,8 @@ State = the input (and, for a refiner, the previous prediction); action = a labe
 per word, sampled from the policy; reward = the task's score of the sampled prediction. The gradient
 is (R - b) * grad log pi(action), with b the greedy prediction's reward (self-critical) or a moving
 average, plus an entropy bonus and a KL penalty that keeps the policy near the frozen supervised one.
+Optionally the gold labels' cross-entropy is mixed in (`ce_coef`), so the policy keeps learning from
+the labels while the reward shapes it toward the metric.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ def action_slots(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[
 
 class ReinforceObjective:
     def __init__(self, task: Task, reference: torch.nn.Module, reward: Reward | None, *, baseline: str,
-                 entropy_coef: float, kl_coef: float, precision: str, momentum: float = 0.9) -> None:
+                 entropy_coef: float, kl_coef: float, precision: str, ce_coef: float = 0.0,
+                 momentum: float = 0.9) -> None:
         if baseline not in ("self-critical", "moving-average"):
             raise ValueError(f"unknown baseline {baseline!r}")
         self.task, self.reward, self.baseline = task, reward, baseline
         self.entropy_coef, self.kl_coef, self.precision, self.momentum = entropy_coef, kl_coef, precision, momentum
+        self.ce_coef = ce_coef
         self.reference = copy.deepcopy(reference).eval()
         for p in self.reference.parameters():
             p.requires_grad_(False)
@@ -49,6 +53,7 @@ class ReinforceObjective:
         with torch.no_grad(), autocast(self.precision):
             ref_logits = self.reference(**batch)
         single = logits.dim() == 2
+        ce = self.task.loss(logits, batch, 0.0) if self.ce_coef else None
         logits, mask = action_slots(logits.float(), batch)
         ref_logp = F.log_softmax(action_slots(ref_logits.float(), batch)[0], dim=-1)
         logp = F.log_softmax(logits, dim=-1)
@@ -85,4 +90,7 @@ class ReinforceObjective:
         loss = policy_loss - self.entropy_coef * entropy + self.kl_coef * kl
         logs = {"reward_mean": reward_t.mean().item(), "reward_std": reward_t.std(unbiased=False).item(),
                 "baseline": base.mean().item(), "entropy": entropy.item(), "kl": kl.item()}
+        if ce is not None:
+            loss = loss + self.ce_coef * ce
+            logs["ce"] = ce.item()
         return loss, logs
