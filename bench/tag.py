@@ -1,7 +1,7 @@
 """CoNLL-2003: Hugging Face Trainer token classification vs stepwise with the same settings, then
 stepwise's recommended tagging defaults (word-shape input, higher lr, more epochs).
 
-Run: make bench-tag   (or .venv/bin/python bench/tag.py [--only hf,same,defaults])
+Run: make bench-tag   (or .venv/bin/python bench/tag.py [--only hf,same,token,fp32,random,shape,defaults])
 All runs happen in this one process on the same data.
 """
 
@@ -84,7 +84,8 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="hf,same,defaults")
+    parser.add_argument("--only", default="hf,same,token,fp32,shape,defaults",
+                        help="rows: hf, same, token, fp32, random, shape, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     args = parser.parse_args()
     data = need(SHARED / "conll2003")
@@ -93,30 +94,31 @@ def main() -> None:
     rows = []
     if "hf" in parts:
         rows.append(hf_trainer(train, test, args.hf_epochs))
-    if "same" in parts:
-        # Same hyperparameters and the same model as HF (no word-shape input); then the same in fp32 to show
-        # what bf16 autocast costs in quality; then the same hyperparameters with stepwise's tagging model.
-        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
-        rows.append(stepwise_run("same settings", train, dev, test, **same))
-        rows.append(stepwise_run("same settings, fp32", train, dev, test, **same, precision="fp32"))
-        rows.append(stepwise_run("same settings + word shape", train, dev, test, **{**same, "casing": True}))
-    if "random" in parts:
-        # The same as the first "same settings" row but with random (not length-grouped) batches, to test
-        # whether length grouping is what costs F1 at HF's settings.
-        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
-        rows.append(stepwise_run("same settings, random batches", train, dev, test, **same, group_by_length=False))
+    # Same hyperparameters and the same model as HF (no word-shape input): with stepwise's default loss (mean
+    # per batch), with the token-weighted loss (every token weighs alike, as in HF's random batches), in
+    # fp32 (what bf16 autocast costs in quality), with random batches, and with stepwise's word-shape input.
+    same = {**HF_SETTINGS, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
+    variants = {"same": ("same settings", {}),
+                "token": ("same settings, token-weighted loss", {"loss_weighting": "token"}),
+                "fp32": ("same settings, fp32", {"precision": "fp32"}),
+                "random": ("same settings, random batches", {"group_by_length": False}),
+                "shape": ("same settings + word shape", {"casing": True})}
+    for part, (name, change) in variants.items():
+        if part in parts:
+            rows.append(stepwise_run(name, train, dev, test, **{**same, **change}))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended", train, dev, test, **RECOMMENDED))
     extra = {}
-    if "hf" in parts and "same" in parts:
-        hf, sw = rows[0], rows[1]
-        extra = {"train_speed_ratio": round(sw["train_sentences_per_s"] / hf["train_sentences_per_s"], 2),
-                 "inference_speed_ratio": round(sw["inference_sentences_per_s"] / hf["inference_sentences_per_s"], 2),
-                 "f1_delta": round(float(sw["test_f1"] - hf["test_f1"]), 4)}
-        print(f"ratios (stepwise same settings / HF Trainer): {extra}")
-    name = "tag_random" if parts == ["random"] else "tag"
-    emit(name, rows, ["system", "test_f1", "test_precision", "test_recall", "train_seconds", "train_sentences_per_s",
-                       "wall_seconds", "inference_sentences_per_s", "mfu"], extra)
+    if "hf" in parts:  # every stepwise row against HF Trainer from this same process
+        hf = rows[0]
+        for sw in rows[1:]:
+            sw["train_speed_vs_hf"] = round(sw["train_sentences_per_s"] / hf["train_sentences_per_s"], 2)
+            sw["inference_speed_vs_hf"] = round(sw["inference_sentences_per_s"] / hf["inference_sentences_per_s"], 2)
+            sw["f1_vs_hf_points"] = round(100 * (sw["test_f1"] - hf["test_f1"]), 2)
+    name = "tag" if "hf" in parts else "tag_" + "_".join(parts)
+    emit(name, rows, ["system", "test_f1", "f1_vs_hf_points", "test_precision", "test_recall", "train_seconds",
+                      "train_sentences_per_s", "train_speed_vs_hf", "wall_seconds", "inference_sentences_per_s",
+                      "inference_speed_vs_hf", "mfu"], extra)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
+    loss_weighting: Literal["batch", "token"] = Field(
+        "batch", description="'batch': mean over each batch's labels; 'token': every labeled token weighs the same "
+        "in every batch (sum / average labels per batch), so length-grouped batches weigh tokens like random ones")
     threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
     quiet: bool = Field(False, description="no progress bar")
     refine_steps: int = Field(1, ge=1, le=8, description="train a refiner y_t = f(x, y_t-1) used for up to T "

@@ -72,3 +72,21 @@ def test_stratified_split_is_seeded_and_balanced() -> None:
     assert [e.text for e in dev] == [e.text for e in stratified_split(examples, seed=3)[1]]
     assert [e.text for e in dev] != [e.text for e in stratified_split(examples, seed=4)[1]]
     assert not {e.text for e in train} & {e.text for e in dev} & {e.text for e in test}
+
+
+def test_token_weighted_loss_weighs_every_label_alike() -> None:
+    from stepwise.tasks import get_task
+    from stepwise.train.loop import labels_per_batch
+
+    task = get_task("classify", ["a", "b"])
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 2)
+    short = {"labels": torch.tensor([[0, -100, -100, -100, -100], [1, -100, -100, -100, -100]])}
+    long = {"labels": torch.tensor([[0, 1, 0, 1, 0], [1, 0, 1, 0, 1]])}
+    # Mean reduction: a 2-label batch weighs as much as a 10-label batch; per token it weighs 5x more.
+    assert torch.isclose(task.loss(logits, long, 0.0), task.loss(logits, long, 0.0, per_batch=10.0))
+    sum_short = task.loss(logits, short, 0.0, per_batch=1.0)
+    assert torch.isclose(task.loss(logits, short, 0.0, per_batch=6.0), sum_short / 6)
+    assert not torch.isclose(task.loss(logits, short, 0.0), task.loss(logits, short, 0.0, per_batch=6.0))
+    features = [{"labels": [0, -100, 1]}, {"labels": [1, 1, 1, -100]}, {"labels": 1}]
+    assert labels_per_batch(features, 4) == 4 * (2 + 3 + 1) / 3

@@ -89,7 +89,7 @@ def ner_run(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     files = {"train": write_conll(tmp / "train.conll", toy_ner(200, 1)),
              "dev": write_conll(tmp / "dev.conll", toy_ner(40, 2)),
              "test": write_conll(tmp / "test.conll", toy_ner(40, 3))}
-    options = tiny_options(tiny_model, files, tmp / "run", task="tag", epochs=8)
+    options = tiny_options(tiny_model, files, tmp / "run", task="tag", epochs=8, loss_weighting="token")
     return stepwise.train(**options).path
 
 

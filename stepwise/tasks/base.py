@@ -86,10 +86,17 @@ class Task(ABC):
     def report_text(self, gold: list[Any], pred: list[Any]) -> str:
         """A human-readable report: per-label P/R/F1 and more."""
 
-    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float) -> torch.Tensor:
-        """Cross-entropy over every labeled position; the same for a label per text or per token."""
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
-                               ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float,
+             per_batch: float | None = None) -> torch.Tensor:
+        """Cross-entropy over every labeled position; the same for a label per text or per token.
+
+        By default the mean over the batch's labels. With `per_batch` (the average number of labels per
+        batch) the sum divided by it: a batch of short sentences then weighs less than one of long ones.
+        """
+        flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
+                               ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
+                               reduction="mean" if per_batch is None else "sum")
+        return flat if per_batch is None else flat / per_batch
 
     # --- refinement: the previous step's prediction as a per-token input ---------------------
     def prediction_ids(self, probs: Any) -> Any:

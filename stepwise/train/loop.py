@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stepwise.config import TrainConfig
-from stepwise.data.batching import Feature, collate, length_grouped_batches
+from stepwise.data.batching import IGNORE_INDEX, Feature, collate, length_grouped_batches
 from stepwise.infer import autocast
 from stepwise.model import TaskModel
 from stepwise.refine.policy import PREV, RefinerTraining
@@ -55,16 +55,24 @@ Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Ten
 WINDOW_KEYS = ("loss", "n", "examples", "seconds", "flops")
 
 
-def supervised(task: Task, label_smoothing: float, precision: str) -> Objective:
+def supervised(task: Task, label_smoothing: float, precision: str, per_batch: float | None = None) -> Objective:
     """The default objective: cross-entropy against the gold labels."""
 
     def objective(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         with autocast(precision):
             logits = model(**batch)
-        return task.loss(logits, batch, label_smoothing), {}
+        return task.loss(logits, batch, label_smoothing, per_batch), {}
 
     return objective
 Callback = Callable[[LoopState], None]
+
+
+def labels_per_batch(features: list[Feature], batch_size: int) -> float:
+    """The average number of labeled positions in a batch: the token-weighted loss's constant divisor."""
+    def count(labels: Any) -> int:
+        return sum(y != IGNORE_INDEX for y in labels) if isinstance(labels, list) else 1
+
+    return batch_size * sum(count(f["labels"]) for f in features) / max(len(features), 1)
 
 
 class MetricsLog:
@@ -97,7 +105,8 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     n_params, config = non_embedding_params(model), model.encoder.config
     peak = matmul_peak(precision)
 
-    objective = objective or supervised(task, cfg.label_smoothing, precision)
+    per_batch = labels_per_batch(train_features, cfg.batch_size) if cfg.loss_weighting == "token" else None
+    objective = objective or supervised(task, cfg.label_smoothing, precision, per_batch)
     refiner = RefinerTraining(task, cfg.refine_noise, pad_id, precision) if PREV in model.extra_inputs else None
     state = LoopState()
     ckpt_path = run_dir / CHECKPOINT
