@@ -11,7 +11,6 @@ stopping (stop when the prediction no longer changes, or once the model's confid
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 
@@ -46,7 +45,7 @@ def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: 
             **options}
     previous = OUT / f"refine_{name}" / "single"
     if reuse_single and (previous / "results.json").exists():  # deterministic: the same seed gives the same model
-        single = Run(previous, json.loads((previous / "results.json").read_text()))
+        single = Run.from_dir(previous)
     else:
         shutil.rmtree(out / "single", ignore_errors=True)
         single = stepwise.train(**base, out=str(out / "single"), epochs=epochs)

@@ -10,7 +10,6 @@ training one here; the comparison RL vs control is then made from that run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 from pathlib import Path
@@ -38,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     import stepwise
     from stepwise.api import Run
+    from stepwise.config import load_yaml
 
     data = need(SHARED / "conll2003")
     files = {"train": str(data / "train.txt"), "dev": str(data / "valid.txt"), "test": str(data / "test.txt")}
@@ -45,9 +45,8 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     common = {**files, "quiet": True, "patience": None}
     if args.init:
-        init = Path(args.init)
-        supervised = Run(init, json.loads((init / "results.json").read_text()))
-        epochs = supervised.results["train"]["steps"] / math.ceil(supervised.results["train"]["examples"] / 32)
+        supervised = Run.from_dir(args.init)
+        epochs = load_yaml(Path(args.init) / "config.yaml")["epochs"]
     else:
         epochs = args.epochs
         supervised = stepwise.train(task="tag", out=str(out / "supervised"), epochs=epochs, lr=1e-4, **common)

@@ -42,6 +42,12 @@ class Run:
     def load(self) -> Predictor:
         return load(self.path)
 
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Run:
+        """A run written earlier, from its directory's results.json."""
+        path = Path(path)
+        return cls(path, json.loads((path / "results.json").read_text()))
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -168,13 +174,14 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple[Callback, ...] 
             scores[split] = best.score(data[split], features[split])
             timings[split] = len(data[split]) / (time.perf_counter() - tick)
     metric = cfg.dev_metric(task.default_metric)
+    flops_per_s = state.flops / max(state.train_seconds, 1e-9)
     summary = {"train": {"seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
                          "wall_seconds": round(time.perf_counter() - started, 2),
                          "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
                          "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
                          "stopped_early": state.stopped_early, "precision": precision,
-                         "mfu": round(state.flops / max(state.train_seconds, 1e-9) / max(state.peak_flops, 1), 4),
-                         "model_gflops_per_s": round(state.flops / max(state.train_seconds, 1e-9) / 1e9, 1),
+                         "mfu": round(flops_per_s / max(state.peak_flops, 1), 4),
+                         "model_gflops_per_s": round(flops_per_s / 1e9, 1),
                          "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
                          "examples": len(data["train"])}}
     if any(repaired.values()):

@@ -64,6 +64,8 @@ def supervised(task: Task, label_smoothing: float, precision: str, per_batch: fl
         return task.loss(logits, batch, label_smoothing, per_batch), {}
 
     return objective
+
+
 Callback = Callable[[LoopState], None]
 
 
