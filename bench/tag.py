@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--only", default="hf,same,token,fp32,shape,defaults",
                         help="rows: hf, same, token, fp32, random, shape, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
+    parser.add_argument("--pools", default="", help="extra same-settings rows with these length-grouping pools, "
+                        "e.g. 4,8,16 (batches per length-sorted pool; the default pool is 50)")
     args = parser.parse_args()
     data = need(SHARED / "conll2003")
     train, dev, test = data / "train.txt", data / "valid.txt", data / "test.txt"
@@ -103,6 +105,9 @@ def main() -> None:
                 "fp32": ("same settings, fp32", {"precision": "fp32"}),
                 "random": ("same settings, random batches", {"group_by_length": False}),
                 "shape": ("same settings + word shape", {"casing": True})}
+    for pool in filter(None, args.pools.split(",")):
+        variants[f"pool{pool}"] = (f"same settings, pool {pool}", {"group_pool": int(pool)})
+        parts.append(f"pool{pool}")
     for part, (name, change) in variants.items():
         if part in parts:
             rows.append(stepwise_run(name, train, dev, test, **{**same, **change}))

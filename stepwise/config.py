@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
+    group_pool: int = Field(50, gt=0, description="length grouping: batches per length-sorted pool of shuffled "
+                            "examples (smaller: batches closer to random, more padding)")
     loss_weighting: Literal["batch", "token"] = Field(
         "batch", description="'batch': mean over each batch's labels; 'token': every labeled token weighs the same "
         "in every batch (sum / average labels per batch), so length-grouped batches weigh tokens like random ones")

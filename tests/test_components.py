@@ -52,6 +52,10 @@ def test_length_grouped_batches_cover_everything_with_less_padding() -> None:
 
     random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
     assert padded(batches) < 0.6 * padded(random_batches)
+    # The pool trades padding for mixing: a pool of one batch is a plain random batch, larger pools pad less.
+    by_pool = {p: padded(length_grouped_batches(lengths, 32, seed=0, epoch=0, pool=p)) for p in (1, 4, 50)}
+    assert by_pool[50] < by_pool[4] < by_pool[1]
+    assert by_pool[1] > 0.9 * padded(random_batches)
     assert sorted(i for b in sorted_batches(lengths, 64) for i in b) == list(range(2000))
 
 

@@ -12,17 +12,18 @@ IGNORE_INDEX = -100
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
-                           mega: int = 50) -> list[list[int]]:
-    """Shuffle, cut into mega-batches of `mega` batches, sort each by length, shuffle batch order.
+                           pool: int = 50) -> list[list[int]]:
+    """Shuffle, cut into pools of `pool` batches, sort each pool by length, shuffle the batch order.
 
     Batches hold sentences of similar length (little padding) yet the order stays random per epoch,
-    as with Hugging Face's group_by_length. Deterministic in (seed, epoch) so a resumed run sees
+    as with Hugging Face's group_by_length (whose mega-batch is our pool). A smaller pool mixes lengths
+    more (batches closer to random ones) at the price of padding. Deterministic in (seed, epoch) so a resumed run sees
     the same batches.
     """
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    span = batch_size * mega
+    span = batch_size * pool
     batches: list[list[int]] = []
     for start in range(0, len(order), span):
         chunk = sorted(order[start:start + span], key=lambda i: -lengths[i])

@@ -152,7 +152,8 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     window = dict.fromkeys(WINDOW_KEYS, 0.0)
     stop = state.done
     while not stop and state.step < total:
-        order = (length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch) if cfg.group_by_length
+        order = (length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch, cfg.group_pool)
+                 if cfg.group_by_length
                  else _shuffled_batches(len(lengths), cfg.batch_size, cfg.seed, state.epoch))
         while state.batch_in_epoch < len(order) and state.step < total:
             tick = time.perf_counter()
