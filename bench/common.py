@@ -44,14 +44,14 @@ def emit(name: str, rows: list[dict], columns: list[str], extra: dict) -> None:
     print(json.dumps(record))
 
 
-def hf_training_args(name: str, epochs: float):
+def hf_training_args(name: str, epochs: float, seed: int = HF_SETTINGS["seed"]):
     """HF Trainer arguments for the reference settings (no evaluation or saving during training)."""
     from transformers import TrainingArguments
 
     return TrainingArguments(output_dir=str(OUT / name), per_device_train_batch_size=HF_SETTINGS["batch_size"],
                              per_device_eval_batch_size=64, learning_rate=HF_SETTINGS["lr"],
                              weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
-                             num_train_epochs=epochs, seed=HF_SETTINGS["seed"], eval_strategy="no",
+                             num_train_epochs=epochs, seed=seed, eval_strategy="no",
                              save_strategy="no", report_to=[], logging_steps=100, use_cpu=True, disable_tqdm=True)
 
 

@@ -17,7 +17,7 @@ from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_trai
 RECOMMENDED = {"casing": True, "lr": 1e-4, "epochs": 3, "batch_size": 32}
 
 
-def hf_trainer(train_path, test_path, epochs: float) -> dict:
+def hf_trainer(train_path, test_path, epochs: float, seed: int) -> dict:
     import numpy as np
     from seqeval.metrics import f1_score, precision_score, recall_score
     from transformers import (
@@ -25,6 +25,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
+        set_seed,
     )
 
     from stepwise.data.conll import read_conll
@@ -35,6 +36,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
     labels = TagTask.collect_labels(train)
     label_id = {t: i for i, t in enumerate(labels)}
     tok = AutoTokenizer.from_pretrained(default_model_dir())
+    set_seed(seed)  # the head's initialisation follows the seed too (Trainer seeds only after the model exists)
     model = AutoModelForTokenClassification.from_pretrained(default_model_dir(), num_labels=len(labels))
 
     def encode(sentences):
@@ -49,7 +51,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
                          "labels": row})
         return rows
 
-    args = hf_training_args("hf_tag", epochs)
+    args = hf_training_args("hf_tag", epochs, seed)
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorForTokenClassification(tok))
     out = trainer.train()
@@ -63,7 +65,8 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
         tags = [labels[p] for p, g in zip(ids, row["labels"]) if g != -100]
         pred_tags.append(tags + ["O"] * (len(s.label) - len(tags)))
         gold_tags.append(s.label)
-    return {"system": f"HF Trainer ({epochs:g} ep)", "test_f1": round(f1_score(gold_tags, pred_tags), 4),
+    system = f"HF Trainer ({epochs:g} ep)" + (f", seed {seed}" if seed else "")
+    return {"system": system, "test_f1": round(f1_score(gold_tags, pred_tags), 4),
             "test_precision": round(precision_score(gold_tags, pred_tags), 4),
             "test_recall": round(recall_score(gold_tags, pred_tags), 4),
             "train_seconds": round(out.metrics["train_runtime"], 1),
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--only", default="hf,same,token,fp32,shape,defaults",
                         help="rows: hf, same, token, fp32, random, shape, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of every row (variance check)")
     parser.add_argument("--pools", default="", help="extra same-settings rows with these length-grouping pools, "
                         "e.g. 4,8,16 (batches per length-sorted pool; the default pool is 50)")
     args = parser.parse_args()
@@ -95,11 +99,11 @@ def main() -> None:
     parts = args.only.split(",")
     rows = []
     if "hf" in parts:
-        rows.append(hf_trainer(train, test, args.hf_epochs))
+        rows.append(hf_trainer(train, test, args.hf_epochs, args.seed))
     # Same hyperparameters and the same model as HF (no word-shape input): with stepwise's default loss (mean
     # per batch), with the token-weighted loss (every token weighs alike, as in HF's random batches), in
     # fp32 (what bf16 autocast costs in quality), with random batches, and with stepwise's word-shape input.
-    same = {**HF_SETTINGS, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
+    same = {**HF_SETTINGS, "seed": args.seed, "epochs": args.hf_epochs, "casing": False, "clip": 1.0, "patience": None}
     variants = {"same": ("same settings", {}),
                 "token": ("same settings, token-weighted loss", {"loss_weighting": "token"}),
                 "fp32": ("same settings, fp32", {"precision": "fp32"}),
@@ -120,7 +124,7 @@ def main() -> None:
             sw["train_speed_vs_hf"] = round(sw["train_sentences_per_s"] / hf["train_sentences_per_s"], 2)
             sw["inference_speed_vs_hf"] = round(sw["inference_sentences_per_s"] / hf["inference_sentences_per_s"], 2)
             sw["f1_vs_hf_points"] = round(100 * (sw["test_f1"] - hf["test_f1"]), 2)
-    name = "tag" if "hf" in parts else "tag_" + "_".join(parts)
+    name = ("tag" if "hf" in parts else "tag_" + "_".join(parts)) + (f"_seed{args.seed}" if args.seed else "")
     emit(name, rows, ["system", "test_f1", "f1_vs_hf_points", "test_precision", "test_recall", "train_seconds",
                       "train_sentences_per_s", "train_speed_vs_hf", "wall_seconds", "inference_sentences_per_s",
                       "inference_speed_vs_hf", "mfu"], extra)
