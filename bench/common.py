@@ -36,9 +36,9 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join([line, sep, *body])
 
 
-def emit(name: str, rows: list[dict], columns: list[str], extra: dict) -> None:
+def emit(name: str, rows: list[dict], columns: list[str], extra: dict | None = None) -> None:
     print(table(rows, columns))
-    record = {"bench": name, "rows": rows, **extra}
+    record = {"bench": name, "rows": rows, **(extra or {})}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record))

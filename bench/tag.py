@@ -97,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     data = need(SHARED / "conll2003")
     train, dev, test = data / "train.txt", data / "valid.txt", data / "test.txt"
-    parts = args.only.split(",")
+    pools = [int(p) for p in args.pools.split(",") if p]
+    parts = args.only.split(",") + [f"pool{p}" for p in pools]
     rows = []
     if "hf" in parts:
         rows.append(hf_trainer(train, test, args.hf_epochs, args.seed))
@@ -109,16 +110,13 @@ def main() -> None:
                 "token": ("same settings, token-weighted loss", {"loss_weighting": "token"}),
                 "fp32": ("same settings, fp32", {"precision": "fp32"}),
                 "random": ("same settings, random batches", {"group_by_length": False}),
-                "shape": ("same settings + word shape", {"casing": True})}
-    for pool in filter(None, args.pools.split(",")):
-        variants[f"pool{pool}"] = (f"same settings, pool {pool}", {"group_pool": int(pool)})
-        parts.append(f"pool{pool}")
+                "shape": ("same settings + word shape", {"casing": True}),
+                **{f"pool{p}": (f"same settings, pool {p}", {"group_pool": p}) for p in pools}}
     for part, (name, change) in variants.items():
         if part in parts:
             rows.append(stepwise_run(name, train, dev, test, **{**same, **change}))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended", train, dev, test, **RECOMMENDED))
-    extra = {}
     if "hf" in parts:  # every stepwise row against HF Trainer from this same process
         hf = rows[0]
         for sw in rows[1:]:
@@ -128,7 +126,7 @@ def main() -> None:
     name = ("tag" if "hf" in parts else "tag_" + "_".join(parts)) + (f"_seed{args.seed}" if args.seed else "")
     emit(name, rows, ["system", "test_f1", "f1_vs_hf_points", "test_precision", "test_recall", "train_seconds",
                       "train_sentences_per_s", "train_speed_vs_hf", "wall_seconds", "inference_sentences_per_s",
-                      "inference_speed_vs_hf", "mfu"], extra)
+                      "inference_speed_vs_hf", "mfu"])
 
 
 if __name__ == "__main__":

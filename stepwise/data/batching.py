@@ -17,8 +17,8 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch
 
     Batches hold sentences of similar length (little padding) yet the order stays random per epoch,
     as with Hugging Face's group_by_length (whose mega-batch is our pool). A smaller pool mixes lengths
-    more (batches closer to random ones) at the price of padding. Deterministic in (seed, epoch) so a resumed run sees
-    the same batches.
+    more (batches closer to random ones) at the price of padding. Deterministic in (seed, epoch) so a
+    resumed run sees the same batches.
     """
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(lengths)))
