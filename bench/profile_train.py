@@ -16,11 +16,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from stepwise.data.batching import collate, length_grouped_batches
 from stepwise.data.readers import read_examples
-from stepwise.infer import autocast
 from stepwise.model import TaskModel, load_tokenizer
+from stepwise.precision import autocast
 from stepwise.tasks import get_task
-from stepwise.train.flops import matmul_peak, non_embedding_params, train_flops
-from stepwise.train.optim import build_optimizer
+from stepwise.training.flops import matmul_peak, non_embedding_params, train_flops
+from stepwise.training.optim import build_optimizer
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def score(predictor, examples, steps: int, adaptive: bool, confidence: float | N
 def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: dict,
                 noise: float | None = None, reuse_single: bool = False) -> list[dict]:
     import stepwise
-    from stepwise.api import Run, preferred_format
+    from stepwise.api import Run
     from stepwise.data.readers import read_examples
 
     out = OUT / (f"refine_{name}" + (f"_noise{noise:g}" if noise is not None else ""))
@@ -52,7 +52,7 @@ def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: 
     steps = round(single.results["train"]["steps"] / REFINER_STEP_COST)
     refiner = stepwise.train(**base, out=str(out / "refiner"), max_steps=steps, refine_steps=4,
                              **({} if noise is None else {"refine_noise": noise}))
-    examples = read_examples(test, prefer=preferred_format(task))
+    examples = read_examples(test, prefer=stepwise.load(single.path).task.read_format)
     single_predictor, refiner_predictor = stepwise.load(single.path), stepwise.load(refiner.path)
     single_predictor.task.prepare(examples)
     rows = []

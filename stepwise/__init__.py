@@ -1,11 +1,23 @@
-"""stepwise: prediction with language models through multi-step optimization."""
+"""stepwise: prediction with language models through multi-step optimization.
 
-from stepwise.api import Run, evaluate, rl, train
-from stepwise.config import TrainConfig
-from stepwise.data.readers import Example
-from stepwise.errors import StepwiseError
-from stepwise.predictor import Predictor, load
+Importing the package is cheap and changes nothing in the process: the heavy parts (torch,
+transformers) load on first use of `train`, `load`, `evaluate`, `rl` and friends.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Example", "Predictor", "Run", "StepwiseError", "TrainConfig", "evaluate", "load", "rl", "train",
-           "__version__"]
+
+_EXPORTS = {"train": "stepwise.recipes.finetune", "rl": "stepwise.recipes.rl", "evaluate": "stepwise.recipes.evaluate",
+            "load": "stepwise.predictor", "Predictor": "stepwise.predictor", "Run": "stepwise.rundir",
+            "TrainConfig": "stepwise.config", "Example": "stepwise.data.readers", "StepwiseError": "stepwise.errors"}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'stepwise' has no attribute {name!r}")

@@ -1,61 +1,82 @@
-"""`stepwise` command line: a thin layer over stepwise.api. Bad input → one line on stderr, exit 2."""
+"""`stepwise` command line: each verb maps to a recipe. Bad input → one line on stderr, exit 2;
+an unexpected bug → one line and the path of a log holding the traceback, exit 1.
+
+Only argparse and the option model load at start-up; torch and transformers load inside the verbs,
+so `--help` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stepwise.config import TrainConfig, build_config, load_yaml
 from stepwise.errors import StepwiseError
 
-POSITIONAL_FREE = ("task", "train", "dev", "test", "out", "model")
+NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (what, and where to look) instead of a usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = message.replace("the following arguments are required:", "missing required option")
+        print(f"{self.prog}: error: {message} — see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so the CLI, YAML keys and the Python API never drift apart."""
+    from pydantic import AliasChoices
+
+    from stepwise.config import TrainConfig
+
     for name, field in TrainConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
+        flags = ["--" + name.replace("_", "-")]
+        if isinstance(field.validation_alias, AliasChoices):
+            flags += ["--" + str(a).replace("_", "-") for a in field.validation_alias.choices if a != name]
         annotation = field.annotation
-        args = typing.get_args(annotation)
-        inner = [a for a in args if a is not type(None)] or [annotation]
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
         base = inner[0]
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
+        default = "" if field.default is None or field.is_required() else f" (default: {field.default})"
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description}{default}"}
         if len(inner) > 1:  # e.g. a column given by name or index: keep the string, readers decide
-            parser.add_argument(flag, **kwargs)
-            continue
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-            continue
-        if typing.get_origin(base) is typing.Literal:
-            kwargs["choices"] = list(typing.get_args(base))
-        elif base in (int, float):
-            kwargs["type"] = base
-            kwargs["metavar"] = base.__name__.upper()
-        parser.add_argument(flag, **kwargs)
+            parser.add_argument(*flags, **kwargs)
+        elif base is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            if typing.get_origin(base) is typing.Literal:
+                kwargs["choices"] = list(typing.get_args(base))
+            elif base in (int, float):
+                kwargs["type"] = base
+                kwargs["metavar"] = base.__name__.upper()
+            parser.add_argument(*flags, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stepwise", description="Fine-tune, evaluate and serve text "
-                                     "classifiers and taggers through multi-step optimization.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from stepwise import __version__
 
-    p_train = sub.add_parser("train", help="fine-tune a pretrained encoder")
-    p_train.add_argument("--config", help="YAML file of options (flags override it)")
-    p_train.add_argument("--json", action="store_true", help="print the results as one JSON line last")
-    _add_config_flags(p_train)
+    parser = Parser(prog="stepwise", description="Fine-tune, evaluate and serve text classifiers and taggers "
+                    "through multi-step optimization.")
+    parser.add_argument("--version", action="version", version=f"stepwise {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)")
+    p_train = sub.add_parser("train", help="fine-tune a pretrained encoder", formatter_class=fmt)
+    _add_run_flags(p_train)
+
+    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)",
+                          formatter_class=fmt)
     p_rl.add_argument("run", help="the supervised run to start from")
-    p_rl.add_argument("--config", help="YAML file of options (flags override it)")
-    p_rl.add_argument("--json", action="store_true", help="print the results as one JSON line last")
-    _add_config_flags(p_rl)
+    _add_run_flags(p_rl)
 
-    p_eval = sub.add_parser("evaluate", help="score a run on a labeled file")
+    p_eval = sub.add_parser("evaluate", help="score a run on a labeled file", formatter_class=fmt)
     p_eval.add_argument("run")
     p_eval.add_argument("--data", required=True, help="labeled file")
     p_eval.add_argument("--json", action="store_true", help="print the metrics as one JSON line last")
@@ -63,25 +84,40 @@ def _parser() -> argparse.ArgumentParser:
     _add_read_flags(p_eval)
     _add_refine_flags(p_eval)
 
-    p_pred = sub.add_parser("predict", help="predict labels for a file or stdin")
+    p_pred = sub.add_parser("predict", help="predict labels for a file or stdin", formatter_class=fmt)
     p_pred.add_argument("run")
     p_pred.add_argument("--input", required=True, help="file, or - for stdin (one text per line)")
-    p_pred.add_argument("--format", choices=["jsonl", "tsv", "conll"], default="jsonl", help="output format")
+    p_pred.add_argument("--output-format", "--format", dest="output_format", choices=["jsonl", "tsv", "conll"],
+                        default="jsonl", help="output format (conll: taggers only)")
     p_pred.add_argument("--output", help="write here instead of stdout (atomically)")
     _add_read_flags(p_pred)
     _add_refine_flags(p_pred)
 
-    p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM")
-    p_demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
+                            formatter_class=fmt)
+    p_runs.add_argument("dir", nargs="?", default="runs", help="where to look")
+    p_show = sub.add_parser("show", help="a run's config, labels and results")
+    p_show.add_argument("run")
+
+    p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM",
+                            formatter_class=fmt)
+    p_demo.add_argument("--out", default="runs/demo", help="run directory")
     p_demo.add_argument("--json", action="store_true")
     return parser
 
 
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of options (flags override it)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON line last")
+    _add_config_flags(parser)
+
+
 def _add_read_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-format", dest="fmt", choices=["tsv", "csv", "jsonl", "conll"],
-                        help="input format (default: from the extension)")
+                        help="input format (default: from the extension; stdin: plain text, one per line)")
     parser.add_argument("--text-column", help="text column name or 0-based index")
     parser.add_argument("--label-column", help="label column name or 0-based index")
+    parser.add_argument("--pair-column", help="second text column (text-pair classifiers)")
     parser.add_argument("--tag-column", type=int, help="CoNLL tag column (default: last)")
 
 
@@ -94,36 +130,48 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", help="write every step of every example to this JSONL file")
 
 
-def _refine_options(args: argparse.Namespace) -> dict[str, Any]:
+def _predict_options(args: argparse.Namespace) -> Any:
+    from stepwise.predictor import PredictOptions
+
     if args.steps is not None and args.steps < 1:
         raise StepwiseError(f"--steps must be at least 1, got {args.steps}", fix="pass --steps 1 or more")
     if args.confidence is not None and not 0 < args.confidence <= 1:
         raise StepwiseError(f"--confidence must be in (0, 1], got {args.confidence}", fix="e.g. --confidence 0.95")
-    return {"steps": args.steps, "confidence": args.confidence, "time_budget_ms": args.time_budget_ms,
-            "keep": args.keep}
-
-
-def _write_trace(path: str, task: Any, result: Any) -> None:
-    from stepwise.files import atomic_write_text
-
-    lines = []
-    for i, (history, scores) in enumerate(zip(result.history, result.scores)):
-        steps = [{"step": t + 1, "prediction": _plain(task.ids_to_labels(p)), "score": round(s, 6)}
-                 for t, (p, s) in enumerate(zip(history, scores))]
-        lines.append(json.dumps({"index": i, "steps": steps, "chosen_step": result.chosen_step[i]}))
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    return value if isinstance(value, (str, list)) else str(value)
+    if args.time_budget_ms is not None and args.time_budget_ms <= 0:
+        raise StepwiseError(f"--time-budget-ms must be greater than 0, got {args.time_budget_ms:g}",
+                            fix="e.g. --time-budget-ms 50")
+    return PredictOptions(args.steps, args.confidence, args.time_budget_ms, args.keep)
 
 
 def _read_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"fmt": args.fmt, "text_column": args.text_column, "label_column": args.label_column,
-            "tag_column": args.tag_column}
+            "tag_column": args.tag_column, "pair_column": args.pair_column}
+
+
+def check_output_path(path: str | None, flag: str, *, inputs: Sequence[str] = ()) -> None:
+    """An output file that cannot be written (or would overwrite an input) is refused before any work."""
+    if path is None:
+        return
+    from stepwise.recipes.predict import same_file
+
+    target = Path(path)
+    if target.is_dir():
+        raise StepwiseError(f"{flag} is a directory", path=path, fix=f"give {flag} a file name")
+    for source in inputs:
+        if source != "-" and same_file(source, target):
+            raise StepwiseError(f"{flag} is the input file: writing would destroy it", path=path,
+                                fix=f"choose another {flag}")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StepwiseError(f"cannot write {flag}: {parent} is a file, not a directory", path=path,
+                                    fix=f"choose another {flag}")
+            break
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from stepwise.config import TrainConfig, load_yaml
+
     values = load_yaml(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None})
     for required in ("train", "out"):
@@ -133,43 +181,66 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from stepwise.api import train
+    from stepwise.config import build_config
+    from stepwise.recipes.finetune import train
 
     run = train(build_config(_options(args), source=args.config or "command line"))
-    return _print_run(run, args.json)
+    return _print_run(run, args.json, run_quiet(args))
 
 
 def _cmd_rl(args: argparse.Namespace) -> int:
-    from stepwise.api import rl
+    from stepwise.recipes.rl import rl
 
-    return _print_run(rl(args.run, **_options(args)), args.json)
+    run = rl(args.run, **_options(args))
+    return _print_run(run, args.json, run_quiet(args))
 
 
-def _print_run(run: Any, as_json: bool) -> int:
-    if not as_json:
-        print((run.path / "report.txt").read_text())
+def run_quiet(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "quiet", None))
+
+
+def _print_run(run: Any, as_json: bool, quiet: bool) -> int:
+    if as_json:
+        print(json.dumps(run.results))
+    elif quiet:
         print(f"run written to {run.path}")
     else:
-        print(json.dumps(run.results))
+        print((run.path / "report.txt").read_text())
+        print(f"run written to {run.path}")
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from stepwise.api import evaluate
+def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
+    if args.steps is not None and args.steps > 1 and not predictor.is_refiner:
+        print(f"stepwise: note: {args.run} is a single-step model (trained without --refine-steps); "
+              f"--steps {args.steps} has no effect", file=sys.stderr)
 
-    score = evaluate(args.run, args.data, **_read_options(args), **_refine_options(args))
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from stepwise.predictor import load
+    from stepwise.recipes.evaluate import evaluate
+
+    options = _predict_options(args)
+    check_output_path(args.plot, "--plot")
+    check_output_path(args.trace, "--trace", inputs=[args.data])
+    predictor = load(args.run)
+    _warn_steps(predictor, args)
+    score = evaluate(args.run, args.data, steps=options.steps, confidence=options.confidence,
+                     time_budget_ms=options.time_budget_ms, keep=options.keep, predictor=predictor,
+                     **_read_options(args))
     result = score.pop("result")
     if args.trace:
-        from stepwise.predictor import load
+        from stepwise.files import atomic_write_text
+        from stepwise.recipes.predict import trace_lines
 
-        _write_trace(args.trace, load(args.run).task, result)
+        atomic_write_text(args.trace, trace_lines(predictor, result))
     if args.plot:
         from stepwise.report.curves import plot_steps
 
         plot_steps(score["steps"], args.plot)
     if args.json:
         metrics = {k: v for k, v in score["metrics"].items() if k != "confusion_matrix"}
-        print(json.dumps({"task": _task_of(args.run), "data": str(args.data), **metrics, "steps": score["steps"],
+        print(json.dumps({"task": predictor.task.name, "data": str(args.data), **metrics, "steps": score["steps"],
                           "mean_steps": score["mean_steps"]}))
     else:
         print(score["report"])
@@ -180,36 +251,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_of(run: str) -> str:
-    meta = Path(run, "model", "stepwise.json")
-    return json.loads(meta.read_text())["task"] if meta.is_file() else "unknown"
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from stepwise.data.readers import read_examples
     from stepwise.predictor import load
-    from stepwise.writers import format_predictions
+    from stepwise.recipes.predict import predict, read_inputs, trace_lines
 
+    options = _predict_options(args)
+    check_output_path(args.output, "--output", inputs=[args.input])
+    check_output_path(args.trace, "--trace", inputs=[args.input])
     predictor = load(args.run)
-    opts = _read_options(args)
-    from stepwise.api import preferred_format
-
-    if args.input == "-" and opts["fmt"] is None:
-        opts["fmt"] = "conll" if predictor.task.name == "tag" else "tsv"
-    if predictor.task.name == "tag":
-        opts["label_column"] = None  # plain-text input for a tagger: one sentence per line
-    examples = read_examples(args.input, require_labels=False, prefer=preferred_format(predictor.task.name), **opts)
-    result = predictor.refine(examples, **_refine_options(args))
-    probs = result.outputs
+    predictor.task.check_output_format(args.output_format)
+    _warn_steps(predictor, args)
+    examples = read_inputs(predictor, args.input, **_read_options(args))
+    text, result = predict(predictor, examples, options, args.output_format)
     if args.trace:
-        _write_trace(args.trace, predictor.task, result)
-    text = format_predictions(predictor.task, examples, probs, args.format)
+        from stepwise.files import atomic_write_text
+
+        atomic_write_text(args.trace, trace_lines(predictor, result))
     if args.output:
         from stepwise.files import atomic_write_text
 
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from stepwise.rundir import list_runs
+
+    rows = list_runs(args.dir)
+    if not rows:
+        print(f"no runs under {args.dir}")
+        return 0
+    width = max(len(r["path"]) for r in rows)
+    print(f"{'run':<{width}}  {'task':<8}  {'status':<10}  {'metric':<20}  written")
+    for r in rows:
+        print(f"{r['path']:<{width}}  {r['task']:<8}  {r['status']:<10}  {r['metric']:<20}  {r['date']}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from stepwise.rundir import describe_run
+
+    print(describe_run(args.run))
     return 0
 
 
@@ -222,18 +306,86 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+            "runs": _cmd_runs, "show": _cmd_show, "demo": _cmd_demo}
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--lr -1e-4` → `--lr=-1e-4`: argparse would take a negative number in e-notation for a flag."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NUMBER.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = {"train": _cmd_train, "rl": _cmd_rl, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-               "demo": _cmd_demo}
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local directories only
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        return handler[args.command](args)
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    previous = _sigterm_as_interrupt()
+    try:
+        return HANDLERS[args.command](args)
     except StepwiseError as err:
         print(f"stepwise: error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("stepwise: interrupted — continue with the same command plus --resume", file=sys.stderr)
+        hint = "continue with the same command plus --resume" if args.command in ("train", "rl") else "nothing written"
+        print(f"stepwise: interrupted — {hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stepwise predict ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
+    except Exception as err:  # noqa: BLE001 — the last resort: a bug, reported in one line with its log
+        log = _crash_log(argv)
+        print(f"stepwise: internal error: {type(err).__name__}: {str(err)[:200]} — this is a bug in stepwise; "
+              f"the traceback is in {log}", file=sys.stderr)
+        return 1
+    finally:
+        _restore_sigterm(previous)
+
+
+def _crash_log(argv: Sequence[str]) -> str:
+    """Write the current exception's traceback to a log file; returns its path."""
+    import tempfile
+    import time
+    import traceback
+
+    base = Path(os.environ.get("STEPWISE_LOG_DIR") or Path(tempfile.gettempdir()) / "stepwise-logs")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"stepwise {' '.join(argv)}\n\n{traceback.format_exc()}", encoding="utf-8")
+        return str(path)
+    except OSError:
+        return "(no log: the log directory is not writable)"
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a scheduler, `kill`) stops a run the way Ctrl-C does: cleanly, resumable."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from stepwise.errors import StepwiseError
 
@@ -14,18 +14,22 @@ from stepwise.errors import StepwiseError
 class TrainConfig(BaseModel):
     """Every training option; each is also a `--flag` of `stepwise train` and a key in `--config`."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    task: Literal["classify", "tag"] = Field("classify", description="classify (a label per text) or tag (per word)")
+    task: Optional[str] = Field(None, description="classify (a label per text) or tag (a tag per word); default: "
+                                "tag for CoNLL files (.conll/.bio/.iob/.iobes), else classify")
     train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
     dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
     test: Optional[str] = Field(None, description="test file, scored once at the end")
     out: str = Field(..., description="run directory to write")
     model: Optional[str] = Field(None, description="pretrained encoder directory (default: bundled MiniLM)")
-    format: Optional[Literal["tsv", "csv", "jsonl", "conll"]] = Field(None, description="input format "
-                                                                      "(default: from the extension)")
+    input_format: Optional[Literal["tsv", "csv", "jsonl", "conll"]] = Field(
+        None, validation_alias=AliasChoices("input_format", "format"),
+        description="input format (default: from the extension; the old spelling --format is accepted)")
     text_column: Optional[Union[int, str]] = Field(None, description="text column name or 0-based index")
     label_column: Optional[Union[int, str]] = Field(None, description="label column name or 0-based index")
+    pair_column: Optional[Union[int, str]] = Field(None, description="classify: a second text column (text pairs, "
+                                                   "e.g. entailment); the encoder sees it as segment B")
     tag_column: Optional[int] = Field(None, description="CoNLL tag column, 0-based (default: last)")
 
     epochs: float = Field(3.0, gt=0, description="passes over the training data")
@@ -46,6 +50,7 @@ class TrainConfig(BaseModel):
     metric: Optional[str] = Field(None, description="dev metric for early stopping and best checkpoint")
     seed: int = Field(0, description="random seed")
     resume: bool = Field(False, description="continue an interrupted run in --out")
+    overwrite: bool = Field(False, description="replace the run in --out (its stepwise files only) and start over")
     max_length: int = Field(256, gt=4, le=512, description="max tokens per sequence")
     eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
@@ -79,22 +84,26 @@ class TrainConfig(BaseModel):
             return self.metric
         return "reward" if self.reward and self.reward != "loglik" else task_default
 
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-
-        allowed = {"classify": {"accuracy", "macro_f1", "micro_f1", "weighted_f1", "reward"},
-                   "tag": {"f1", "precision", "recall", "macro_f1", "token_accuracy", "reward"}}[self.task]
-        if self.metric is not None and self.metric not in allowed:
-            raise ValueError(f"metric {self.metric!r} is not one of {sorted(allowed)} for task {self.task}")
-        return self
+    def read_options(self) -> dict[str, Any]:
+        """The reader keywords these options imply (format and columns)."""
+        return {"fmt": self.input_format, "text_column": self.text_column, "label_column": self.label_column,
+                "tag_column": self.tag_column, "pair_column": self.pair_column}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise StepwiseError("is a directory, not a YAML file", path=path, fix="check the --config path")
     if not p.is_file():
         raise StepwiseError("config file not found", path=path, fix="check the --config path")
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise StepwiseError(f"bytes that are not UTF-8 (byte 0x{raw[err.start]:02x})", path=path,
+                            line=raw[: err.start].count(b"\n") + 1, fix="save the config as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise StepwiseError(f"invalid YAML ({getattr(err, 'problem', err)})", path=path,
@@ -107,15 +116,49 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
-    """Validate merged options; pydantic's message becomes one line naming the option."""
+    """Validate merged options; the first problem becomes one line naming the option in user terms."""
     try:
         return TrainConfig(**values)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(x) for x in first["loc"]) or "config"
-        flag = "--" + field.replace("_", "-")
-        raise StepwiseError(f"{field}: {first['msg']}", path=source,
-                            fix=f"set {flag} (see `stepwise train --help`)") from None
+        raise StepwiseError(describe(err.errors()[0], values), path=None if source == "command line" else source,
+                            fix=_fix(err.errors()[0])) from None
+
+
+def describe(error: dict[str, Any], values: dict[str, Any]) -> str:
+    """Pydantic's error in the words of a flag: '--lr must be greater than 0 (got -0.0001)'."""
+    name = str(error["loc"][0]) if error["loc"] else "config"
+    flag = "--" + name.replace("_", "-")
+    kind, ctx = error["type"], error.get("ctx", {})
+    got = f" (got {values[name]!r})" if name in values else ""
+    if kind == "extra_forbidden":
+        return f"unknown option {name!r}"
+    if kind == "missing":
+        return f"{flag} is required"
+    bounds = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",
+              "less_than": "less than {lt}", "less_than_equal": "at most {le}"}
+    if kind in bounds:
+        return f"{flag} must be {bounds[kind].format(**{k: f'{v:g}' for k, v in ctx.items()})}{got}"
+    if kind == "literal_error":
+        return f"{flag} must be one of {ctx.get('expected', '')}{got}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{flag} must be a whole number{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{flag} must be a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{flag} must be true or false{got}"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{flag}: {message}{got}"
+
+
+def _fix(error: dict[str, Any]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        import difflib
+
+        close = difflib.get_close_matches(name, list(TrainConfig.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{hint}remove it; `stepwise train --help` lists the options"
+    return "see `stepwise train --help`"
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

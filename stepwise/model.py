@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -15,12 +18,59 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 from transformers.utils import logging as hf_logging
 
 from stepwise.errors import StepwiseError
-
-hf_logging.set_verbosity_error()  # load reports and weight-loading bars are noise in a CLI
-hf_logging.disable_progress_bar()
+from stepwise.files import current_umask
 
 META_FILE = "stepwise.json"
 HEAD_FILE = "head.safetensors"
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars while we load, then put its settings back."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def load_errors(path: str | Path, what: str, fix: str) -> Iterator[None]:
+    """A model directory that cannot be loaded (missing or truncated files, not a model) is a user error."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 — any failure to read these files means the files are bad
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepwiseError(f"cannot load {what} ({first[:200]})", path=path, fix=fix) from None
+
+
+def check_encoder_dir(path: str | Path) -> None:
+    """The checks `--model` gets before anything is written: a directory with a transformers config."""
+    p = Path(path)
+    if not p.exists():
+        raise StepwiseError("model directory not found", path=path,
+                            fix="pass --model a local directory saved with save_pretrained (or omit it)")
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise StepwiseError("not a transformers model directory (no config.json)", path=path,
+                            fix="pass --model a local directory saved with save_pretrained")
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """A saved task model's metadata (task, labels, options), without loading any weights."""
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise StepwiseError("not a stepwise model directory (no stepwise.json)", path=model_dir,
+                            fix="point at a run directory written by `stepwise train`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise StepwiseError("the run's model metadata is damaged", path=path,
+                            fix="retrain, or restore the run directory from a copy") from None
 
 
 def default_model_dir() -> str:
@@ -38,8 +88,9 @@ class TaskModel(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, head_dropout: float = 0.1,
-                 extra_inputs: dict[str, int] | None = None) -> None:
+                 extra_inputs: dict[str, int] | None = None, token_types: bool = False) -> None:
         super().__init__()
+        self.token_types = token_types
         if pooling not in ("mean", "token"):
             raise ValueError(f"pooling must be 'mean' or 'token', got {pooling!r}")
         self.encoder = encoder
@@ -61,14 +112,23 @@ class TaskModel(nn.Module):
     def num_labels(self) -> int:
         return self.head.out_features
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The named int64 inputs `forward` reads, in order (exporters and backends use this)."""
+        return ("input_ids", "attention_mask", *(("token_type_ids",) if self.token_types else ()),
+                *self.extra_inputs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                **inputs: torch.Tensor) -> torch.Tensor:
+        """Logits; keys of `inputs` that are not extra inputs (labels, word masks) are ignored."""
+        segments = {"token_type_ids": token_type_ids} if self.token_types and token_type_ids is not None else {}
         if self.extras:
             embeds = self.encoder.get_input_embeddings()(input_ids)
             for name, embedding in self.extras.items():
                 embeds = embeds + embedding(inputs[name])
-            hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+            hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, **segments).last_hidden_state
         else:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments).last_hidden_state
         if self.pooling == "mean":
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             hidden = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -76,33 +136,37 @@ class TaskModel(nn.Module):
 
     @classmethod
     def from_encoder(cls, model_dir: str | None, num_labels: int, pooling: str, dropout: float | None = None,
-                     extra_inputs: dict[str, int] | None = None) -> TaskModel:
+                     extra_inputs: dict[str, int] | None = None, token_types: bool = False) -> TaskModel:
         """Start a new task model from a pretrained encoder directory; `dropout` overrides the encoder's."""
         path = model_dir or default_model_dir()
-        if not Path(path, "config.json").is_file():
-            raise StepwiseError("not a transformers model directory (no config.json)", path=path,
-                                fix="pass --model a local directory saved with save_pretrained")
+        check_encoder_dir(path)
         overrides = {}
         if dropout is not None:
             overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-        config = AutoConfig.from_pretrained(path, **overrides)
-        encoder = AutoModel.from_pretrained(path, config=config, add_pooling_layer=False)
-        head_dropout = config.hidden_dropout_prob if dropout is None else dropout
-        return cls(encoder, num_labels, pooling, head_dropout=head_dropout, extra_inputs=extra_inputs)
+        fix = "pass --model a complete local transformers encoder directory"
+        with quiet_transformers(), load_errors(path, "the pretrained encoder", fix):
+            config = AutoConfig.from_pretrained(path, local_files_only=True, **overrides)
+            encoder = AutoModel.from_pretrained(path, config=config, add_pooling_layer=False, local_files_only=True)
+        head_dropout = getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
+        return cls(encoder, num_labels, pooling, head_dropout=head_dropout, extra_inputs=extra_inputs,
+                   token_types=token_types)
 
     def save_pretrained(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase, meta: dict) -> None:
         """Write encoder, tokenizer, head and metadata to a temp dir, then swap it in (atomic for readers)."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a saved model gets normal permissions
         try:
-            self.encoder.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with quiet_transformers():
+                self.encoder.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
             head = {f"head.{k}": v.detach().contiguous() for k, v in self.head.state_dict().items()}
             head.update({f"extras.{k}": v.detach().contiguous() for k, v in self.extras.state_dict().items()})
             save_file(head, str(tmp / HEAD_FILE))
             full_meta = {**meta, "pooling": self.pooling, "num_labels": self.num_labels,
-                         "head_dropout": self.head_dropout, "extra_inputs": self.extra_inputs}
+                         "head_dropout": self.head_dropout, "extra_inputs": self.extra_inputs,
+                         "token_types": self.token_types}
             (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
             replace_dir(tmp, directory)
         finally:
@@ -111,19 +175,18 @@ class TaskModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> tuple[TaskModel, PreTrainedTokenizerBase, dict]:
         directory = Path(directory)
-        meta_path = directory / META_FILE
-        if not meta_path.is_file():
-            raise StepwiseError("not a stepwise model directory (no stepwise.json)", path=directory,
-                                fix="point at a run directory written by `stepwise train`")
-        meta = json.loads(meta_path.read_text())
-        encoder = AutoModel.from_pretrained(directory, add_pooling_layer=False)
-        model = cls(encoder, meta["num_labels"], meta["pooling"], meta.get("head_dropout", 0.1),
-                    meta.get("extra_inputs"))
-        state = load_file(str(directory / HEAD_FILE))
-        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
-        model.extras.load_state_dict({k.removeprefix("extras."): v for k, v in state.items()
-                                      if k.startswith("extras.")})
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        meta = read_meta(directory)
+        fix = "the run's model files are missing or damaged: retrain it, or restore the run directory from a copy"
+        with quiet_transformers(), load_errors(directory, "the run's model", fix):
+            encoder = AutoModel.from_pretrained(directory, add_pooling_layer=False, local_files_only=True)
+            model = cls(encoder, meta["num_labels"], meta["pooling"], meta.get("head_dropout", 0.1),
+                        meta.get("extra_inputs"), meta.get("token_types", False))
+            state = load_file(str(directory / HEAD_FILE))
+            model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items()
+                                        if k.startswith("head.")})
+            model.extras.load_state_dict({k.removeprefix("extras."): v for k, v in state.items()
+                                          if k.startswith("extras.")})
+            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         model.eval()
         return model, tokenizer, meta
 
@@ -140,4 +203,8 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def load_tokenizer(model_dir: str | None) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(model_dir or default_model_dir())
+    path = model_dir or default_model_dir()
+    check_encoder_dir(path)
+    with quiet_transformers(), load_errors(path, "the tokenizer", "pass --model a directory that also holds its "
+                                           "tokenizer files (tokenizer.json or vocab.txt)"):
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -1,41 +1,62 @@
-"""A trained run, loaded for prediction and evaluation: `load(RUN).predict(texts)`."""
+"""A trained run, loaded for prediction and evaluation: `load(RUN).predict(texts)`.
+
+The Predictor is the one inference path: the CLI's `predict`/`evaluate`, evaluation during training
+and the server all go through it. The model runs behind a backend (PyTorch here, ONNX Runtime for an
+exported run), so everything above the backend is plain numpy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
+from stepwise.backends import Backend
 from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
-from stepwise.errors import StepwiseError
-from stepwise.infer import predict_features, resolve_precision
-from stepwise.model import TaskModel
+from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
 from stepwise.refine.policy import PREV, ModelPolicy
 from stepwise.tasks import Task, get_task
 
 
-class Predictor:
-    """Wraps model, tokenizer and task; inference is length-sorted internally, results in input order."""
+@dataclass
+class PredictOptions:
+    """How to run a refiner at prediction time (a single-step model ignores them)."""
 
-    def __init__(self, model: TaskModel, tokenizer: PreTrainedTokenizerBase, task: Task, *, max_length: int = 256,
-                 batch_size: int = 64, precision: str = "auto", steps: int = 1) -> None:
-        self.model = model
+    steps: int | None = None
+    confidence: float | None = None
+    time_budget_ms: float | None = None
+    keep: str = "last"
+
+
+class Predictor:
+    """Wraps backend, tokenizer and task; inference is length-sorted internally, results in input order."""
+
+    def __init__(self, model: Any, tokenizer: Any, task: Task, *, max_length: int = 256, batch_size: int = 64,
+                 precision: str = "auto", steps: int = 1, backend: Backend | None = None) -> None:
+        if backend is None:
+            from stepwise.backends.torch import TorchBackend
+            from stepwise.precision import resolve_precision
+
+            precision = resolve_precision(precision)
+            backend = TorchBackend(model, precision)
+        self.model = model  # the torch module when there is one (training, RL, export); None for ONNX
+        self.backend = backend
         self.tokenizer = tokenizer
         self.task = task
         self.max_length = max_length
         self.batch_size = batch_size
-        self.precision = resolve_precision(precision)
+        self.precision = precision
         self.steps = steps
 
     @property
     def is_refiner(self) -> bool:
         """A refiner reads its previous prediction; a single-step model has no such input."""
-        return PREV in self.model.extra_inputs
+        return PREV in self.backend.input_names
 
     @property
     def labels(self) -> list[str]:
@@ -44,14 +65,17 @@ class Predictor:
     def _examples(self, inputs: Sequence[Any]) -> list[Example]:
         return [x if isinstance(x, Example) else Example(x, None, i + 1) for i, x in enumerate(inputs)]
 
+    def encode(self, examples: list[Example], with_labels: bool = False) -> list[Feature]:
+        return self.task.encode(self.tokenizer, examples, self.max_length, with_labels=with_labels)
+
     def probabilities(self, examples: list[Example], features: list[Feature] | None = None) -> list[Any]:
         """Per-example probabilities (an array per text, or per word for tagging)."""
         if self.is_refiner:
             return self.refine(examples, features).outputs
         if features is None:
-            features = self.task.encode(self.tokenizer, examples, self.max_length, with_labels=False)
-        probs = predict_features(self.model, self.task, features, batch_size=self.batch_size,
-                                 precision=self.precision, pad_id=self.tokenizer.pad_token_id)
+            features = self.encode(examples)
+        probs = predict_features(self.backend, self.task, features, batch_size=self.batch_size,
+                                 pad_id=self.tokenizer.pad_token_id)
         return self.task.merge(examples, features, probs)
 
     def refine(self, examples: list[Example], features: list[Feature] | None = None, *, steps: int | None = None,
@@ -59,17 +83,37 @@ class Predictor:
                stop_on_no_change: bool = True) -> RefineResult:
         """Predict in up to `steps` steps, each seeing the previous one (a single-step model runs 1 step)."""
         if features is None:
-            features = self.task.encode(self.tokenizer, examples, self.max_length, with_labels=False)
-        policy = ModelPolicy(self.model, self.task, examples, features, batch_size=self.batch_size,
-                             precision=self.precision, pad_id=self.tokenizer.pad_token_id)
+            features = self.encode(examples)
+        policy = ModelPolicy(self.backend, self.task, examples, features, batch_size=self.batch_size,
+                             pad_id=self.tokenizer.pad_token_id)
         steps = (steps or self.steps) if self.is_refiner else 1
         return refine(policy, len(examples), steps=steps, confidence=confidence, time_budget_ms=time_budget_ms,
                       keep=keep, stop_on_no_change=stop_on_no_change)
 
+    def run(self, examples: list[Example], options: PredictOptions | None = None) -> RefineResult:
+        """Predict examples under `options`; examples with no text are skipped (see `records`)."""
+        options = options or PredictOptions()
+        present = [ex for ex in examples if _has_text(ex)]
+        result = self.refine(present, steps=options.steps, confidence=options.confidence,
+                             time_budget_ms=options.time_budget_ms, keep=options.keep)
+        if len(present) == len(examples):
+            return result
+        return _with_gaps(result, [_has_text(ex) for ex in examples])
+
+    def records(self, examples: list[Example], result: RefineResult) -> list[dict[str, Any]]:
+        """The JSON record of each example (as `predict --format jsonl` prints), in input order."""
+        return [self.task.prediction_record(ex, out) if out is not None else self.task.empty_record(ex)
+                for ex, out in zip(examples, result.outputs)]
+
+    def predict_records(self, inputs: Sequence[Any], options: PredictOptions | None = None) -> list[dict[str, Any]]:
+        """Texts, token lists or Examples in; one record per input out (labels, probabilities, spans)."""
+        examples = self._examples(inputs)
+        return self.records(examples, self.run(examples, options))
+
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray | list[np.ndarray]:
         """Classification: an (n, classes) array, columns in `labels` order. Tagging: one array per text."""
         probs = self.probabilities(self._examples(inputs))
-        return np.stack(probs) if self.task.name == "classify" and probs else probs
+        return np.stack(probs) if probs and all(np.ndim(p) == 1 for p in probs) else probs
 
     def predict(self, inputs: Sequence[Any]) -> list[Any]:
         """Labels (classification) or tag lists (tagging), in input order."""
@@ -84,13 +128,28 @@ class Predictor:
                 "report": self.task.report_text(gold, pred)}
 
 
+def _has_text(example: Example) -> bool:
+    return bool(example.text) and (not isinstance(example.text, str) or bool(example.text.strip()))
+
+
+def _with_gaps(result: RefineResult, present: list[bool]) -> RefineResult:
+    """Spread a result over all inputs, None where an input had no text."""
+    def spread(values: list[Any], empty: Any) -> list[Any]:
+        it = iter(values)
+        return [next(it) if keep else empty for keep in present]
+
+    return RefineResult(predictions=spread(result.predictions, None), outputs=spread(result.outputs, None),
+                        steps_used=spread(result.steps_used, 0), chosen_step=spread(result.chosen_step, 0),
+                        history=spread(result.history, []), scores=spread(result.scores, []), stats=result.stats)
+
+
 def load(run: str | Path, **overrides: Any) -> Predictor:
     """Load a run directory (or its model/ directory) written by `stepwise train`."""
-    path = Path(run)
-    if not path.exists():
-        raise StepwiseError("run directory not found", path=run, fix="pass the --out directory of `stepwise train`")
-    model_dir = path / "model" if (path / "model").is_dir() else path
-    model, tokenizer, meta = TaskModel.from_pretrained(model_dir)
+    from stepwise.model import TaskModel
+    from stepwise.rundir import RunDir
+
+    run_dir = RunDir.open(run)
+    model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
     task = get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
                "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}

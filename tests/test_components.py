@@ -11,8 +11,8 @@ from transformers import BertConfig, BertModel
 from stepwise.data.batching import IGNORE_INDEX, collate, length_grouped_batches, sorted_batches
 from stepwise.data.readers import Example
 from stepwise.data.split import stratified_split
-from stepwise.train.optim import param_groups
-from stepwise.train.schedule import lr_at, warmup_steps
+from stepwise.training.optim import param_groups
+from stepwise.training.schedule import lr_at, warmup_steps
 
 
 def test_schedule_shapes() -> None:
@@ -80,7 +80,7 @@ def test_stratified_split_is_seeded_and_balanced() -> None:
 
 def test_token_weighted_loss_weighs_every_label_alike() -> None:
     from stepwise.tasks import get_task
-    from stepwise.train.loop import labels_per_batch
+    from stepwise.training.objectives import labels_per_batch
 
     task = get_task("classify", ["a", "b"])
     torch.manual_seed(0)

@@ -64,7 +64,7 @@ def test_bad_option_value(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     config = tmp_path / "cfg.yaml"
     config.write_text("lr: -1\n")
     code, err = run_cli(capsys, train_args(train, tmp_path / "run", "--config", str(config)))
-    assert code == 2 and "lr:" in err and "greater than 0" in err
+    assert code == 2 and "--lr must be greater than 0 (got -1)" in err and "\n" not in err.strip()
 
 
 def test_unknown_yaml_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -104,9 +104,14 @@ def test_unknown_column_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert code == 2 and "d.csv:1: no text column named 'text' (found: sentence, y)" in err
 
 
-def test_existing_run_needs_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.yaml").write_text("x: 1\n")
+def test_existing_run_needs_resume_or_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"state")
     train = write_tsv(tmp_path / "train.tsv", toy_sentences(20, 0))
-    code, err = run_cli(capsys, train_args(train, tmp_path / "run"))
-    assert code == 2 and "already holds a run" in err and "--resume" in err
+    code, err = run_cli(capsys, train_args(train, run))
+    assert code == 2 and "holds an interrupted run" in err and "--resume" in err and "--overwrite" in err
+    (run / "results.json").write_text("{}")
+    (run / "model").mkdir()
+    code, err = run_cli(capsys, train_args(train, run))
+    assert code == 2 and "already holds a finished run" in err and "--overwrite" in err

@@ -84,7 +84,7 @@ def test_refiner_learns_to_fix_a_corrupted_previous_prediction(refiner_run: Path
     sentences = toy_ner(60, 21)
     examples = [stepwise.Example(w, t) for w, t in sentences]
     features = task.encode(predictor.tokenizer, examples, predictor.max_length, with_labels=False)
-    policy = ModelPolicy(predictor.model, task, examples, features, batch_size=16, precision="fp32",
+    policy = ModelPolicy(predictor.backend, task, examples, features, batch_size=16,
                          pad_id=predictor.tokenizer.pad_token_id)
     rng = random.Random(0)
     gold = [np.array([task.label_to_id[t] for t in tags]) for _, tags in sentences]

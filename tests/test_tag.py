@@ -117,7 +117,7 @@ def test_conll_and_jsonl_output_round_trip(ner_run: Path, tmp_path: Path, capsys
     assert [r["tags"] for r in records] == [s.label for s in predicted]
     for record in records:
         for entity in record["entities"]:
-            words = record["tokens"][entity["start"]:entity["end"] + 1]
+            words = record["tokens"][entity["start"]:entity["end"]]
             assert entity["text"] == " ".join(words)
             assert record["tags"][entity["start"]] == f"B-{entity['type']}"
     assert any(r["entities"] for r in records)

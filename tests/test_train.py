@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import stepwise
-from stepwise.train.loop import LoopState
+from stepwise.training.loop import LoopState
 from tests.conftest import tiny_options
 
 

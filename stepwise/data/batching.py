@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import torch
 
 Feature = dict[str, Any]
@@ -38,18 +39,33 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad every list-valued field to the longest in the batch; labels pad with IGNORE_INDEX."""
-    batch: dict[str, torch.Tensor] = {}
+def pad(features: list[Feature], pad_id: int) -> dict[str, np.ndarray]:
+    """Pad every list-valued field to the longest in the batch (labels with IGNORE_INDEX), as int64 arrays.
+
+    The backend-neutral batch: torch, ONNX Runtime or a server all start from these arrays.
+    """
+    batch: dict[str, np.ndarray] = {}
     width = max(len(f["input_ids"]) for f in features)
     for key, first in features[0].items():
         if key.startswith("_"):
             continue
         if isinstance(first, list):
             fill = pad_id if key == "input_ids" else IGNORE_INDEX if key == "labels" else 0
-            batch[key] = torch.tensor([f[key] + [fill] * (width - len(f[key])) for f in features])
+            batch[key] = np.array([f[key] + [fill] * (width - len(f[key])) for f in features], dtype=np.int64)
         else:
-            batch[key] = torch.tensor([f[key] for f in features])
-    lengths = torch.tensor([len(f["input_ids"]) for f in features])
-    batch["attention_mask"] = (torch.arange(width)[None, :] < lengths[:, None]).long()
+            batch[key] = np.array([f[key] for f in features], dtype=np.int64)
+    lengths = np.array([len(f["input_ids"]) for f in features])
+    batch["attention_mask"] = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
     return batch
+
+
+def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+    """`pad` as torch tensors, for training."""
+    return {key: torch.from_numpy(value) for key, value in pad(features, pad_id).items()}
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Plain random batches (the Hugging Face Trainer default), for comparison runs."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]

@@ -4,31 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stepwise.data.readers import Example, read_text
+from stepwise.data.readers import INVISIBLE, Example, Examples, read_text, strip_invisible
 from stepwise.errors import StepwiseError
 
 PREFIXES = {"B", "I", "E", "S"}
 
 
-def read_conll(path: str | Path, *, tag_column: int | None = None, require_labels: bool = True) -> list[Example]:
+def read_conll(path: str | Path, *, tag_column: int | None = None, require_labels: bool = True) -> Examples:
     """Sentences as word lists with their tags (tag column: `tag_column`, default the last).
 
     With require_labels=False a file of bare tokens (one column) is accepted; its labels are None.
+    A line of only invisible characters (U+FEFF, zero-width spaces) is a blank line, and such characters
+    inside a token are dropped; how many is counted in `cleaned`.
     """
     text = read_text(path)
-    sentences: list[Example] = []
+    sentences = Examples()
+    invisible = 0
     words: list[str] = []
     tags: list[str] = []
     start = 0
     width: int | None = None
     for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip()
+        line = strip_invisible(raw)
         if not line or line.startswith("-DOCSTART-"):
             if words:
                 sentences.append(Example(words, tags if tags else None, start))
             words, tags = [], []
             continue
         fields = line.split()
+        if any(c in INVISIBLE for c in line):
+            cleaned = [f.translate(_DROP_INVISIBLE) for f in fields]
+            invisible += sum(len(a) - len(b) for a, b in zip(fields, cleaned))
+            fields = [f for f in cleaned if f]
         if width is None:
             width = len(fields)
             if width < 2 and require_labels:
@@ -53,7 +60,12 @@ def read_conll(path: str | Path, *, tag_column: int | None = None, require_label
     if not sentences:
         raise StepwiseError("no sentences found", path=path, fix="give one token per line, blank line between "
                             "sentences")
+    if invisible:
+        sentences.cleaned["invisible_characters"] = invisible
     return sentences
+
+
+_DROP_INVISIBLE = {ord(c): None for c in INVISIBLE}
 
 
 def check_tag(tag: str, path: str | Path, line: int) -> None:

@@ -17,11 +17,33 @@ Label = Union[str, list[str], None]
 
 @dataclass
 class Example:
-    """One labeled unit: a sentence (classification) or a word sequence (tagging)."""
+    """One labeled unit: a text (classification) or a word sequence (tagging), by named fields.
+
+    `pair` is an optional second text (text-pair classification: entailment, paraphrase); the encoder
+    sees it as segment B. `line` is where the example starts in its file, for error messages.
+    """
 
     text: Text
-    label: Label
+    label: Label = None
     line: int = 0
+    pair: str | None = None
+
+
+class Examples(list):
+    """A list of examples plus what the reader cleaned on the way (reported in results.json)."""
+
+    cleaned: dict[str, int]
+
+    def __init__(self, items: list[Example] = (), cleaned: dict[str, int] | None = None) -> None:
+        super().__init__(items)
+        self.cleaned = dict(cleaned or {})
+
+#: characters a user does not see: a line of only these (and whitespace) is a blank line
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+
+
+def strip_invisible(text: str) -> str:
+    return text.strip().strip(INVISIBLE).strip()
 
 
 TABLE_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
@@ -47,6 +69,8 @@ def read_text(path: str | Path) -> str:
     if str(path) == "-":
         import sys
         data = sys.stdin.buffer.read()
+    elif p.is_dir():
+        raise StepwiseError("is a directory, not a file", path=path, fix="give the path of a data file inside it")
     elif not p.is_file():
         raise StepwiseError("file not found", path=path, fix="check the path")
     else:
@@ -64,7 +88,11 @@ def read_text(path: str | Path) -> str:
 
 def _column_index(header: list[str] | None, column: str | int, path: str | Path, role: str) -> int:
     if isinstance(column, int) or str(column).isdigit():
-        return int(column)
+        index = int(column)
+        if header is not None and index >= len(header):
+            raise StepwiseError(f"--{role}-column {index} is out of range: the file has {len(header)} columns",
+                                path=path, line=1, fix=f"pass an index from 0 to {len(header) - 1} or a header name")
+        return index
     if header is None or column not in header:
         found = ", ".join(header) if header else "no header"
         raise StepwiseError(f"no {role} column named {column!r} (found: {found})", path=path, line=1,
@@ -73,7 +101,8 @@ def _column_index(header: list[str] | None, column: str | int, path: str | Path,
 
 
 def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | None,
-               label_column: str | int | None) -> tuple[list[tuple[int, list[str]]], int, int | None]:
+               label_column: str | int | None, pair_column: str | int | None = None,
+               ) -> tuple[list[tuple[int, list[str]]], int, int | None, int | None]:
     """Rows of a delimited file with their line numbers, and the text/label column indices."""
     if fmt == "csv":
         rows = []
@@ -86,36 +115,48 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
                                 fix="check the quoting") from None
     else:
         rows = [(i, ln.rstrip("\r").split("\t")) for i, ln in enumerate(text.split("\n"), 1)]
-    rows = [(i, f) for i, f in rows if any(x.strip() for x in f)]
+    rows = [(i, f) for i, f in rows if any(strip_invisible(x) for x in f)]
     first = rows[0][1]
-    names = [str(c) for c in (text_column, label_column) if c is not None and not str(c).isdigit()]
+    names = [str(c) for c in (text_column, label_column, pair_column) if c is not None and not str(c).isdigit()]
+    p_idx = None
     if fmt == "csv" or names or ("text" in first and "label" in first):
         header = [h.strip() for h in first]
         rows = rows[1:]
         t_idx = _column_index(header, text_column if text_column is not None else "text", path, "text")
         l_idx = label_column if label_column is not None else ("label" if "label" in header else None)
         l_idx = None if l_idx is None else _column_index(header, l_idx, path, "label")
+        p_idx = None if pair_column is None else _column_index(header, pair_column, path, "pair")
         width = len(header)
     else:
         t_idx = int(text_column) if text_column is not None else 0
         l_idx = int(label_column) if label_column is not None else 1
+        p_idx = None if pair_column is None else int(pair_column)
         width = len(first)
         if width == 1 and label_column is None:
             l_idx, width = None, 1
         elif width < 2:
             raise StepwiseError(f"expected 2 tab-separated columns (text, label), found {width}", path=path,
                                 line=rows[0][0], fix="separate text and label with a tab")
+        for role, index in (("text", t_idx), ("label", l_idx), ("pair", p_idx)):
+            if index is not None and index >= width:
+                raise StepwiseError(f"--{role}-column {index} is out of range: the file has {width} columns",
+                                    path=path, line=rows[0][0], fix=f"pass an index from 0 to {width - 1}")
     for line, fields in rows:
         if len(fields) != width:
             raise StepwiseError(f"expected {width} columns, found {len(fields)}", path=path, line=line,
                                 fix="every row needs the same columns as the first (is there a stray tab?)")
-    return rows, t_idx, l_idx
+    return rows, t_idx, l_idx, p_idx
 
 
 def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str | int | None = None,
                   label_column: str | int | None = None, require_labels: bool = True,
-                  tag_column: int | None = None, prefer: str | None = None) -> list[Example]:
-    """Read a labeled file. With require_labels=False a missing label column is allowed (prediction)."""
+                  tag_column: int | None = None, prefer: str | None = None,
+                  pair_column: str | int | None = None, keep_blank: bool = False) -> list[Example]:
+    """Read a labeled file. With require_labels=False a missing label column is allowed (prediction).
+
+    With keep_blank (prediction from plain text) a blank line is an example with empty text, so every
+    input line gets exactly one output line.
+    """
     fmt = detect_format(path, fmt, prefer)
     if fmt == "conll":
         from stepwise.data.conll import read_conll
@@ -137,6 +178,12 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
                 raise StepwiseError("the line is not a JSON object", path=path, line=i,
                                     fix=f'write {{"{t_key}": ..., "{l_key}": ...}}')
             value = obj.get(t_key)
+            pair = None
+            if pair_column is not None:
+                pair = obj.get(str(pair_column))
+                if not isinstance(pair, str):
+                    raise StepwiseError(f"missing text field {str(pair_column)!r}", path=path, line=i,
+                                        fix=f"give every line a {str(pair_column)!r} string")
             if not isinstance(value, str) or not value.strip():
                 raise StepwiseError(f"empty or missing text field {t_key!r}", path=path, line=i,
                                     fix=f"give every line a non-empty {t_key!r} string (or pass --text-column)")
@@ -146,13 +193,18 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
                     raise StepwiseError(f"missing label field {l_key!r}", path=path, line=i,
                                         fix=f"give every line a {l_key!r} (or pass --label-column)")
                 label = None
-            examples.append(Example(value.strip(), None if label is None else str(label).strip(), i))
+            examples.append(Example(value.strip(), None if label is None else str(label).strip(), i, pair))
         return examples
-    rows, t_idx, l_idx = _read_rows(path, text, fmt, text_column, label_column)
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if keep_blank and fmt == "tsv" and label_column is None and not any("\t" in ln for ln in lines):
+        return Examples([Example(strip_invisible(ln), None, i) for i, ln in enumerate(lines, 1)])
+    rows, t_idx, l_idx, p_idx = _read_rows(path, text, fmt, text_column, label_column, pair_column)
     if l_idx is None and require_labels:
         raise StepwiseError("no label column", path=path, line=1, fix="add a label column or pass --label-column")
     for line, fields in rows:
-        value = fields[t_idx].strip()
+        value = strip_invisible(fields[t_idx])
         if not value:
             raise StepwiseError("empty text", path=path, line=line, fix="remove the row or fill in its text")
         label = fields[l_idx].strip() if l_idx is not None else None
@@ -160,7 +212,7 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
             if require_labels:
                 raise StepwiseError("missing label", path=path, line=line, fix="give every row a label")
             label = None
-        examples.append(Example(value, label, line))
+        examples.append(Example(value, label, line, None if p_idx is None else fields[p_idx].strip()))
     if not examples:
         raise StepwiseError("the file has a header but no examples", path=path, fix="add rows below the header")
     return examples

@@ -20,15 +20,11 @@ def demo_data_path() -> Path:
 
 def run_demo(out: str | Path = "runs/demo", quiet: bool = False) -> dict[str, Any]:
     """Train (7:2:1 split of the embedded data), print the test report and a few predictions."""
-    import shutil
+    from stepwise.recipes.finetune import train
 
-    from stepwise.api import train
-
-    out = Path(out)
-    if (out / "config.yaml").exists():
-        shutil.rmtree(out)  # the demo is disposable: re-running it starts fresh
+    # the demo is disposable: re-running it starts fresh
     run = train(task="classify", train=str(demo_data_path()), out=str(out), epochs=4, lr=1e-4, batch_size=16,
-                quiet=quiet)
+                quiet=quiet, overwrite=True)
     if not quiet:
         print((run.path / "report.txt").read_text())
         predictor = run.load()

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
-from stepwise.data.batching import Feature, collate
+from stepwise.backends import Backend
+from stepwise.data.batching import Feature, pad
 from stepwise.data.readers import Example
-from stepwise.infer import autocast, predict_features
+from stepwise.infer import predict_features
+from stepwise.precision import autocast
 from stepwise.tasks.base import Task
 
 PREV = "prev_ids"
@@ -23,12 +25,12 @@ def with_previous(task: Task, feature: Feature, ids: Any | None) -> Feature:
 
 
 class ModelPolicy:
-    """Runs the model on the active examples' features, each with its example's previous prediction."""
+    """Runs the model (through a backend) on the active examples' features, each with its previous prediction."""
 
-    def __init__(self, model: torch.nn.Module, task: Task, examples: list[Example], features: list[Feature], *,
-                 batch_size: int, precision: str, pad_id: int) -> None:
-        self.model, self.task, self.examples, self.features = model, task, examples, features
-        self.options = {"batch_size": batch_size, "precision": precision, "pad_id": pad_id}
+    def __init__(self, backend: Backend, task: Task, examples: list[Example], features: list[Feature], *,
+                 batch_size: int, pad_id: int) -> None:
+        self.backend, self.task, self.examples, self.features = backend, task, examples, features
+        self.options = {"batch_size": batch_size, "pad_id": pad_id}
         self.by_example: dict[int, list[int]] = {}
         for fi, feature in enumerate(features):
             self.by_example.setdefault(feature["_example"], []).append(fi)
@@ -40,7 +42,7 @@ class ModelPolicy:
                 feature = self.features[fi]
                 part = None if prev is None else self.task.slice_prediction(feature, prev)
                 feats.append({**with_previous(self.task, feature, part), "_example": k})
-        probs = predict_features(self.model, self.task, feats, **self.options)
+        probs = predict_features(self.backend, self.task, feats, **self.options)
         merged = self.task.merge([self.examples[i] for i in indices], feats, probs)
         return ([self.task.prediction_ids(p) for p in merged], [self.task.confidence(p) for p in merged], merged)
 
@@ -50,21 +52,24 @@ class RefinerTraining:
 
     Half of the batches train the first step (no previous prediction); the other half see the current
     model's own first-step predictions with a share `noise` of positions replaced by a random label, so
-    the model learns to keep what is right and fix what is wrong.
+    the model learns to keep what is right and fix what is wrong. Its own seeded generator (`rng`, saved
+    in checkpoints) draws the coin flips and the corruption.
     """
 
-    def __init__(self, task: Task, noise: float, pad_id: int, precision: str) -> None:
+    def __init__(self, task: Task, noise: float, pad_id: int, precision: str, seed: int = 0) -> None:
         self.task, self.noise, self.pad_id, self.precision = task, noise, pad_id, precision
+        self.rng = random.Random(seed)
 
     def inputs(self, model: torch.nn.Module, feats: list[Feature]) -> list[Feature]:
         first = [with_previous(self.task, f, None) for f in feats]
-        if random.random() < 0.5:
+        if self.rng.random() < 0.5:
             return first
         was_training = model.training
         model.eval()
+        batch = pad(first, self.pad_id)
         with torch.no_grad(), autocast(self.precision):
-            batch = collate(first, self.pad_id)
-            probs = self.task.decode(model(**batch), batch)
+            logits = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        probs = self.task.decode(logits.float().numpy(), batch)
         model.train(was_training)
         out = []
         for feature, p in zip(feats, probs):
@@ -76,9 +81,9 @@ class RefinerTraining:
     def _corrupt(self, ids: Any) -> Any:
         n_labels = len(self.task.labels)
         if getattr(ids, "ndim", 0) == 0:
-            return random.randrange(n_labels) if random.random() < self.noise else int(ids)
+            return self.rng.randrange(n_labels) if self.rng.random() < self.noise else int(ids)
         ids = ids.copy()
         for j in range(len(ids)):
-            if random.random() < self.noise:
-                ids[j] = random.randrange(n_labels)
+            if self.rng.random() < self.noise:
+                ids[j] = self.rng.randrange(n_labels)
         return ids

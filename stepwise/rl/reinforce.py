@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from stepwise.data.batching import IGNORE_INDEX
-from stepwise.infer import autocast
+from stepwise.precision import autocast
 from stepwise.rl.rewards import Reward
 from stepwise.tasks.base import Task
 

@@ -1,23 +1,56 @@
-"""Tasks are plug-ins to the one training loop: they encode examples, define the head, decode and score."""
+"""Tasks are plug-ins to the one training loop: they encode examples, define the head, decode and score.
+
+The registry maps a task name to "module:Class" so that listing the names (for `--task` choices and
+validation) imports nothing heavy. Add a task with `register_task("name", "package.module:Class")`.
+"""
 
 from __future__ import annotations
 
-from stepwise.tasks.base import Task
-from stepwise.tasks.classify import ClassifyTask
+import importlib
+from typing import TYPE_CHECKING
 
-TASKS: dict[str, type[Task]] = {"classify": ClassifyTask}
+if TYPE_CHECKING:
+    from stepwise.tasks.base import Task
+
+_REGISTRY: dict[str, str | type[Task]] = {
+    "classify": "stepwise.tasks.classify:ClassifyTask",
+    "tag": "stepwise.tasks.tag:TagTask",
+}
+
+
+def register_task(name: str, task: str | type[Task]) -> None:
+    """Make a task available to every verb: a Task subclass, or "module:Class" to import on first use."""
+    _REGISTRY[name] = task
+
+
+def task_names() -> list[str]:
+    return list(_REGISTRY)
 
 
 def task_class(name: str) -> type[Task]:
-    if name == "tag" and "tag" not in TASKS:
-        from stepwise.tasks.tag import TagTask
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        from stepwise.errors import StepwiseError
 
-        TASKS["tag"] = TagTask
-    return TASKS[name]
+        raise StepwiseError(f"unknown task {name!r}", fix=f"use one of {', '.join(_REGISTRY)}")
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    return entry
 
 
 def get_task(name: str, labels: list[str], **options: object) -> Task:
     return task_class(name)(labels, **options)
 
 
-__all__ = ["Task", "ClassifyTask", "get_task", "task_class", "TASKS"]
+def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` without importing torch eagerly
+    if name == "Task":
+        from stepwise.tasks.base import Task
+
+        return Task
+    if name == "ClassifyTask":
+        return task_class("classify")
+    raise AttributeError(name)
+
+
+__all__ = ["Task", "get_task", "register_task", "task_class", "task_names"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -15,13 +16,33 @@ from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis, in float32 whatever the backend's output dtype."""
+    z = np.asarray(logits, dtype=np.float32)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 class Task(ABC):
-    """What differs between classification and tagging; everything else is shared."""
+    """What differs between classification and tagging; everything else is shared.
+
+    Everything task-specific that the recipes, the CLI, the writers and the server need is an attribute
+    or a method here, so a new task touches `stepwise/tasks/` and nothing else.
+    """
 
     name: str
+    #: what a trained run of this task is called in messages ("a tagger run")
+    noun: str
     pooling: str
     default_metric: str
-    #: metrics where lower is better would go here; all of ours are "higher is better".
+    #: dev metrics that can pick the best checkpoint (all "higher is better"); "reward" is added for rl
+    metric_names: tuple[str, ...]
+    #: reading format for .txt files and unknown extensions (None: decide by extension)
+    read_format: str | None = None
+    #: the built-in rewards that make sense for this task's predictions; the first is the default
+    rewards: tuple[str, ...]
+    #: output formats of `predict` (jsonl is a record per example)
+    output_formats: tuple[str, ...] = ("jsonl", "tsv")
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         if len(labels) < 2:
@@ -31,19 +52,41 @@ class Task(ABC):
         self.label_to_id = {label: i for i, label in enumerate(self.labels)}
         self.options = options
 
+    @property
+    def default_reward(self) -> str:
+        return self.rewards[0]
+
+    @classmethod
+    def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
+        """Task options taken from the training config and data (saved with the model)."""
+        return {}
+
     # --- labels -------------------------------------------------------------------------------
-    @staticmethod
+    #: what this task's labeled files look like, for messages
+    data_hint: str
+
+    @classmethod
     @abstractmethod
-    def collect_labels(examples: list[Example]) -> list[str]:
-        """The label set seen in training data, in a stable order."""
+    def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
+        """Raise a StepwiseError when a file holds another task's data (e.g. CoNLL tags for a classifier)."""
+
+    @classmethod
+    @abstractmethod
+    def collect_labels(cls, examples: list[Example]) -> list[str]:
+        """The label set seen in training data (after `clean_labels`), in a stable order."""
+
+    @classmethod
+    def clean_labels(cls, examples: list[Example], options: dict[str, Any]) -> int:
+        """Clean gold labels in place before training (e.g. BIO repair); returns how many were changed."""
+        return 0
 
     @abstractmethod
     def check_labels(self, examples: list[Example], path: str) -> None:
         """Raise a StepwiseError for a label the model cannot predict (never seen in train)."""
 
     def prepare(self, examples: list[Example]) -> int:
-        """Clean gold labels in place before training (e.g. BIO repair); returns how many were changed."""
-        return 0
+        """`clean_labels` with this task's options."""
+        return self.clean_labels(examples, self.options)
 
     @property
     def extra_inputs(self) -> dict[str, int]:
@@ -57,8 +100,8 @@ class Task(ABC):
         """Token ids (and label ids) for each example; one example may become several windows."""
 
     @abstractmethod
-    def decode(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        """Per-feature probabilities from the head's logits, padding removed."""
+    def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Per-feature probabilities from the head's logits (numpy, any backend), padding removed."""
 
     @abstractmethod
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[Any]:
@@ -76,6 +119,26 @@ class Task(ABC):
     @abstractmethod
     def prediction_tsv(self, example: Example, probs: Any) -> str:
         """Text lines for `predict --format tsv` (tagging: a CoNLL block)."""
+
+    def empty_record(self, example: Example) -> dict[str, Any]:
+        """The record of an input with no text: nothing predicted, said so."""
+        return {"text": example.text, "label": None, "note": "no text"}
+
+    def check_output_format(self, fmt: str) -> None:
+        if fmt not in self.output_formats:
+            raise StepwiseError(f"--output-format {fmt} is not available for {self.noun} runs",
+                                fix=f"use one of {', '.join(self.output_formats)}")
+
+    def format_prediction(self, example: Example, probs: Any, fmt: str) -> str:
+        """One example's prediction in an output format of `output_formats`, newline-terminated.
+
+        An input with no text (probs None) still gets its line: the empty record, or an empty line.
+        """
+        self.check_output_format(fmt)
+        if fmt == "jsonl":
+            record = self.empty_record(example) if probs is None else self.prediction_record(example, probs)
+            return json.dumps(record) + "\n"
+        return ("" if probs is None else self.prediction_tsv(example, probs)) + "\n"
 
     # --- scoring ------------------------------------------------------------------------------
     @abstractmethod

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 from transformers import PreTrainedTokenizerBase
 
 from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
-from stepwise.tasks.base import Task
+from stepwise.tasks.base import Task, softmax
 
 
 def _label_key(label: str) -> tuple[int, float | str]:
@@ -25,11 +24,22 @@ def _label_key(label: str) -> tuple[int, float | str]:
 
 class ClassifyTask(Task):
     name = "classify"
+    noun = "classifier"
     pooling = "mean"
     default_metric = "accuracy"
+    metric_names = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
+    rewards = ("accuracy", "loglik")
+    data_hint = "a file of text and label columns (TSV, CSV or JSONL)"
 
-    @staticmethod
-    def collect_labels(examples: list[Example]) -> list[str]:
+    @classmethod
+    def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
+        for ex in examples:
+            if isinstance(ex.label, list) or isinstance(ex.text, list):
+                raise StepwiseError("this file holds a tag per word (CoNLL), not a label per text", path=path,
+                                    line=ex.line, fix=fix or "add --task tag to train a tagger on it")
+
+    @classmethod
+    def collect_labels(cls, examples: list[Example]) -> list[str]:
         return sorted({str(ex.label) for ex in examples}, key=_label_key)
 
     def check_labels(self, examples: list[Example], path: str) -> None:
@@ -41,18 +51,27 @@ class ClassifyTask(Task):
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
                with_labels: bool = True) -> list[Feature]:
-        ids = tokenizer([str(ex.text) for ex in examples], truncation=True, max_length=max_length,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        texts = [str(ex.text) for ex in examples]
+        if any(ex.pair is not None for ex in examples):  # text pairs: segment A and B, with token type ids
+            encoded = tokenizer(texts, [str(ex.pair or "") for ex in examples], truncation="longest_first",
+                                max_length=max_length, return_attention_mask=False, return_token_type_ids=True)
+            segments = encoded["token_type_ids"]
+        else:
+            encoded = tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
+                                return_token_type_ids=False)
+            segments = None
         features: list[Feature] = []
-        for i, (ex, row) in enumerate(zip(examples, ids)):
+        for i, (ex, row) in enumerate(zip(examples, encoded["input_ids"])):
             feature: Feature = {"input_ids": row, "_example": i}
+            if segments is not None:
+                feature["token_type_ids"] = segments[i]
             if with_labels:
                 feature["labels"] = self.label_to_id[str(ex.label)]
             features.append(feature)
         return features
 
-    def decode(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        return list(torch.softmax(logits.float(), dim=-1).numpy())
+    def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(softmax(logits))
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[Any]:
         return probs
@@ -70,7 +89,10 @@ class ClassifyTask(Task):
         return float(np.max(probs))
 
     def prediction_record(self, example: Example, probs: np.ndarray) -> dict[str, Any]:
-        record: dict[str, Any] = {"text": example.text, "label": self.to_labels(probs),
+        record: dict[str, Any] = {"text": example.text}
+        if example.pair is not None:
+            record["text_pair"] = example.pair
+        record |= {"label": self.to_labels(probs),
                                   "probs": {label: round(float(p), 6) for label, p in zip(self.labels, probs)}}
         if example.label is not None:
             record["gold"] = example.label

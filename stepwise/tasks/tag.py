@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from seqeval.metrics import classification_report
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2, IOBES
 from transformers import PreTrainedTokenizerBase
 
 from stepwise.data.batching import IGNORE_INDEX, Feature
-from stepwise.data.conll import repair
+from stepwise.data.conll import detect_scheme, repair
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
-from stepwise.tasks.base import Task
+from stepwise.tasks.base import Task, softmax
 
 SHAPES = 7  # 0 special/padding, then the word shapes below
 
@@ -41,8 +40,13 @@ def words_of(example: Example) -> list[str]:
 
 class TagTask(Task):
     name = "tag"
+    noun = "tagger"
     pooling = "token"
     default_metric = "f1"
+    metric_names = ("f1", "precision", "recall", "macro_f1", "token_accuracy")
+    read_format = "conll"  # CoNLL-2003 itself is shipped as .txt
+    rewards = ("entity_f1", "accuracy", "bleu", "rouge_l", "loglik")
+    output_formats = ("jsonl", "tsv", "conll")
 
     def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
                  **options: Any) -> None:
@@ -55,8 +59,24 @@ class TagTask(Task):
     def extra_inputs(self) -> dict[str, int]:
         return {"shape_ids": SHAPES} if self.casing else {}
 
-    @staticmethod
-    def collect_labels(examples: list[Example]) -> list[str]:
+    @classmethod
+    def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
+        scheme = detect_scheme([ex.label for ex in train_examples if ex.label])
+        return {"scheme": scheme, "casing": True if config.casing is None else config.casing,
+                "strict": config.strict}
+
+    data_hint = "a CoNLL file (token and tag columns, a blank line between sentences)"
+
+    @classmethod
+    def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
+        for ex in examples:
+            if ex.label is not None and not isinstance(ex.label, list):
+                raise StepwiseError("this file holds one label per text, not a tag per word", path=path,
+                                    line=ex.line, fix=fix or "give a CoNLL file (token and tag columns), or use "
+                                    "--task classify")
+
+    @classmethod
+    def collect_labels(cls, examples: list[Example]) -> list[str]:
         tags = {t for ex in examples for t in (ex.label or [])}
         return ["O"] + sorted(tags - {"O"}, key=lambda t: (t[2:], t[:2]))
 
@@ -67,12 +87,13 @@ class TagTask(Task):
                     raise StepwiseError(f"tag {tag!r} never appears in the training data", path=path, line=ex.line,
                                         fix="fix the tag or add examples of it to the training file")
 
-    def prepare(self, examples: list[Example]) -> int:
+    @classmethod
+    def clean_labels(cls, examples: list[Example], options: dict[str, Any]) -> int:
         """Repair invalid gold sequences (I- after O or another type) in place; returns the count."""
         fixes = 0
         for ex in examples:
             if ex.label:
-                ex.label, n = repair(list(ex.label), self.scheme)
+                ex.label, n = repair(list(ex.label), options.get("scheme", "BIO"))
                 fixes += n
         return fixes
 
@@ -115,10 +136,10 @@ class TagTask(Task):
             feature["shape_ids"] = shapes
         return feature
 
-    def decode(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        probs = torch.softmax(logits.float(), dim=-1)
-        mask = batch["word_mask"].bool()
-        return [probs[i][mask[i]].numpy() for i in range(probs.shape[0])]
+    def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        probs = softmax(logits)
+        mask = np.asarray(batch["word_mask"]).astype(bool)
+        return [probs[i][mask[i]] for i in range(probs.shape[0])]
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
         """Average the word probabilities of overlapping windows back into one array per sentence."""
@@ -156,8 +177,12 @@ class TagTask(Task):
 
     # --- output ---------------------------------------------------------------------------------
     def entities(self, words: list[str], tags: list[str]) -> list[dict[str, Any]]:
-        return [{"type": kind, "start": start, "end": end, "text": " ".join(words[start:end + 1])}
-                for kind, start, end in get_entities(tags)]
+        """Entity spans over word positions; `end` is exclusive, like a Python slice: words[start:end]."""
+        return [{"type": kind, "start": start, "end": last + 1, "text": " ".join(words[start:last + 1])}
+                for kind, start, last in get_entities(tags)]
+
+    def empty_record(self, example: Example) -> dict[str, Any]:
+        return {"tokens": [], "tags": [], "entities": [], "note": "no text"}
 
     def prediction_record(self, example: Example, probs: np.ndarray) -> dict[str, Any]:
         words, tags = words_of(example), self.to_labels(probs)

@@ -1,0 +1,23 @@
+"""Numeric precision on the CPU: bf16 autocast where the hardware has native bf16 dot products."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" picks bf16 where the CPU has native bf16 dot products (AVX-512 BF16 / AMX), else fp32."""
+    if precision != "auto":
+        return precision
+    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16" if (has_bf16 or has_amx) else "fp32"
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision: matmuls in bf16, weights and optimizer state stay fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,7 @@
+"""Recipes: one readable module per job, composing the components (data, tasks, train, refine, rl).
+
+    finetune  train a task model            (`stepwise train`)
+    rl        REINFORCE from a trained run  (`stepwise rl`)
+    evaluate  score a run, step by step     (`stepwise evaluate`)
+    predict   records for new inputs        (`stepwise predict`)
+"""

@@ -1,0 +1,231 @@
+"""Recipe: fine-tune a pretrained encoder for a task and write a complete run directory.
+
+    validate everything (data, task, labels, metric, reward, model, --out)   nothing written yet
+    → begin the run directory (fresh, resumed, or started over)
+    → encode → fit (the shared loop, with the recipe's objective) → reports → results.json
+
+`stepwise rl` is this recipe with the "reinforce" objective, started from a trained run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepwise.config import TrainConfig, build_config, save_config
+from stepwise.data.dataset import infer_task, read_splits
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.files import atomic_write_json, atomic_write_text
+from stepwise.rundir import LABELS, METRICS, RunDir
+from stepwise.rundir import Run as Run
+
+CLI_NAMES = {"reward": "--reward", "metric": "--metric"}
+
+
+@dataclass
+class Prepared:
+    """A validated training job: everything checked and loaded, nothing written."""
+
+    config: TrainConfig
+    task: Any
+    data: dict[str, list[Example]]
+    sources: dict[str, str]
+    split_made: bool
+    model: Any
+    tokenizer: Any
+    refine_steps: int
+    reward: Any = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
+    """Fine-tune a pretrained encoder for the configured task and write a complete run directory.
+
+    Pass a TrainConfig or keyword options (the same names as the CLI flags), e.g.
+    ``stepwise.train(task="classify", train="data.tsv", out="runs/a", epochs=2)``.
+    """
+    cfg = config if config is not None else build_config(options)
+    return run_recipe(cfg, objective="supervised", callbacks=callbacks)
+
+
+def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = ()) -> Run:
+    from stepwise.scope import seeded
+
+    run = RunDir(cfg.out)
+    run.check_writable()
+    with seeded(cfg.seed, cfg.threads):
+        job = prepare(cfg, objective)
+        resuming = run.begin(resume=cfg.resume, overwrite=cfg.overwrite)
+        return execute(job, run, objective, resuming, callbacks)
+
+
+def prepare(cfg: TrainConfig, objective: str) -> Prepared:
+    """Every check that can fail on the user's input, before the run directory is touched."""
+    from stepwise.model import TaskModel, load_tokenizer
+    from stepwise.refine.policy import PREV
+    from stepwise.tasks import get_task, task_class, task_names
+
+    start_meta = _start_meta(cfg) if cfg.init_from else None
+    name = cfg.task or (start_meta["task"] if start_meta else infer_task(cfg.train, cfg.input_format))
+    if name not in task_names():
+        raise StepwiseError(f"unknown task {name!r}", fix=f"use --task {' or '.join(task_names())}")
+    if start_meta and start_meta["task"] != name:
+        raise StepwiseError(f"the run is a {start_meta['task']} run, not {name}", path=cfg.init_from,
+                            fix=f"pass --task {start_meta['task']}")
+    cfg = cfg.model_copy(update={"task": name})
+    task_cls = task_class(name)
+    _check_metric(cfg, task_cls, objective)
+
+    splits = read_splits(cfg, task_cls)
+    data = splits.data
+    options = start_meta.get("task_options", {}) if start_meta else task_cls.options_from_config(cfg, data["train"])
+    repaired = {split: task_cls.clean_labels(exs, options) for split, exs in data.items()} if cfg.repair else {}
+    labels = start_meta["labels"] if start_meta else task_cls.collect_labels(data["train"])
+    task = get_task(name, labels, **options)  # fewer than two classes is reported here
+    for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
+        if split in data:
+            task.check_labels(data[split], splits.sources[split])
+
+    reward = _reward(cfg, task, data["dev"]) if objective == "reinforce" else None
+    if start_meta:
+        model, tokenizer, _ = TaskModel.from_pretrained(RunDir.open(cfg.init_from).model_dir)
+        refine_steps = start_meta.get("refine_steps", 1)
+    else:
+        tokenizer = load_tokenizer(cfg.model)
+        extra_inputs = dict(task.extra_inputs)
+        if cfg.refine_steps > 1:
+            extra_inputs[PREV] = len(labels) + 1  # label id + 1; 0 = "no prediction yet"
+        pairs = any(ex.pair is not None for ex in data["train"])
+        model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, extra_inputs,
+                                       token_types=pairs)
+        refine_steps = cfg.refine_steps
+    notes: dict[str, Any] = {}
+    if any(repaired.values()):
+        notes["repaired_tags"] = repaired
+    if splits.cleaned:
+        notes["cleaned"] = splits.cleaned
+    return Prepared(cfg, task, data, splits.sources, splits.split_made, model, tokenizer, refine_steps, reward, notes)
+
+
+def _start_meta(cfg: TrainConfig) -> dict[str, Any]:
+    return RunDir.open(cfg.init_from).meta()
+
+
+def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
+    if cfg.metric is None:
+        return
+    allowed = list(task_cls.metric_names) + (["reward"] if objective == "reinforce" else [])
+    if cfg.metric == "reward" and objective != "reinforce":
+        raise StepwiseError("--metric reward needs a reward: only `stepwise rl` optimizes one",
+                            fix=f"use one of {', '.join(allowed)}, or run `stepwise rl RUN --reward ...`")
+    if cfg.metric not in allowed:
+        raise StepwiseError(f"--metric {cfg.metric} is not a {task_cls.noun} metric",
+                            fix=f"use one of {', '.join(allowed)}")
+
+
+def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
+    """The reward, checked before any writing: known, fits the task, and sane on gold predictions."""
+    from stepwise.rl.rewards import BUILT_IN, LOGLIK, get_reward
+
+    spec = cfg.reward or task.default_reward
+    if (spec in BUILT_IN or spec == LOGLIK) and spec not in task.rewards:
+        raise StepwiseError(f"the {spec} reward does not apply to {task.noun} runs",
+                            fix=f"use one of {', '.join(task.rewards)}, or module:function")
+    reward = get_reward(spec)
+    if reward is not None:
+        for ex in dev[:8]:  # a reward that raises, returns NaN or a string, or leaves its range fails here
+            reward(ex.label, ex.label)
+    return reward
+
+
+class DevEvaluator:
+    """Scores dev during training; for rl, adds the greedy prediction's mean reward as metric "reward"."""
+
+    def __init__(self, predictor: Any, examples: list[Example], features: list, reward: Any) -> None:
+        self.predictor, self.examples, self.features, self.reward = predictor, examples, features, reward
+
+    def __call__(self) -> dict[str, Any]:
+        score = self.predictor.score(self.examples, self.features)
+        if self.reward is not None:
+            gold = [ex.label for ex in self.examples]
+            score["metrics"]["reward"] = sum(map(self.reward, score["pred"], gold)) / max(len(gold), 1)
+        return score["metrics"]
+
+
+def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple) -> Run:
+    """Write the run's inputs, train with the shared loop, score the best model and write the reports."""
+    from stepwise.precision import resolve_precision
+    from stepwise.predictor import Predictor, load
+    from stepwise.training.loop import fit
+    from stepwise.training.objectives import ObjectiveContext, build_objective
+
+    cfg, task, data = job.config, job.task, job.data
+    started = time.perf_counter()
+    save_config(cfg, run / "config.yaml")
+    atomic_write_json(run / LABELS, task.labels)
+    if job.split_made:
+        for split, part in data.items():
+            atomic_write_text(run.split_file(split), "".join(_split_line(ex) for ex in part))
+
+    precision = resolve_precision(cfg.precision)
+    features = {split: task.encode(job.tokenizer, exs, cfg.max_length) for split, exs in data.items()}
+    predictor = Predictor(job.model, job.tokenizer, task, max_length=cfg.max_length,
+                          batch_size=cfg.eval_batch_size, precision=precision, steps=job.refine_steps)
+    meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
+            "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
+            "refine_steps": job.refine_steps}
+    metric = cfg.dev_metric(task.default_metric)
+    use_reward = job.reward is not None and metric == "reward"
+    evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
+    loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward))
+    state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
+                precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
+                callbacks=callbacks, objective=loss, resume=resuming)
+
+    best = load(run.path)
+    scores, rates = {}, {}
+    for split in ("dev", "test"):
+        if split in data:
+            tick = time.perf_counter()
+            scores[split] = best.score(data[split], features[split])
+            rates[split] = len(data[split]) / (time.perf_counter() - tick)
+    return _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
+                          {**job.notes, "examples": len(data["train"])})
+
+
+def _split_line(ex: Example) -> str:
+    import json
+
+    record = {"text": ex.text, "label": ex.label}
+    if ex.pair is not None:
+        record["text_pair"] = ex.pair
+    return json.dumps(record) + "\n"
+
+
+def _write_results(run: RunDir, cfg: TrainConfig, task: Any, state: Any, scores: dict, rates: dict, precision: str,
+                   metric: str, started: float, notes: dict[str, Any]) -> Run:
+    from stepwise.report import plot_curves, write_reports
+
+    flops_per_s = state.flops / max(state.train_seconds, 1e-9)
+    summary: dict[str, Any] = {"train": {
+        "seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
+        "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
+        "stopped_early": state.stopped_early, "precision": precision,
+        "mfu": round(flops_per_s / max(state.peak_flops, 1), 4),
+        "model_gflops_per_s": round(flops_per_s / 1e9, 1), "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
+        "examples": notes.pop("examples")}}
+    summary.update(notes)
+    for split, rate in rates.items():
+        summary.setdefault("inference", {})[f"{split}_examples_per_s"] = round(rate, 2)
+    write_reports(run.path, task.name, scores, summary)
+    plot_curves(run / METRICS, run / "curves.png", metric)
+    results = {"task": task.name, **summary,
+               **{s: {k: v for k, v in score["metrics"].items() if k != "confusion_matrix"}
+                  for s, score in scores.items()}}
+    atomic_write_json(run / "results.json", results)
+    return Run(Path(run.path), results)

@@ -1,0 +1,239 @@
+"""The run directory: the one place that knows its layout and whether a run there can start or resume.
+
+    RUN/
+      config.yaml      resolved training options        labels.json   the label set
+      splits/          the 7:2:1 split, when made        metrics.jsonl one line per log step / evaluation
+      checkpoint.pt    resumable state (after training: state only, no weights)
+      model/           best weights + tokenizer + stepwise.json (task, labels, options)
+      report.txt  report.json  curves.png  results.json (written last: the run is finished)
+
+A run is decided by its checkpoint, not by its config: a directory without a checkpoint holds nothing
+that can be lost, so a plain rerun (or `--resume`) starts it over; one with a checkpoint continues with
+`--resume`; `--overwrite` clears it. Temp files of an interrupted atomic write are removed on start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stepwise.errors import StepwiseError
+
+CONFIG = "config.yaml"
+LABELS = "labels.json"
+SPLITS = "splits"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model"
+REPORT_TXT = "report.txt"
+REPORT_JSON = "report.json"
+CURVES = "curves.png"
+RESULTS = "results.json"
+LOG = "train.log"
+ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG)
+
+EMPTY, UNSTARTED, RESUMABLE, FINISHED = "empty", "unstarted", "resumable", "finished"
+
+
+class RunDir:
+    """Paths inside one run directory, its status, and the rules for starting, resuming and opening it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def split_file(self, split: str) -> Path:
+        return self.path / SPLITS / f"{split}.jsonl"
+
+    # --- status ---------------------------------------------------------------------------------------
+    def status(self) -> str:
+        """empty (nothing of ours), unstarted (no checkpoint yet), resumable, or finished."""
+        if (self.path / RESULTS).is_file() and self.model_dir.is_dir():
+            return FINISHED
+        if self.checkpoint.is_file():
+            return RESUMABLE
+        if self.path.is_dir() and any((self.path / name).exists() for name in ENTRIES):
+            return UNSTARTED
+        return EMPTY
+
+    def check_writable(self) -> None:
+        """An --out that cannot become a directory is reported before any work starts."""
+        for parent in (self.path, *self.path.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    where = "is" if parent == self.path else f"is under {parent}, which is"
+                    raise StepwiseError(f"the run directory {where} a file, not a directory", path=self.path,
+                                        fix="choose another --out")
+                if not os.access(parent, os.W_OK):
+                    raise StepwiseError("cannot write here (permission denied)", path=parent,
+                                        fix="choose another --out")
+                return
+
+    def begin(self, *, resume: bool, overwrite: bool) -> bool:
+        """Prepare the directory for `train`; True when training continues from the checkpoint."""
+        self.check_writable()
+        status = self.status()
+        if overwrite and status != EMPTY:
+            self.clear()
+            status = EMPTY
+        if status == FINISHED and not resume:
+            raise StepwiseError("the run directory already holds a finished run", path=self.path,
+                                fix="choose another --out, or pass --overwrite to replace it")
+        if status == RESUMABLE and not resume:
+            raise StepwiseError("the run directory holds an interrupted run", path=self.path,
+                                fix="pass --resume to continue it, or --overwrite to start over")
+        if status == UNSTARTED:
+            self.clear()  # stopped before its first checkpoint: nothing to keep, start over
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.clean_temp()
+        return status in (RESUMABLE, FINISHED)
+
+    def clear(self) -> None:
+        """Remove what stepwise wrote here (and only that), so a new run starts clean."""
+        self.clean_temp()
+        for name in ENTRIES:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    def clean_temp(self) -> None:
+        """Leftovers of an interrupted atomic write: `.NAME.*` temp files and directories.
+
+        A model save interrupted between its two renames leaves only `.model.old`; it is moved back.
+        """
+        if not self.path.is_dir():
+            return
+        old_model = self.path / f".{MODEL}.old"
+        if old_model.is_dir() and not self.model_dir.exists():
+            os.replace(old_model, self.model_dir)
+        for entry in self.path.iterdir():
+            if entry.name.startswith(".") and any(entry.name.startswith(f".{name}.") for name in ENTRIES):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    # --- opening a run for evaluate / predict / rl / export / serve -----------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """A directory holding a trained model: a run directory, or its model/ directory itself."""
+        p = Path(path)
+        if not p.exists():
+            raise StepwiseError("run directory not found", path=path,
+                                fix="pass the --out directory of `stepwise train`")
+        if not p.is_dir():
+            raise StepwiseError("not a run directory (it is a file)", path=path,
+                                fix="pass the --out directory of `stepwise train`")
+        from stepwise.model import META_FILE
+
+        if (p / META_FILE).is_file() and p.name == MODEL:
+            return cls(p.parent)
+        if not (p / MODEL / META_FILE).is_file():
+            status = cls(p).status()
+            hint = ("the run has not saved a model yet: finish it with `stepwise train ... --resume`"
+                    if status in (UNSTARTED, RESUMABLE) else "pass the --out directory of `stepwise train`")
+            raise StepwiseError("not a trained stepwise run (no model/stepwise.json)", path=path, fix=hint)
+        return cls(p)
+
+    def meta(self) -> dict[str, Any]:
+        from stepwise.model import read_meta
+
+        return read_meta(self.model_dir)
+
+    def results(self) -> dict[str, Any] | None:
+        path = self.path / RESULTS
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def config(self) -> dict[str, Any]:
+        from stepwise.config import load_yaml
+
+        return load_yaml(self.path / CONFIG) if (self.path / CONFIG).is_file() else {}
+
+
+@dataclass
+class Run:
+    """A finished run directory and its headline results (the `--json` object)."""
+
+    path: Path
+    results: dict[str, Any]
+
+    def load(self, **overrides: Any) -> Any:
+        from stepwise.predictor import load
+
+        return load(self.path, **overrides)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Run:
+        """A run written earlier, from its directory's results.json."""
+        results = RunDir(path).results()
+        if results is None:
+            raise StepwiseError("the run has no results.json (not finished)", path=path,
+                                fix="finish it with `stepwise train ... --resume`")
+        return cls(Path(path), results)
+
+
+def list_runs(root: str | Path) -> list[dict[str, str]]:
+    """Run directories under `root` (any depth), newest first: task, status, headline metric, date."""
+    import time
+
+    rows = []
+    base = Path(root)
+    if not base.is_dir():
+        raise StepwiseError("not a directory", path=root, fix="pass the folder your runs are in")
+    for config in sorted(base.rglob(CONFIG)):
+        run = RunDir(config.parent)
+        results = run.results() or {}
+        task = results.get("task") or str(run.config().get("task") or "?")
+        metric = ""
+        for split in ("test", "dev"):
+            scores = results.get(split) or {}
+            key = "f1" if "f1" in scores else "accuracy" if "accuracy" in scores else None
+            if key:
+                metric = f"{split} {key} {scores[key]:.4f}"
+                break
+        stamp = config.stat().st_mtime
+        rows.append({"path": str(run.path), "task": task, "status": run.status(), "metric": metric,
+                     "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)), "_t": stamp})
+    rows.sort(key=lambda r: -r["_t"])
+    return [{k: v for k, v in r.items() if k != "_t"} for r in rows]
+
+
+def describe_run(path: str | Path) -> str:
+    """`stepwise show`: the run's options, labels and results as text."""
+    run = RunDir(path)
+    if run.status() == EMPTY:
+        raise StepwiseError("not a stepwise run directory", path=path, fix="pass the --out directory of a run")
+    lines = [f"run {run.path} ({run.status()})"]
+    config = run.config()
+    if config:
+        lines.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if v is not None))
+    labels = run.path / LABELS
+    if labels.is_file():
+        lines.append("labels: " + ", ".join(json.loads(labels.read_text(encoding="utf-8"))))
+    results = run.results()
+    if results:
+        for split in ("dev", "test"):
+            scores = {k: v for k, v in (results.get(split) or {}).items() if isinstance(v, (int, float))}
+            if scores:
+                lines.append(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                       for k, v in scores.items()))
+        train = results.get("train", {})
+        lines.append(f"train: {train.get('steps')} steps, {train.get('seconds')} s, "
+                     f"{train.get('examples_per_s')} examples/s")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""The training loop: one readable function shared by every task and objective.
+
+Read it top to bottom: batches → step (objective, accumulation, clipping) → log → evaluate → keep
+the best → checkpoint → early stop. The parts live beside it: `batches` (shardable batch source),
+`step`, `objectives`, `logger`, `early_stopping`, `checkpoint`. Tasks only supply encoding, loss and
+metrics; callbacks see the state after every step and may return True to stop the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepwise.config import TrainConfig
+from stepwise.data.batching import Feature
+from stepwise.model import TaskModel
+from stepwise.refine.policy import PREV, RefinerTraining
+from stepwise.rundir import CHECKPOINT, METRICS
+from stepwise.tasks.base import Task
+from stepwise.training.batches import BatchSource
+from stepwise.training.checkpoint import Checkpointer
+from stepwise.training.early_stopping import EarlyStopping
+from stepwise.training.flops import matmul_peak
+from stepwise.training.logger import Logger, MetricsLog, ProgressBar
+from stepwise.training.objectives import Objective, ObjectiveContext, build_objective
+from stepwise.training.optim import build_optimizer
+from stepwise.training.schedule import lr_at, warmup_steps
+from stepwise.training.step import StepResult, TrainStep
+
+
+@dataclass
+class LoopState:
+    """Everything needed to continue a run exactly where its last checkpoint left it."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    done: bool = False
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    examples: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+    peak_flops: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+Evaluator = Callable[[], dict[str, Any]]
+Callback = Callable[[LoopState], "bool | None"]
+
+
+class Window:
+    """Training numbers accumulated between two log lines."""
+
+    def __init__(self) -> None:
+        self.steps, self.loss, self.examples, self.seconds, self.flops = 0, 0.0, 0, 0.0, 0.0
+        self.logs: dict[str, float] = {}
+
+    def add(self, result: StepResult, seconds: float) -> None:
+        self.steps += 1
+        self.loss += result.loss
+        self.examples += result.examples
+        self.seconds += seconds
+        self.flops += result.flops
+        for key, value in result.logs.items():
+            self.logs[key] = self.logs.get(key, 0.0) + value
+
+    def record(self, state: LoopState, epoch: float, lr: float, peak: float) -> dict[str, Any]:
+        return {"step": state.step, "epoch": epoch, "loss": self.loss / self.steps, "lr": lr,
+                "examples_per_s": self.examples / self.seconds, "mfu": self.flops / self.seconds / peak,
+                **{k: v / self.steps for k, v in self.logs.items()}}
+
+
+def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator, cfg: TrainConfig,
+        run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
+        callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None,
+        resume: bool | None = None, loggers: list[Logger] | None = None, rank: int = 0, world: int = 1) -> LoopState:
+    """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights."""
+    metric = cfg.dev_metric(task.default_metric)
+    source = BatchSource([len(f["input_ids"]) for f in train_features], cfg.batch_size, seed=cfg.seed,
+                         group_by_length=cfg.group_by_length, pool=cfg.group_pool, rank=rank, world=world)
+    total = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(source) / cfg.grad_accum))
+    warmup = warmup_steps(total, cfg.warmup_ratio)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
+                                                                            train_features))
+    refiner = (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
+               if PREV in model.extra_inputs else None)
+    train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner)
+    stopping = EarlyStopping(cfg.patience, cfg.eval_every)
+    checkpointer = Checkpointer(run_dir / CHECKPOINT, {"refiner": refiner.rng} if refiner else {})
+    peak = matmul_peak(precision)
+
+    state = LoopState()
+    saved = checkpointer.load() if (cfg.resume if resume is None else resume) else None
+    if saved is not None:
+        state = LoopState(**saved["state"])
+        if not state.done:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+    if loggers is None:
+        loggers = [MetricsLog(run_dir / METRICS, state.step if saved is not None else None),
+                   ProgressBar(total, state.step, disable=cfg.quiet)]
+
+    def epoch_position() -> float:
+        return round(state.epoch + state.batch_in_epoch / len(source), 3)
+
+    def evaluation() -> bool:
+        """Score dev, keep the best weights, checkpoint; True when early stopping says stop."""
+        start = time.perf_counter()
+        scores = evaluate()
+        improved, state.bad_evals, state.stopped_early = stopping.update(state.best, state.bad_evals, scores[metric])
+        if improved:
+            state.best, state.best_step = scores[metric], state.step
+            save_best()
+        state.eval_seconds += time.perf_counter() - start
+        record = {"step": state.step, "epoch": epoch_position(),
+                  "dev": {k: v for k, v in scores.items() if isinstance(v, (int, float))}, "best": state.best}
+        state.history.append(record)
+        for logger in loggers:
+            logger.evaluation(record)
+        checkpointer.save(asdict(state), model, optimizer)
+        return state.stopped_early
+
+    model.train()
+    window = Window()
+    stop = state.done
+    while not stop and state.step < total:
+        batches = source.epoch(state.epoch)
+        while state.batch_in_epoch < len(batches) and state.step < total and not stop:
+            tick = time.perf_counter()
+            group = batches[state.batch_in_epoch:state.batch_in_epoch + cfg.grad_accum]
+            lr = lr_at(state.step, base_lr=cfg.lr, total_steps=total, warmup=warmup, schedule=cfg.schedule)
+            result = train_step([[train_features[i] for i in idx] for idx in group], lr)
+            seconds = time.perf_counter() - tick
+            state.step += 1
+            state.batch_in_epoch += len(group)
+            state.train_seconds += seconds
+            state.examples += result.examples
+            state.tokens += result.tokens
+            state.flops += result.flops
+            window.add(result, seconds)
+            for logger in loggers:
+                logger.advance(state.step)
+            if state.step % log_every == 0 or state.step == total:
+                record = window.record(state, epoch_position(), lr, peak)
+                for logger in loggers:
+                    logger.train(record)
+                window = Window()
+            stop = any([bool(callback(state)) for callback in callbacks])
+            if not stop and stopping.due(state.step, total, epoch_ended=False):
+                stop = evaluation()
+        if state.batch_in_epoch >= len(batches):
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if not stop and stopping.due(state.step, total, epoch_ended=True):
+                stop = evaluation()
+    for logger in loggers:
+        logger.close()
+    if not state.done:
+        if not state.stopped_early:
+            evaluation()
+        state.done = True
+        state.peak_flops = peak
+        checkpointer.save(asdict(state))  # a finished run keeps only its state: the best weights are in model/
+    return state
