@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,10 +43,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(field.validation_alias, AliasChoices):
             flags += ["--" + str(a).replace("_", "-") for a in field.validation_alias.choices if a != name]
         annotation = field.annotation
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
         base = inner[0]
         default = "" if field.default is None or field.is_required() else f" (default: {field.default})"
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description}{default}"}
+        if name == "task":
+            from stepwise.tasks import task_names
+
+            kwargs["choices"] = task_names()
         if len(inner) > 1:  # e.g. a column given by name or index: keep the string, readers decide
             parser.add_argument(*flags, **kwargs)
         elif base is bool:
@@ -68,11 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    p_train = sub.add_parser("train", help="fine-tune a pretrained encoder", formatter_class=fmt)
+    # train/rl: defaults are printed from the option model (flags default to None so YAML can fill them)
+    p_train = sub.add_parser("train", help="fine-tune a pretrained encoder")
     _add_run_flags(p_train)
 
-    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)",
-                          formatter_class=fmt)
+    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)")
     p_rl.add_argument("run", help="the supervised run to start from")
     _add_run_flags(p_rl)
 
@@ -246,7 +252,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(score["report"])
         if len(score["steps"]) > 1:
             for row in score["steps"]:
-                print("  ".join(f"{k}={v}" for k, v in row.items()))
+                print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             print(f"mean steps per example: {score['mean_steps']:.2f}")
     return 0
 

@@ -168,6 +168,8 @@ class TaskModel(nn.Module):
                          "head_dropout": self.head_dropout, "extra_inputs": self.extra_inputs,
                          "token_types": self.token_types}
             (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
+            for file in tmp.iterdir():  # some writers (safetensors) create 0600 files
+                file.chmod(0o666 & ~current_umask())
             replace_dir(tmp, directory)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -17,22 +17,26 @@ FILLER = ["the", "movie", "was", "a", "story", "with", "some", "actors", "and", 
           "really", "quite", "very", "music", "ending", "director", "script", "cast"]
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-layer, 32-wide randomly initialised BERT with the bundled MiniLM's tokenizer."""
+def make_tiny_model(path: Path) -> str:
+    """A 2-layer, 32-wide randomly initialised BERT with the bundled MiniLM's tokenizer, saved at `path`."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from stepwise.model import default_model_dir
+    from stepwise.model import default_model_dir, quiet_transformers
 
-    path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(path)
+    with torch.random.fork_rng(), quiet_transformers():
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+        BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def toy_sentences(n: int, seed: int, labels: tuple[str, ...] = ("neg", "pos")) -> list[tuple[str, str]]:

@@ -69,8 +69,6 @@ def read_text(path: str | Path) -> str:
     if str(path) == "-":
         import sys
         data = sys.stdin.buffer.read()
-    elif p.is_dir():
-        raise StepwiseError("is a directory, not a file", path=path, fix="give the path of a data file inside it")
     elif not p.is_file():
         raise StepwiseError("file not found", path=path, fix="check the path")
     else:
@@ -157,6 +155,8 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
     With keep_blank (prediction from plain text) a blank line is an example with empty text, so every
     input line gets exactly one output line.
     """
+    if str(path) != "-" and Path(path).is_dir():
+        raise StepwiseError("is a directory, not a file", path=path, fix="give the path of a data file inside it")
     fmt = detect_format(path, fmt, prefer)
     if fmt == "conll":
         from stepwise.data.conll import read_conll

@@ -1,0 +1,150 @@
+"""Task conformance: one check every registered task must pass (scikit-learn's estimator_checks, for tasks).
+
+A new task registers itself and adds its sample data to SAMPLES; everything else here is shared.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stepwise.data.batching import IGNORE_INDEX, pad
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.rl.rewards import BUILT_IN, LOGLIK
+from stepwise.tasks import get_task, task_class, task_names
+from tests.conftest import toy_ner, toy_sentences
+
+SAMPLES = {
+    "classify": lambda: [Example(t, y, i + 1) for i, (t, y) in enumerate(toy_sentences(12, 0, ("neg", "neu", "pos")))],
+    "tag": lambda: [Example(w, t, i + 1) for i, (w, t) in enumerate(toy_ner(12, 0))],
+}
+
+
+def test_every_registered_task_has_samples() -> None:
+    assert set(task_names()) == set(SAMPLES)
+
+
+def built(name: str, tokenizer=None):
+    from stepwise.config import TrainConfig
+
+    cls = task_class(name)
+    examples = SAMPLES[name]()
+    options = cls.options_from_config(TrainConfig(train="x", out="y"), examples)
+    cls.clean_labels(examples, options)
+    return get_task(name, cls.collect_labels(examples), **options), examples
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model: str):
+    from stepwise.model import load_tokenizer
+
+    return load_tokenizer(tiny_model)
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_declared_attributes(name: str) -> None:
+    cls = task_class(name)
+    assert cls.name == name and cls.noun and cls.data_hint
+    assert cls.default_metric in cls.metric_names
+    assert cls.rewards and all(r in BUILT_IN or r == LOGLIK for r in cls.rewards)
+    assert "jsonl" in cls.output_formats
+    assert cls.pooling in ("mean", "token")
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_rejects_every_other_tasks_data(name: str) -> None:
+    cls = task_class(name)
+    cls.check_data(SAMPLES[name](), "own.file")
+    for other in task_names():
+        if other != name:
+            with pytest.raises(StepwiseError, match="other.file:1:"):
+                cls.check_data(SAMPLES[other](), "other.file")
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_labels_are_stable_and_checked(name: str) -> None:
+    task, examples = built(name)
+    assert len(task.labels) >= 2 and task_class(name).collect_labels(list(reversed(examples))) == task.labels
+    bad = SAMPLES[name]()[:1]
+    bad[0].label = "never-seen" if isinstance(bad[0].label, str) else ["B-NEVER"] * len(bad[0].label)
+    with pytest.raises(StepwiseError, match="data.file:1:"):
+        task.check_labels(bad, "data.file")
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_encode_decode_round_trip(name: str, tokenizer) -> None:
+    """Logits that put all mass on the gold label ids decode, merge and read back as the gold labels."""
+    task, examples = built(name)
+    features = task.encode(tokenizer, examples, max_length=16)  # short: taggers cut sentences into windows
+    assert all(f["_example"] in range(len(examples)) for f in features)
+    batch = pad(features, tokenizer.pad_token_id)
+    labels = batch["labels"]
+    logits = np.full((*labels.shape, len(task.labels)), -20.0, dtype=np.float32)
+    hot = np.where(labels == IGNORE_INDEX, 0, labels)
+    np.put_along_axis(logits, hot[..., None], 20.0, axis=-1)
+    probs = task.merge(examples, features, task.decode(logits, batch))
+    assert [task.to_labels(p) for p in probs] == [ex.label for ex in examples]
+    assert all(0.99 <= task.confidence(p) <= 1.0 for p in probs)
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_metrics_and_reports(name: str) -> None:
+    task, examples = built(name)
+    gold = [ex.label for ex in examples]
+    perfect = task.metrics(gold, gold)
+    assert perfect[task.default_metric] == pytest.approx(1.0)
+    assert set(task.metric_names) <= set(perfect)
+    wrong = [task.labels[0] if isinstance(g, str) else ["O"] * len(g) for g in gold]
+    assert task.metrics(gold, wrong)[task.default_metric] < 1.0
+    assert isinstance(task.report_text(gold, gold), str)
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_records_in_every_output_format(name: str, tokenizer) -> None:
+    task, examples = built(name)
+    features = task.encode(tokenizer, examples, 64, with_labels=False)
+    batch = pad(features, tokenizer.pad_token_id)
+    shape = (*batch["input_ids"].shape, len(task.labels)) if task.pooling == "token" else \
+        (len(features), len(task.labels))
+    probs = task.merge(examples, features, task.decode(np.random.default_rng(0).normal(size=shape), batch))
+    for fmt in task.output_formats:
+        for ex, p in zip(examples, probs):
+            text = task.format_prediction(ex, p, fmt)
+            assert text.endswith("\n")
+            if fmt == "jsonl":
+                json.loads(text)
+        assert task.format_prediction(examples[0], None, fmt).endswith("\n")  # an input with no text keeps a line
+    json.dumps(task.empty_record(Example("", None, 1)))
+    with pytest.raises(StepwiseError, match="not available"):
+        task.check_output_format("no-such-format")
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_refinement_hooks(name: str, tokenizer) -> None:
+    """The previous prediction maps onto every feature token; ids round-trip through the labels."""
+    task, examples = built(name)
+    features = task.encode(tokenizer, examples, max_length=16)
+    gold_ids = [np.asarray([task.label_to_id[t] for t in ex.label]) if isinstance(ex.label, list)
+                else np.asarray(task.label_to_id[ex.label]) for ex in examples]
+    for feature in features:
+        part = task.slice_prediction(feature, gold_ids[feature["_example"]])
+        prev = task.prev_ids(feature, part)
+        assert len(prev) == len(feature["input_ids"]) and all(0 <= v <= len(task.labels) for v in prev)
+    for ex, ids in zip(examples, gold_ids):
+        assert task.ids_to_labels(ids) == ex.label
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_model_declares_the_inputs_the_task_feeds(name: str, tiny_model: str, tokenizer) -> None:
+    from stepwise.backends.torch import TorchBackend
+    from stepwise.model import TaskModel
+
+    task, examples = built(name)
+    model = TaskModel.from_encoder(tiny_model, len(task.labels), task.pooling, extra_inputs=task.extra_inputs)
+    batch = pad(task.encode(tokenizer, examples, 32, with_labels=False), tokenizer.pad_token_id)
+    assert set(model.input_names) <= set(batch)
+    logits = TorchBackend(model).run(batch)
+    assert logits.dtype == np.float32 and logits.shape[-1] == len(task.labels)
