@@ -12,7 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {"train": "stepwise.recipes.finetune", "rl": "stepwise.recipes.rl", "evaluate": "stepwise.recipes.evaluate",
-            "load": "stepwise.predictor", "Predictor": "stepwise.predictor", "Run": "stepwise.rundir",
+            "load": "stepwise.predictor", "Predictor": "stepwise.predictor", "PredictOptions": "stepwise.predictor",
+            "Run": "stepwise.rundir",
             "TrainConfig": "stepwise.config", "Example": "stepwise.data.readers", "StepwiseError": "stepwise.errors"}
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -206,12 +206,14 @@ def run_quiet(args: argparse.Namespace) -> bool:
 
 
 def _print_run(run: Any, as_json: bool, quiet: bool) -> int:
+    from stepwise.rundir import REPORT_TXT
+
     if as_json:
         print(json.dumps(run.results))
     elif quiet:
         print(f"run written to {run.path}")
     else:
-        print((run.path / "report.txt").read_text())
+        print((run.path / REPORT_TXT).read_text())
         print(f"run written to {run.path}")
     return 0
 

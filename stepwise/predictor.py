@@ -94,6 +94,9 @@ class Predictor:
         """Predict examples under `options`; examples with no text are skipped (see `records`)."""
         options = options or PredictOptions()
         present = [ex for ex in examples if _has_text(ex)]
+        if not present:
+            return RefineResult(*([None] * len(examples) for _ in range(2)), [0] * len(examples),
+                                [0] * len(examples), [[] for _ in examples], [[] for _ in examples])
         result = self.refine(present, steps=options.steps, confidence=options.confidence,
                              time_budget_ms=options.time_budget_ms, keep=options.keep)
         if len(present) == len(examples):

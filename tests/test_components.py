@@ -94,3 +94,28 @@ def test_token_weighted_loss_weighs_every_label_alike() -> None:
     assert not torch.isclose(task.loss(logits, short, 0.0), task.loss(logits, short, 0.0, per_batch=6.0))
     features = [{"labels": [0, -100, 1]}, {"labels": [1, 1, 1, -100]}, {"labels": 1}]
     assert labels_per_batch(features, 4) == 4 * (2 + 3 + 1) / 3
+
+
+def test_batch_source_shards_keep_the_global_batch() -> None:
+    from stepwise.training.batches import BatchSource
+
+    lengths = [(i * 7) % 23 + 1 for i in range(100)]
+    whole = BatchSource(lengths, 16, seed=3).epoch(1)
+    shards = [BatchSource(lengths, 16, seed=3, rank=r, world=2).epoch(1) for r in range(2)]
+    assert [a + b for a, b in zip(*shards)] == whole
+    assert BatchSource(lengths, 16, seed=3).epoch(1) == whole and BatchSource(lengths, 16, seed=3).epoch(2) != whole
+    assert sorted(i for b in whole for i in b) == list(range(100))
+
+
+def test_early_stopping_policy() -> None:
+    from stepwise.training.early_stopping import EarlyStopping
+
+    policy = EarlyStopping(patience=2, eval_every=None)
+    assert policy.update(None, 0, 0.5) == (True, 0, False)
+    assert policy.update(0.5, 0, 0.5) == (False, 1, False)  # equal is not better
+    assert policy.update(0.5, 1, 0.4) == (False, 2, True)
+    assert policy.due(10, 30, epoch_ended=True) and not policy.due(10, 30, epoch_ended=False)
+    assert not policy.due(30, 30, epoch_ended=True)  # the last evaluation is the loop's
+    every = EarlyStopping(patience=None, eval_every=4)
+    assert every.due(8, 30, epoch_ended=False) and not every.due(8, 30, epoch_ended=True)
+    assert every.update(0.9, 5, 0.1)[2] is False

@@ -78,3 +78,37 @@ def test_cli_train_yaml_config_and_override(tiny_model: str, tmp_path: Path, cap
     assert {"seconds", "examples_per_s"} <= set(result["train"]) and "accuracy" in result["dev"]
     resolved = (out / "config.yaml").read_text()
     assert "lr: 0.01" in resolved and "batch_size: 8" in resolved  # flag beats YAML, YAML beats default
+
+
+def test_predict_records_are_what_the_cli_prints(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    texts = ["the film was excellent", "", "the plot was awful"]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(texts) + "\n")
+    assert main(["predict", str(run_dir), "--input", str(inputs), "--input-format", "tsv"]) == 0
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    records = stepwise.load(run_dir).predict_records(texts, stepwise.PredictOptions())
+    assert printed == records
+    assert [r["label"] for r in records] == ["pos", None, "neg"] and records[1]["note"] == "no text"
+    assert stepwise.load(run_dir).predict_records(["", " "]) == [
+        {"text": "", "label": None, "note": "no text"}, {"text": " ", "label": None, "note": "no text"}]
+
+
+def test_text_pairs_reach_the_model_as_segment_b(tiny_model: str, tmp_path: Path) -> None:
+    """The label depends on the second text only: learnable only if the pair (and its segment ids) arrive."""
+    rows = [(text, cue, label) for (text, _), (cue, label) in zip(toy_sentences(200, 4), toy_sentences(200, 5))]
+
+    def write(path: Path, part: list) -> Path:
+        path.write_text("".join(json.dumps({"premise": a, "hypothesis": b, "label": y}) + "\n" for a, b, y in part))
+        return path
+
+    files = {"train": write(tmp_path / "train.jsonl", rows[:160]), "dev": write(tmp_path / "dev.jsonl", rows[160:]),
+             "test": write(tmp_path / "test.jsonl", rows[160:])}
+    run = stepwise.train(**tiny_options(tiny_model, files, tmp_path / "run", epochs=8, text_column="premise",
+                                        pair_column="hypothesis"))
+    assert run.results["test"]["accuracy"] >= 0.9, run.results["test"]
+    predictor = stepwise.load(run.path)
+    assert "token_type_ids" in predictor.backend.input_names
+    premise = rows[0][0]
+    good = predictor.predict([stepwise.Example(premise, None, 1, "an excellent and wonderful film")])
+    bad = predictor.predict([stepwise.Example(premise, None, 1, "an awful and terrible film")])
+    assert (good, bad) == (["pos"], ["neg"])

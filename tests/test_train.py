@@ -108,3 +108,15 @@ def test_sgd_cosine_and_split(tiny_model: str, toy_files: dict, tmp_path: Path) 
         assert labels.count("pos") == labels.count("neg")
     config = (run.path / "config.yaml").read_text()
     assert "optimizer: sgd" in config and "label_smoothing: 0.1" in config
+
+
+def test_a_callback_can_stop_the_run(tiny_model: str, toy_files: dict, tmp_path: Path) -> None:
+    seen = []
+
+    def stop_at_seven(state: LoopState) -> bool:
+        seen.append(state.step)
+        return state.step == 7
+
+    run = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "r", epochs=3), callbacks=(stop_at_seven,))
+    assert seen == list(range(1, 8)) and run.results["train"]["steps"] == 7
+    assert (run.path / "model" / "stepwise.json").exists() and "test" in run.results

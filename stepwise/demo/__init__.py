@@ -26,7 +26,9 @@ def run_demo(out: str | Path = "runs/demo", quiet: bool = False) -> dict[str, An
     run = train(task="classify", train=str(demo_data_path()), out=str(out), epochs=4, lr=1e-4, batch_size=16,
                 quiet=quiet, overwrite=True)
     if not quiet:
-        print((run.path / "report.txt").read_text())
+        from stepwise.rundir import REPORT_TXT
+
+        print((run.path / REPORT_TXT).read_text())
         predictor = run.load()
         for text, label, probs in zip(SAMPLES, predictor.predict(SAMPLES), predictor.predict_proba(SAMPLES)):
             print(f"{label:>9} ({probs.max():.2f})  {text}")

@@ -19,10 +19,9 @@ from stepwise.data.dataset import infer_task, read_splits
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
-from stepwise.rundir import LABELS, METRICS, RunDir
-from stepwise.rundir import Run as Run
+from stepwise.rundir import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS, Run, RunDir
 
-CLI_NAMES = {"reward": "--reward", "metric": "--metric"}
+__all__ = ["Prepared", "Run", "prepare", "run_recipe", "train"]
 
 
 @dataclass
@@ -164,7 +163,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
 
     cfg, task, data = job.config, job.task, job.data
     started = time.perf_counter()
-    save_config(cfg, run / "config.yaml")
+    save_config(cfg, run / CONFIG)
     atomic_write_json(run / LABELS, task.labels)
     if job.split_made:
         for split, part in data.items():
@@ -222,10 +221,10 @@ def _write_results(run: RunDir, cfg: TrainConfig, task: Any, state: Any, scores:
     summary.update(notes)
     for split, rate in rates.items():
         summary.setdefault("inference", {})[f"{split}_examples_per_s"] = round(rate, 2)
-    write_reports(run.path, task.name, scores, summary)
-    plot_curves(run / METRICS, run / "curves.png", metric)
+    write_reports(run / REPORT_TXT, run / REPORT_JSON, task.name, scores, summary)
+    plot_curves(run / METRICS, run / CURVES, metric)
     results = {"task": task.name, **summary,
                **{s: {k: v for k, v in score["metrics"].items() if k != "confusion_matrix"}
                   for s, score in scores.items()}}
-    atomic_write_json(run / "results.json", results)
+    atomic_write_json(run / RESULTS, results)
     return Run(Path(run.path), results)

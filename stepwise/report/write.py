@@ -8,14 +8,14 @@ from typing import Any
 from stepwise.files import atomic_write_json, atomic_write_text
 
 
-def write_reports(run_dir: Path, task_name: str, scores: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+def write_reports(text_path: Path, json_path: Path, task_name: str, scores: dict[str, dict[str, Any]],
+                  summary: dict[str, Any]) -> None:
     """`scores` maps split name → Predictor.score() output; `summary` holds training facts."""
-    parts = [f"stepwise {task_name} report — {run_dir}\n"]
+    parts = [f"stepwise {task_name} report — {text_path.parent}\n"]
     for split, score in scores.items():
         parts.append(f"== {split} ({score['metrics'].get('n', '?')} examples) ==\n{score['report']}")
     train = summary.get("train", {})
     if train:
         parts.append("== training ==\n" + "\n".join(f"{k}: {v}" for k, v in train.items()) + "\n")
-    atomic_write_text(run_dir / "report.txt", "\n".join(parts))
-    atomic_write_json(run_dir / "report.json", {"task": task_name, **summary,
-                                                **{split: s["metrics"] for split, s in scores.items()}})
+    atomic_write_text(text_path, "\n".join(parts))
+    atomic_write_json(json_path, {"task": task_name, **summary, **{split: s["metrics"] for split, s in scores.items()}})
