@@ -22,7 +22,7 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
     )
 
     from stepwise.data.readers import read_examples
-    from stepwise.model import default_model_dir
+    from stepwise.modeldir import default_model_dir
 
     train = read_examples(train_path)
     test = read_examples(test_path)

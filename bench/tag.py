@@ -30,7 +30,7 @@ def hf_trainer(train_path, test_path, epochs: float, seed: int) -> dict:
     )
 
     from stepwise.data.conll import read_conll
-    from stepwise.model import default_model_dir
+    from stepwise.modeldir import default_model_dir
     from stepwise.tasks.tag import TagTask
 
     train, test = read_conll(train_path), read_conll(test_path)

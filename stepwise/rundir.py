@@ -140,7 +140,7 @@ class RunDir:
         if not p.is_dir():
             raise StepwiseError("not a run directory (it is a file)", path=path,
                                 fix="pass the --out directory of `stepwise train`")
-        from stepwise.model import META_FILE
+        from stepwise.modeldir import META_FILE
 
         if (p / META_FILE).is_file() and p.name == MODEL:
             return cls(p.parent)
@@ -152,7 +152,7 @@ class RunDir:
         return cls(p)
 
     def meta(self) -> dict[str, Any]:
-        from stepwise.model import read_meta
+        from stepwise.modeldir import read_meta
 
         return read_meta(self.model_dir)
 

@@ -22,7 +22,8 @@ def make_tiny_model(path: Path) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from stepwise.model import default_model_dir, quiet_transformers
+    from stepwise.model import quiet_transformers
+    from stepwise.modeldir import default_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
     with torch.random.fork_rng(), quiet_transformers():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 Feature = dict[str, Any]
 IGNORE_INDEX = -100
@@ -61,11 +63,15 @@ def pad(features: list[Feature], pad_id: int) -> dict[str, np.ndarray]:
 
 def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
     """`pad` as torch tensors, for training."""
+    import torch
+
     return {key: torch.from_numpy(value) for key, value in pad(features, pad_id).items()}
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Plain random batches (the Hugging Face Trainer default), for comparison runs."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]

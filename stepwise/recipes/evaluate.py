@@ -5,27 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import read_examples
+from stepwise.data.readers import Example, read_examples
 from stepwise.predictor import PredictOptions, Predictor, load
+from stepwise.rundir import RunDir
+from stepwise.tasks import task_from_meta
+from stepwise.tasks.base import Task
 
 
-def read_for(predictor: Predictor, data: str | Path, **read_options: Any) -> list:
-    """Labeled examples for this run's task; another task's file is named as such."""
-    task = predictor.task
+def read_labeled(task: Task, data: str | Path, **read_options: Any) -> list[Example]:
+    """Labeled examples for a run's task, checked: another task's file and unknown labels are named as such."""
     examples = read_examples(data, prefer=task.read_format, **read_options)
     task.check_data(examples, str(data), fix=f"this is a {task.noun} run: evaluate it on {task.data_hint}")
+    task.check_labels(examples, str(data))
+    task.prepare(examples)
     return examples
 
 
 def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, confidence: float | None = None,
              time_budget_ms: float | None = None, keep: str = "last", predictor: Predictor | None = None,
-             **read_options: Any) -> dict[str, Any]:
-    """Metrics, report text, per-step rows and the refinement result of a run on a labeled file."""
+             examples: list[Example] | None = None, **read_options: Any) -> dict[str, Any]:
+    """Metrics, report text, per-step rows and the refinement result of a run on a labeled file.
+
+    The data is read and checked before the model loads; pass `examples` already read with
+    `read_labeled` (and a loaded `predictor`) to skip both.
+    """
+    if examples is None:
+        examples = read_labeled(task_from_meta(RunDir.open(run).meta()), data, **read_options)
     predictor = predictor or load(run)
     task = predictor.task
-    examples = read_for(predictor, data, **read_options)
-    task.check_labels(examples, str(data))
-    task.prepare(examples)
     result = predictor.run(examples, PredictOptions(steps, confidence, time_budget_ms, keep))
     gold = [ex.label for ex in examples]
     metric = task.default_metric

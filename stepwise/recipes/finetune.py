@@ -21,23 +21,24 @@ from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.rundir import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS, Run, RunDir
 
-__all__ = ["Prepared", "Run", "prepare", "run_recipe", "train"]
+__all__ = ["Prepared", "Run", "load_model", "prepare", "run_recipe", "train"]
 
 
 @dataclass
 class Prepared:
-    """A validated training job: everything checked and loaded, nothing written."""
+    """A validated training job: everything checked, nothing written; the model is loaded by `load_model`."""
 
     config: TrainConfig
     task: Any
     data: dict[str, list[Example]]
     sources: dict[str, str]
     split_made: bool
-    model: Any
-    tokenizer: Any
-    refine_steps: int
+    start_meta: dict[str, Any] | None = None
     reward: Any = None
     notes: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    tokenizer: Any = None
+    refine_steps: int = 1
 
 
 def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
@@ -51,20 +52,21 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
 
 
 def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = ()) -> Run:
-    from stepwise.scope import seeded
-
     run = RunDir(cfg.out)
     run.check_writable()
+    job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
+
+    from stepwise.scope import seeded
+
     with seeded(cfg.seed, cfg.threads):
-        job = prepare(cfg, objective)
+        load_model(job)  # a missing or damaged model is still reported before anything is written
         resuming = run.begin(resume=cfg.resume, overwrite=cfg.overwrite)
         return execute(job, run, objective, resuming, callbacks)
 
 
 def prepare(cfg: TrainConfig, objective: str) -> Prepared:
-    """Every check that can fail on the user's input, before the run directory is touched."""
-    from stepwise.model import TaskModel, load_tokenizer
-    from stepwise.refine.policy import PREV
+    """Every check that can fail on the user's data and options, before the run directory is touched."""
+    from stepwise.modeldir import check_encoder_dir, default_model_dir
     from stepwise.tasks import get_task, task_class, task_names
 
     start_meta = _start_meta(cfg) if cfg.init_from else None
@@ -77,6 +79,8 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     cfg = cfg.model_copy(update={"task": name})
     task_cls = task_class(name)
     _check_metric(cfg, task_cls, objective)
+    if not start_meta:
+        check_encoder_dir(cfg.model or default_model_dir())
 
     splits = read_splits(cfg, task_cls)
     data = splits.data
@@ -89,24 +93,32 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
             task.check_labels(data[split], splits.sources[split])
 
     reward = _reward(cfg, task, data["dev"]) if objective == "reinforce" else None
-    if start_meta:
-        model, tokenizer, _ = TaskModel.from_pretrained(RunDir.open(cfg.init_from).model_dir)
-        refine_steps = start_meta.get("refine_steps", 1)
-    else:
-        tokenizer = load_tokenizer(cfg.model)
-        extra_inputs = dict(task.extra_inputs)
-        if cfg.refine_steps > 1:
-            extra_inputs[PREV] = len(labels) + 1  # label id + 1; 0 = "no prediction yet"
-        pairs = any(ex.pair is not None for ex in data["train"])
-        model = TaskModel.from_encoder(cfg.model, len(labels), task.pooling, cfg.dropout, extra_inputs,
-                                       token_types=pairs)
-        refine_steps = cfg.refine_steps
     notes: dict[str, Any] = {}
     if any(repaired.values()):
         notes["repaired_tags"] = repaired
     if splits.cleaned:
         notes["cleaned"] = splits.cleaned
-    return Prepared(cfg, task, data, splits.sources, splits.split_made, model, tokenizer, refine_steps, reward, notes)
+    return Prepared(cfg, task, data, splits.sources, splits.split_made, start_meta, reward, notes)
+
+
+def load_model(job: Prepared) -> None:
+    """The starting model: a trained run's (rl, continued training) or a pretrained encoder with a new head."""
+    from stepwise.model import TaskModel, load_tokenizer
+    from stepwise.refine.policy import PREV
+
+    cfg, task = job.config, job.task
+    if job.start_meta:
+        job.model, job.tokenizer, _ = TaskModel.from_pretrained(RunDir.open(cfg.init_from).model_dir)
+        job.refine_steps = job.start_meta.get("refine_steps", 1)
+        return
+    job.tokenizer = load_tokenizer(cfg.model)
+    extra_inputs = dict(task.extra_inputs)
+    if cfg.refine_steps > 1:
+        extra_inputs[PREV] = len(task.labels) + 1  # label id + 1; 0 = "no prediction yet"
+    pairs = any(ex.pair is not None for ex in job.data["train"])
+    job.model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, extra_inputs,
+                                       token_types=pairs)
+    job.refine_steps = cfg.refine_steps
 
 
 def _start_meta(cfg: TrainConfig) -> dict[str, Any]:

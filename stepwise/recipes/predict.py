@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from stepwise.data.readers import Example, read_examples
 from stepwise.predictor import PredictOptions, Predictor
 from stepwise.refine import RefineResult
+from stepwise.tasks.base import Task
 from stepwise.writers import format_predictions
 
 
-def read_inputs(predictor: Predictor, path: str, fmt: str | None = None, **read_options: Any) -> list[Example]:
+def read_inputs(task: type[Task] | Task, path: str, fmt: str | None = None, **read_options: Any) -> list[Example]:
     """Inputs to predict: plain text (one per line, blank lines kept), or a labeled file whose labels are gold.
 
     Plain text on stdin works for every task (a tagger splits each line into words).
     """
     if path == "-" and fmt is None:
         fmt = "tsv"
-    if predictor.task.read_format == "conll" and fmt == "tsv":
+    if task.read_format == "conll" and fmt == "tsv":
         read_options["label_column"] = None  # text for a tagger: one sentence per line, no tag column
-    return read_examples(path, fmt=fmt, require_labels=False, prefer=predictor.task.read_format, keep_blank=True,
+    return read_examples(path, fmt=fmt, require_labels=False, prefer=task.read_format, keep_blank=True,
                          **read_options)
 
 
@@ -33,9 +33,8 @@ def predict(predictor: Predictor, examples: list[Example], options: PredictOptio
     return format_predictions(predictor.task, examples, result.outputs, fmt), result
 
 
-def trace_lines(predictor: Predictor, result: RefineResult) -> str:
+def trace_lines(task: Task, result: RefineResult) -> str:
     """Every step of every example: prediction, score, and the step kept."""
-    task = predictor.task
     lines = []
     for i, (history, scores) in enumerate(zip(result.history, result.scores)):
         steps = [{"step": t + 1, "prediction": _plain(task.ids_to_labels(p)), "score": round(s, 6)}
@@ -46,10 +45,3 @@ def trace_lines(predictor: Predictor, result: RefineResult) -> str:
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, list)) else str(value)
-
-
-def same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False

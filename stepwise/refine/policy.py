@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import random
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from stepwise.backends import Backend
 from stepwise.data.batching import Feature, pad
 from stepwise.data.readers import Example
 from stepwise.infer import predict_features
-from stepwise.precision import autocast
 from stepwise.tasks.base import Task
+
+if TYPE_CHECKING:
+    import torch
 
 PREV = "prev_ids"
 
@@ -61,6 +61,10 @@ class RefinerTraining:
         self.rng = random.Random(seed)
 
     def inputs(self, model: torch.nn.Module, feats: list[Feature]) -> list[Feature]:
+        import torch
+
+        from stepwise.precision import autocast
+
         first = [with_previous(self.task, f, None) for f in feats]
         if self.rng.random() < 0.5:
             return first

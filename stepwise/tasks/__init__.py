@@ -43,6 +43,11 @@ def get_task(name: str, labels: list[str], **options: object) -> Task:
     return task_class(name)(labels, **options)
 
 
+def task_from_meta(meta: dict) -> Task:
+    """The task of a saved model, from its stepwise.json (no weights needed)."""
+    return get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
+
+
 def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` without importing torch eagerly
     if name == "Task":
         from stepwise.tasks.base import Task
@@ -53,4 +58,4 @@ def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` witho
     raise AttributeError(name)
 
 
-__all__ = ["Task", "get_task", "register_task", "task_class", "task_names"]
+__all__ = ["Task", "get_task", "register_task", "task_class", "task_from_meta", "task_names"]

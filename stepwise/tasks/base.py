@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from transformers import PreTrainedTokenizerBase
 
 from stepwise.data.batching import IGNORE_INDEX, Feature
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+
+if TYPE_CHECKING:  # torch and transformers load when a model is used, not to read or check data
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -124,10 +125,11 @@ class Task(ABC):
         """The record of an input with no text: nothing predicted, said so."""
         return {"text": example.text, "label": None, "note": "no text"}
 
-    def check_output_format(self, fmt: str) -> None:
-        if fmt not in self.output_formats:
-            raise StepwiseError(f"--output-format {fmt} is not available for {self.noun} runs",
-                                fix=f"use one of {', '.join(self.output_formats)}")
+    @classmethod
+    def check_output_format(cls, fmt: str) -> None:
+        if fmt not in cls.output_formats:
+            raise StepwiseError(f"--output-format {fmt} is not available for {cls.noun} runs",
+                                fix=f"use one of {', '.join(cls.output_formats)}")
 
     def format_prediction(self, example: Example, probs: Any, fmt: str) -> str:
         """One example's prediction in an output format of `output_formats`, newline-terminated.
@@ -156,6 +158,8 @@ class Task(ABC):
         By default the mean over the batch's labels. With `per_batch` (the average number of labels per
         batch) the sum divided by it: a batch of short sentences then weighs less than one of long ones.
         """
+        import torch.nn.functional as F
+
         flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
                                ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
                                reduction="mean" if per_batch is None else "sum")

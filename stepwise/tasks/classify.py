@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
-from transformers import PreTrainedTokenizerBase
 
 from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 from stepwise.tasks.base import Task, softmax
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _label_key(label: str) -> tuple[int, float | str]:
@@ -102,6 +103,8 @@ class ClassifyTask(Task):
         return f"{example.text}\t{self.to_labels(probs)}\t{float(np.max(probs)):.6f}"
 
     def metrics(self, gold: list[str], pred: list[str]) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
         out: dict[str, Any] = {"accuracy": float(accuracy_score(gold, pred))}
         for average in ("macro", "micro", "weighted"):
             p, r, f, _ = precision_recall_fscore_support(gold, pred, labels=self.labels, average=average,
@@ -118,6 +121,8 @@ class ClassifyTask(Task):
         return out
 
     def report_text(self, gold: list[str], pred: list[str]) -> str:
+        from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
         text = classification_report(gold, pred, labels=self.labels, digits=4, zero_division=0)
         matrix = confusion_matrix(gold, pred, labels=self.labels)
         width = max(8, *(len(label) for label in self.labels)) + 2

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from seqeval.metrics import classification_report
-from seqeval.metrics.sequence_labeling import get_entities
-from seqeval.scheme import IOB2, IOBES
-from transformers import PreTrainedTokenizerBase
 
 from stepwise.data.batching import IGNORE_INDEX, Feature
 from stepwise.data.conll import detect_scheme, repair
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 from stepwise.tasks.base import Task, softmax
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SHAPES = 7  # 0 special/padding, then the word shapes below
 
@@ -178,6 +177,8 @@ class TagTask(Task):
     # --- output ---------------------------------------------------------------------------------
     def entities(self, words: list[str], tags: list[str]) -> list[dict[str, Any]]:
         """Entity spans over word positions; `end` is exclusive, like a Python slice: words[start:end]."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
         return [{"type": kind, "start": start, "end": last + 1, "text": " ".join(words[start:last + 1])}
                 for kind, start, last in get_entities(tags)]
 
@@ -198,11 +199,15 @@ class TagTask(Task):
         return "\n".join(lines) + "\n"
 
     # --- scoring (seqeval semantics: entity-level, micro-averaged) ------------------------------
+    def _seqeval_options(self) -> dict[str, Any]:
+        from seqeval.scheme import IOB2, IOBES
+
+        return {"mode": "strict", "scheme": IOBES if self.scheme == "IOBES" else IOB2} if self.strict else {}
+
     def _report(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
-        options: dict[str, Any] = {"zero_division": 0, "output_dict": True}
-        if self.strict:
-            options.update(mode="strict", scheme=IOBES if self.scheme == "IOBES" else IOB2)
-        return classification_report(gold, pred, **options)
+        from seqeval.metrics import classification_report
+
+        return classification_report(gold, pred, zero_division=0, output_dict=True, **self._seqeval_options())
 
     def metrics(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
         report = self._report(gold, pred)
@@ -218,11 +223,11 @@ class TagTask(Task):
                 "n": len(gold)}
 
     def report_text(self, gold: list[list[str]], pred: list[list[str]]) -> str:
-        options: dict[str, Any] = {"digits": 4, "zero_division": 0}
-        if self.strict:
-            options.update(mode="strict", scheme=IOBES if self.scheme == "IOBES" else IOB2)
+        from seqeval.metrics import classification_report
+
         m = self.metrics(gold, pred)
-        return (f"{classification_report(gold, pred, **options)}\n"
+        text = classification_report(gold, pred, digits=4, zero_division=0, **self._seqeval_options())
+        return (f"{text}\n"
                 f"entity-level micro F1 {m['f1']:.4f} (P {m['precision']:.4f}, R {m['recall']:.4f}); "
                 f"token accuracy {m['token_accuracy']:.4f}; mode {'strict' if self.strict else 'conlleval'}\n")
 
