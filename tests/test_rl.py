@@ -141,3 +141,11 @@ def test_rl_bad_reward_is_one_line(tiny_model: str, tmp_path: Path, capsys: pyte
                  str(tmp_path / "rl"), "--reward", "nosuchmodule:f", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "cannot load reward 'nosuchmodule:f'" in err and "\n" not in err
+
+
+def test_train_with_a_reward_optimizes_it(tiny_model: str, toy_files: dict, tmp_path: Path) -> None:
+    """`stepwise train --reward R` is REINFORCE from the pretrained encoder, early-stopped on the dev reward."""
+    run = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "r", epochs=1, reward="accuracy"))
+    assert "best_dev_reward" in run.results["train"]
+    logged = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward_mean" in r for r in logged) and any("reward" in r.get("dev", {}) for r in logged)

@@ -48,7 +48,8 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
     ``stepwise.train(task="classify", train="data.tsv", out="runs/a", epochs=2)``.
     """
     cfg = config if config is not None else build_config(options)
-    return run_recipe(cfg, objective="supervised", callbacks=callbacks)
+    # --reward asks for the policy-gradient objective (from the pretrained encoder; `rl` starts from a run)
+    return run_recipe(cfg, objective="reinforce" if cfg.reward else "supervised", callbacks=callbacks)
 
 
 def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = ()) -> Run:
