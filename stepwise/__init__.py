@@ -12,6 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {"train": "stepwise.recipes.finetune", "rl": "stepwise.recipes.rl", "evaluate": "stepwise.recipes.evaluate",
+            "distill": "stepwise.recipes.distill", "prune": "stepwise.recipes.prune",
+            "export": "stepwise.recipes.export",
             "load": "stepwise.predictor", "Predictor": "stepwise.predictor", "PredictOptions": "stepwise.predictor",
             "Run": "stepwise.rundir",
             "TrainConfig": "stepwise.config", "Example": "stepwise.data.readers", "StepwiseError": "stepwise.errors"}

@@ -82,6 +82,24 @@ def _parser() -> argparse.ArgumentParser:
     p_rl.add_argument("run", help="the supervised run to start from")
     _add_run_flags(p_rl)
 
+    p_distill = sub.add_parser("distill", help="train a shallower student of a run on its soft targets")
+    p_distill.add_argument("run", help="the trained run to distill (the teacher)")
+    p_distill.add_argument("--layers", type=int, required=True, metavar="K",
+                           help="encoder layers the student keeps (evenly spread, the top one included)")
+    p_distill.add_argument("--temperature", type=float, default=2.0, metavar="T",
+                           help="softmax temperature of the teacher's soft targets (default: 2.0)")
+    p_distill.add_argument("--alpha", type=float, default=0.5, metavar="A",
+                           help="weight of the soft targets; 1 - A weighs the gold labels (default: 0.5)")
+    _add_run_flags(p_distill)
+
+    p_prune = sub.add_parser("prune", help="remove a run's least important FFN neurons, then fine-tune briefly")
+    p_prune.add_argument("run", help="the trained run to prune")
+    p_prune.add_argument("--ffn", type=float, required=True, metavar="P",
+                         help="share of every layer's FFN neurons to remove, in (0, 1)")
+    p_prune.add_argument("--heads", type=float, default=0.0, metavar="P",
+                         help="share of attention heads to remove; only 0 is possible with a standard BERT config")
+    _add_run_flags(p_prune)
+
     p_eval = sub.add_parser("evaluate", help="score a run on a labeled file", formatter_class=fmt)
     p_eval.add_argument("run")
     p_eval.add_argument("--data", required=True, help="labeled file")
@@ -98,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--output", help="write here instead of stdout (atomically)")
     _add_read_flags(p_pred)
     _add_refine_flags(p_pred)
+
+    p_export = sub.add_parser("export", help="a deployable ONNX (or Hugging Face) directory, with a parity gate",
+                              formatter_class=fmt)
+    p_export.add_argument("run")
+    p_export.add_argument("--out", help="output directory (default: RUN/onnx, RUN/onnx-int8 or RUN/hf)")
+    p_export.add_argument("--int8", action="store_true", help="int8 weights (dynamic quantization)")
+    p_export.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    p_export.add_argument("--format", dest="export_format", choices=["onnx", "hf"], default="onnx",
+                          help="onnx, or hf: Hugging Face's format where one of its classes has the same head")
+    p_export.add_argument("--data", help="labeled file for the parity gate (default: the run's dev set)")
+    p_export.add_argument("--threads", type=int, help="ONNX Runtime threads for the parity check")
+    p_export.add_argument("--json", action="store_true", help="print the report as one JSON line last")
 
     p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
                             formatter_class=fmt)
@@ -134,6 +164,9 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", choices=["last", "best"], default="last",
                         help="return the last step or the step the model scores highest")
     parser.add_argument("--trace", help="write every step of every example to this JSONL file")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="auto: ONNX Runtime for an exported directory, torch for a run")
+    parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
 
 
 def _predict_options(args: argparse.Namespace) -> Any:
@@ -201,6 +234,20 @@ def _cmd_rl(args: argparse.Namespace) -> int:
     return _print_run(run, args.json, run_quiet(args))
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from stepwise.recipes.distill import distill
+
+    run = distill(args.run, layers=args.layers, temperature=args.temperature, alpha=args.alpha, **_options(args))
+    return _print_run(run, args.json, run_quiet(args))
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from stepwise.recipes.prune import prune
+
+    run = prune(args.run, ffn=args.ffn, heads=args.heads, **_options(args))
+    return _print_run(run, args.json, run_quiet(args))
+
+
 def run_quiet(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "quiet", None))
 
@@ -225,22 +272,32 @@ def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
 
 
 def _open_run(path: str) -> Any:
-    """The run's task from its metadata: enough to check inputs and options before the model loads."""
-    from stepwise.rundir import RunDir
+    """The run's (or export's) task from its metadata: enough to check inputs and options before loading."""
+    from stepwise.predictor import model_meta
     from stepwise.tasks import task_from_meta
 
-    return task_from_meta(RunDir.open(path).meta())
+    return task_from_meta(model_meta(path))
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The predictor on the chosen backend; --threads sets ONNX Runtime's or (for this process) torch's."""
+    from stepwise.predictor import load
+
+    if args.threads and args.backend != "onnx":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return load(args.run, backend=args.backend, threads=args.threads)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from stepwise.predictor import load
     from stepwise.recipes.evaluate import evaluate, read_labeled
 
     options = _predict_options(args)
     check_output_path(args.plot, "--plot")
     check_output_path(args.trace, "--trace", inputs=[args.data])
     examples = read_labeled(_open_run(args.run), args.data, **_read_options(args))
-    predictor = load(args.run)
+    predictor = _load(args)
     _warn_steps(predictor, args)
     score = evaluate(args.run, args.data, steps=options.steps, confidence=options.confidence,
                      time_budget_ms=options.time_budget_ms, keep=options.keep, predictor=predictor,
@@ -270,7 +327,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from stepwise.files import atomic_write_text
-    from stepwise.predictor import load
     from stepwise.recipes.predict import predict, read_inputs, trace_lines
 
     options = _predict_options(args)
@@ -279,7 +335,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     task = _open_run(args.run)
     task.check_output_format(args.output_format)
     examples = read_inputs(task, args.input, **_read_options(args))
-    predictor = load(args.run)
+    predictor = _load(args)
     _warn_steps(predictor, args)
     text, result = predict(predictor, examples, options, args.output_format)
     if args.trace:
@@ -288,6 +344,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from stepwise.recipes.export import export
+
+    report = export(args.run, out=args.out, int8=args.int8, opset=args.opset, fmt=args.export_format,
+                    data=args.data, threads=args.threads)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    parity = report.get("parity")
+    if parity:
+        print(f"parity on {parity['examples']} examples: max |Δ logit| {parity['max_abs_logit_delta']:.3g}, "
+              f"agreement {100 * parity['label_agreement']:.2f}% of labels, "
+              f"{parity['metric']} torch {parity['metric_torch']:.4f} / onnx {parity['metric_onnx']:.4f}")
+    print(f"exported to {report['out']}")
     return 0
 
 
@@ -321,8 +394,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "runs": _cmd_runs, "show": _cmd_show, "demo": _cmd_demo}
+HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune": _cmd_prune,
+            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "runs": _cmd_runs,
+            "show": _cmd_show, "demo": _cmd_demo}
+TRAINING = ("train", "rl", "distill", "prune")
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
@@ -351,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stepwise: error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "continue with the same command plus --resume" if args.command in ("train", "rl") else "nothing written"
+        hint = "continue with the same command plus --resume" if args.command in TRAINING else "nothing written"
         print(f"stepwise: interrupted — {hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `stepwise predict ... | head`: the reader left; not an error

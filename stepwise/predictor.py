@@ -146,11 +146,26 @@ def _with_gaps(result: RefineResult, present: list[bool]) -> RefineResult:
                         history=spread(result.history, []), scores=spread(result.scores, []), stats=result.stats)
 
 
-def load(run: str | Path, **overrides: Any) -> Predictor:
-    """Load a run directory (or its model/ directory) written by `stepwise train`."""
+def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, **overrides: Any) -> Predictor:
+    """Load a run directory (or its model/ directory) written by `stepwise train`, or an exported directory.
+
+    `backend`: "auto" (ONNX Runtime for an exported directory, else torch), "torch" or "onnx".
+    """
+    from stepwise.deploy.exported import is_exported, load_exported
+    from stepwise.errors import StepwiseError
     from stepwise.model import TaskModel
     from stepwise.rundir import RunDir
 
+    if backend not in ("auto", "torch", "onnx"):
+        raise StepwiseError(f"unknown backend {backend!r}", fix="use auto, torch or onnx")
+    if is_exported(run):
+        if backend == "torch":
+            raise StepwiseError("an exported directory runs on ONNX Runtime", path=run,
+                                fix="pass the run directory for the torch backend, or drop --backend")
+        return load_exported(run, threads=threads, **overrides)
+    if backend == "onnx":
+        raise StepwiseError("--backend onnx needs an exported directory", path=run,
+                            fix=f"run `stepwise export {run}` first and pass its output (default {run}/onnx)")
     run_dir = RunDir.open(run)
     model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
     task = task_from_meta(meta)
@@ -158,3 +173,11 @@ def load(run: str | Path, **overrides: Any) -> Predictor:
                "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return Predictor(model, tokenizer, task, **options)
+
+
+def model_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a run or an exported directory, without loading a model."""
+    from stepwise.deploy.exported import exported_meta, is_exported
+    from stepwise.rundir import RunDir
+
+    return exported_meta(path) if is_exported(path) else RunDir.open(path).meta()

@@ -34,7 +34,9 @@ REPORT_JSON = "report.json"
 CURVES = "curves.png"
 RESULTS = "results.json"
 LOG = "train.log"
-ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG)
+EXPORTS = {"onnx": "onnx", "onnx-int8": "onnx-int8", "hf": "hf"}  # default `stepwise export` outputs
+ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG,
+           *EXPORTS.values())
 
 EMPTY, UNSTARTED, RESUMABLE, FINISHED = "empty", "unstarted", "resumable", "finished"
 
@@ -61,6 +63,17 @@ class RunDir:
 
     def split_file(self, split: str) -> Path:
         return self.path / SPLITS / f"{split}.jsonl"
+
+    def export_dir(self, kind: str) -> Path:
+        """Where `stepwise export` writes by default: inside the run, removed with it by --overwrite."""
+        return self.path / EXPORTS[kind]
+
+    def dev_data(self) -> Path | None:
+        """The run's dev examples: the split it made, or the --dev file it was trained with (if still there)."""
+        if self.split_file("dev").is_file():
+            return self.split_file("dev")
+        dev = self.config().get("dev")
+        return Path(dev) if dev and Path(dev).is_file() else None
 
     # --- status ---------------------------------------------------------------------------------------
     def status(self) -> str:
@@ -140,8 +153,12 @@ class RunDir:
         if not p.is_dir():
             raise StepwiseError("not a run directory (it is a file)", path=path,
                                 fix="pass the --out directory of `stepwise train`")
+        from stepwise.deploy.exported import is_exported
         from stepwise.modeldir import META_FILE
 
+        if is_exported(p):
+            raise StepwiseError("this is an exported model (ONNX), not a run directory", path=path,
+                                fix="pass the run it was exported from (training and export start from runs)")
         if (p / META_FILE).is_file() and p.name == MODEL:
             return cls(p.parent)
         if not (p / MODEL / META_FILE).is_file():

@@ -84,6 +84,10 @@ def read_text(path: str | Path) -> str:
     return text
 
 
+def _is_tokens(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
+
+
 def _column_index(header: list[str] | None, column: str | int, path: str | Path, role: str) -> int:
     if isinstance(column, int) or str(column).isdigit():
         index = int(column)
@@ -184,10 +188,17 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
                 if not isinstance(pair, str):
                     raise StepwiseError(f"missing text field {str(pair_column)!r}", path=path, line=i,
                                         fix=f"give every line a {str(pair_column)!r} string")
+            label = obj.get(l_key)
+            if _is_tokens(value):  # tagging data as JSONL: {"text": [words], "label": [tags]}
+                tags = label if _is_tokens(label) and len(label) == len(value) else None
+                if tags is None and (label is not None or require_labels):
+                    raise StepwiseError(f"{l_key!r} must be a list of tags, one per word in {t_key!r}", path=path,
+                                        line=i, fix="give as many tags as words")
+                examples.append(Example(list(value), tags, i))
+                continue
             if not isinstance(value, str) or not value.strip():
                 raise StepwiseError(f"empty or missing text field {t_key!r}", path=path, line=i,
                                     fix=f"give every line a non-empty {t_key!r} string (or pass --text-column)")
-            label = obj.get(l_key)
             if label is None or str(label).strip() == "":
                 if require_labels:
                     raise StepwiseError(f"missing label field {l_key!r}", path=path, line=i,

@@ -4,4 +4,7 @@
     rl        REINFORCE from a trained run  (`stepwise rl`)
     evaluate  score a run, step by step     (`stepwise evaluate`)
     predict   records for new inputs        (`stepwise predict`)
+    export    ONNX / HF directory + parity  (`stepwise export`)
+    distill   a shallower student           (`stepwise distill`)
+    prune     fewer FFN neurons + recovery  (`stepwise prune`)
 """

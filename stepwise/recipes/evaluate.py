@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.data.readers import Example, read_examples
-from stepwise.predictor import PredictOptions, Predictor, load
-from stepwise.rundir import RunDir
+from stepwise.predictor import PredictOptions, Predictor, load, model_meta
 from stepwise.tasks import task_from_meta
 from stepwise.tasks.base import Task
 
@@ -30,7 +29,7 @@ def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, con
     `read_labeled` (and a loaded `predictor`) to skip both.
     """
     if examples is None:
-        examples = read_labeled(task_from_meta(RunDir.open(run).meta()), data, **read_options)
+        examples = read_labeled(task_from_meta(model_meta(run)), data, **read_options)
     predictor = predictor or load(run)
     task = predictor.task
     result = predictor.run(examples, PredictOptions(steps, confidence, time_budget_ms, keep))

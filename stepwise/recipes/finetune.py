@@ -4,12 +4,14 @@
     → begin the run directory (fresh, resumed, or started over)
     → encode → fit (the shared loop, with the recipe's objective) → reports → results.json
 
-`stepwise rl` is this recipe with the "reinforce" objective, started from a trained run.
+`stepwise rl` is this recipe with the "reinforce" objective, started from a trained run; `distill` and
+`prune` start from a trained run too and reshape its model after loading (`transform`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ class Prepared:
     model: Any = None
     tokenizer: Any = None
     refine_steps: int = 1
+    teacher: Any = None  # a training.objectives.Teacher, for the "distill" objective
 
 
 def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
@@ -52,7 +55,9 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
     return run_recipe(cfg, objective="reinforce" if cfg.reward else "supervised", callbacks=callbacks)
 
 
-def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = ()) -> Run:
+def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
+               transform: Callable[[Prepared], None] | None = None) -> Run:
+    """`transform(job)`, when given, reshapes the loaded job (e.g. a smaller model, a teacher) before any writing."""
     run = RunDir(cfg.out)
     run.check_writable()
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
@@ -61,6 +66,8 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = ()) -> Ru
 
     with seeded(cfg.seed, cfg.threads):
         load_model(job)  # a missing or damaged model is still reported before anything is written
+        if transform is not None:
+            transform(job)
         resuming = run.begin(resume=cfg.resume, overwrite=cfg.overwrite)
         return execute(job, run, objective, resuming, callbacks)
 
@@ -192,7 +199,8 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     metric = cfg.dev_metric(task.default_metric)
     use_reward = job.reward is not None and metric == "reward"
     evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
-    loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward))
+    loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
+                                                       job.teacher))
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
                 callbacks=callbacks, objective=loss, resume=resuming)

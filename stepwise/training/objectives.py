@@ -1,7 +1,8 @@
 """Training objectives: what one micro-batch's loss is. A small registry the recipes pick from.
 
 An objective is `f(model, batch) -> (loss, logs)`; logs are floats averaged into metrics.jsonl.
-Built in: "supervised" (cross-entropy on gold labels) and "reinforce" (policy gradient for a reward).
+Built in: "supervised" (cross-entropy on gold labels), "reinforce" (policy gradient for a reward) and
+"distill" (a frozen teacher's soft targets mixed with the gold labels).
 """
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from stepwise.data.batching import IGNORE_INDEX, Feature
 from stepwise.precision import autocast
 from stepwise.tasks.base import Task
 
 Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class Teacher:
+    """The frozen model a student learns from, and how much: soft targets at `temperature`, weight `alpha`."""
+
+    model: torch.nn.Module
+    temperature: float = 2.0
+    alpha: float = 0.5
 
 
 @dataclass
@@ -29,6 +40,7 @@ class ObjectiveContext:
     precision: str
     train_features: list[Feature]
     reward: Callable[[Any, Any], float] | None = None
+    teacher: Teacher | None = None
 
 
 def labels_per_batch(features: list[Feature], batch_size: int) -> float:
@@ -61,7 +73,39 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
                               kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=ctx.precision)
 
 
-OBJECTIVES: dict[str, Callable[[ObjectiveContext], Objective]] = {"supervised": supervised, "reinforce": reinforce}
+def distill(ctx: ObjectiveContext) -> Objective:
+    """Knowledge distillation: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy.
+
+    Both terms cover the labeled positions only (a text, or each labeled word, as in `Task.loss`) and are
+    weighted like "supervised" (`--loss-weighting`). T^2 keeps the soft term's gradient at the scale of the
+    hard one whatever the temperature (Hinton et al., 2015). The teacher is frozen, in eval mode, under
+    no_grad and the run's precision; logs "kd" (T^2 * KL) and "ce" so metrics.jsonl shows both.
+    """
+    if ctx.teacher is None:
+        raise ValueError("the distill objective needs ObjectiveContext.teacher")
+    cfg, teacher = ctx.config, ctx.teacher.model.eval()
+    teacher.requires_grad_(False)
+    temperature, alpha = ctx.teacher.temperature, ctx.teacher.alpha
+    per_batch = labels_per_batch(ctx.train_features, cfg.batch_size) if cfg.loss_weighting == "token" else None
+
+    def objective(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        with autocast(ctx.precision):
+            logits = model(**batch)
+        with torch.no_grad(), autocast(ctx.precision):
+            soft = teacher(**batch)
+        ce = ctx.task.loss(logits, batch, cfg.label_smoothing, per_batch)
+        labeled = batch["labels"] != IGNORE_INDEX  # (B,) for a label per text, (B, S) for a tag per word
+        kl = F.kl_div(F.log_softmax(logits.float() / temperature, -1), F.log_softmax(soft.float() / temperature, -1),
+                      reduction="none", log_target=True).sum(-1)
+        count = per_batch if per_batch is not None else labeled.sum().clamp(min=1)
+        kd = temperature ** 2 * kl[labeled].sum() / count
+        return alpha * kd + (1 - alpha) * ce, {"kd": kd.item(), "ce": ce.item()}
+
+    return objective
+
+
+OBJECTIVES: dict[str, Callable[[ObjectiveContext], Objective]] = {"supervised": supervised, "reinforce": reinforce,
+                                                                   "distill": distill}
 
 
 def build_objective(name: str, ctx: ObjectiveContext) -> Objective:

@@ -1,0 +1,1 @@
+"""Deployment: ONNX and Hugging Face export, quantization, distillation and pruning of trained runs."""

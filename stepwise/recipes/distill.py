@@ -1,0 +1,68 @@
+"""Recipe: distill a trained run into a shallower student that starts from some of its layers; writes a new run.
+
+The fine-tune recipe started from the teacher run (its task, labels, head and tokenizer), with the loaded
+model cut to `layers` encoder layers and trained with the "distill" objective against the frozen teacher.
+The student is a standard encoder with a smaller `num_hidden_layers`, saved as a normal run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from stepwise.config import build_config
+from stepwise.errors import StepwiseError
+from stepwise.recipes.finetune import Prepared, run_recipe
+from stepwise.rundir import Run, RunDir
+
+
+def distill(teacher_run: str, *, layers: int, temperature: float = 2.0, alpha: float = 0.5, callbacks: tuple = (),
+            **options: Any) -> Run:
+    """Train a `layers`-layer student of `teacher_run` on alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE.
+
+    The student keeps the teacher's embeddings, head, extra inputs and the layers `spread_layers` picks:
+    evenly spread and always including the top one (3 of 6 → 1, 3, 5; 0-based), because the head was
+    trained on the top layer's output and each kept layer is the last of the block it stands for.
+    `options` are training options (train, dev, test, out, epochs, lr, ...), with the usual defaults.
+    """
+    teacher = RunDir.open(teacher_run)
+    depth = encoder_config(teacher, "num_hidden_layers")
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= depth:
+        raise StepwiseError(f"--layers must be a whole number from 1 to {depth}, the teacher's layers (got {layers!r})",
+                            path=teacher_run, fix=f"pass --layers {max(depth // 2, 1)}, say")
+    if not temperature > 0:
+        raise StepwiseError(f"--temperature must be greater than 0 (got {temperature!r})", fix="e.g. --temperature 2")
+    if not 0 <= alpha <= 1:
+        raise StepwiseError(f"--alpha must be from 0 to 1 (got {alpha!r})",
+                            fix="alpha weighs the teacher's soft targets, 1 - alpha the gold labels; e.g. --alpha 0.5")
+    values = {"task": teacher.meta()["task"], **options, "init_from": str(teacher_run)}
+    cfg = build_config(values)
+
+    def to_student(job: Prepared) -> None:
+        from stepwise.deploy.surgery import keep_layers, spread_layers
+        from stepwise.training.objectives import Teacher
+
+        kept = spread_layers(layers, depth)
+        student = copy.deepcopy(job.model)
+        student.encoder = keep_layers(job.model.encoder, kept)
+        job.teacher = Teacher(job.model, temperature, alpha)
+        job.model = student
+        job.notes["distill"] = {"teacher": str(teacher_run), "teacher_layers": depth, "layers_kept": kept,
+                                "temperature": temperature, "alpha": alpha}
+
+    return run_recipe(cfg, objective="distill", callbacks=callbacks, transform=to_student)
+
+
+def encoder_config(run: RunDir, key: str) -> int:
+    """A size from the run's saved encoder config (config.json), read without loading the model."""
+    path = run.model_dir / "config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        raise StepwiseError("the run's model config is missing or damaged", path=path,
+                            fix="retrain the run, or restore the run directory from a copy") from None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StepwiseError(f"the run's encoder config has no {key}", path=path,
+                            fix="pass a run trained from a BERT-style encoder")
+    return value

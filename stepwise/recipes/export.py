@@ -1,0 +1,147 @@
+"""Recipe: a trained run → a self-contained deployable directory, accepted only through the parity gate.
+
+    check run, output path and the labeled parity data        nothing loaded yet
+    → load the run (torch, fp32) → export into a temp dir beside --out
+    → ONNX: score the parity data with torch and ONNX Runtime, gate, record the numbers
+    → move the directory into place (atomic: a refused or interrupted export writes nothing)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from stepwise.data.readers import Example, read_examples
+from stepwise.errors import StepwiseError
+from stepwise.rundir import RunDir
+
+EXPORT_README = """# {name}: stepwise ONNX export{int8}
+
+`model.onnx` is the {task} model of `{run}` (encoder + head{extras}), dynamic batch and sequence axes,
+opset {opset}; inputs {inputs} (int64, padded), output `logits`. `stepwise.json` holds the labels, the
+run's options and the parity numbers measured at export time.
+
+```bash
+stepwise predict {path} --input texts.txt          # ONNX Runtime backend, chosen automatically
+stepwise evaluate {path} --data test.tsv --json
+```
+```python
+import stepwise
+predictor = stepwise.load("{path}")                  # a Predictor on ONNX Runtime
+print(predictor.predict(["some text"]))
+```
+"""
+
+
+def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False, opset: int = 18,
+           fmt: str = "onnx", data: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Export a run; returns the exported directory and, for ONNX, the parity report."""
+    if fmt not in ("onnx", "hf"):
+        raise StepwiseError(f"unknown export format {fmt!r}", fix="use --format onnx or hf")
+    if fmt == "hf" and int8:
+        raise StepwiseError("--int8 applies to ONNX exports", fix="drop --int8, or use --format onnx")
+    if not 14 <= opset <= 21:
+        raise StepwiseError(f"--opset {opset} is not supported", fix="use an opset from 14 to 21 (default 18)")
+    run_dir = RunDir.open(run)
+    target = Path(out) if out else run_dir.export_dir("hf" if fmt == "hf" else "onnx-int8" if int8 else "onnx")
+    _check_target(target)
+    meta = run_dir.meta()
+    examples = _parity_examples(run_dir, meta, data) if fmt == "onnx" else None
+
+    from stepwise.model import replace_dir
+    from stepwise.predictor import load
+
+    reference = load(run_dir.path, precision="fp32")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        sample = _sample_batch(reference)
+        if fmt == "hf":
+            from stepwise.deploy.hf_export import export_hf
+
+            report = export_hf(reference.model, reference.tokenizer, meta, run_dir.model_dir, tmp, target,
+                               str(run_dir.path), sample)
+        else:
+            report = _export_onnx(reference, meta, examples, tmp, target, run_dir, int8, opset, threads, sample)
+        replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"out": str(target), **report}
+
+
+def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path, target: Path, run_dir: RunDir,
+                 int8: bool, opset: int, threads: int | None, sample: dict) -> dict[str, Any]:
+    from stepwise.deploy.exported import ONNX_FILE, load_exported
+    from stepwise.deploy.onnx_export import export_onnx
+    from stepwise.deploy.parity import compare, gate
+    from stepwise.model import quiet_transformers
+
+    info = export_onnx(reference.model, sample, tmp / ONNX_FILE, opset=opset, int8=int8)
+    with quiet_transformers():
+        reference.tokenizer.save_pretrained(tmp)
+    (tmp / "stepwise.json").write_text(json.dumps({**meta, "export": info}, indent=2))
+    candidate = load_exported(tmp, threads=threads)
+    parity = compare(reference, candidate, examples)
+    gate(parity, int8, str(run_dir.path))
+    info = {**info, "format": "onnx", "source": str(run_dir.path), "parity": parity}
+    (tmp / "stepwise.json").write_text(json.dumps({**meta, "export": info}, indent=2))
+    extras = "".join(f" + {name}" for name in reference.model.extra_inputs)
+    (tmp / "README.md").write_text(EXPORT_README.format(
+        name=run_dir.path.name, int8=" (int8 weights)" if int8 else "", task=meta["task"], run=run_dir.path,
+        extras=extras, opset=opset, inputs=", ".join(info["inputs"]), path=target))
+    return info
+
+
+def _check_target(target: Path) -> None:
+    from stepwise.deploy.exported import is_exported
+
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StepwiseError(f"cannot write the export: {parent} is a file, not a directory", path=target,
+                                    fix="choose another --out")
+            break
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not is_exported(target)
+                                                     and not (target / "stepwise.json").is_file())):
+        raise StepwiseError("--out exists and is not an earlier export", path=target,
+                            fix="choose a new or empty directory (an earlier export there is replaced)")
+
+
+def _parity_examples(run_dir: RunDir, meta: dict, data: str | Path | None) -> list[Example]:
+    """Labeled examples for the gate: --data, else the run's dev set."""
+    from stepwise.recipes.evaluate import read_labeled
+    from stepwise.tasks import task_from_meta
+
+    task = task_from_meta(meta)
+    if data is not None:
+        return read_labeled(task, data)
+    dev = run_dir.dev_data()
+    if dev is None:
+        raise StepwiseError("the run's dev data is gone (needed for the parity gate)", path=run_dir.path,
+                            fix="pass --data with a labeled file for the gate")
+    if dev == run_dir.split_file("dev"):
+        examples = read_examples(dev, pair_column="text_pair" if meta.get("token_types") else None)
+        task.check_labels(examples, str(dev))
+        return examples
+    config = run_dir.config()
+    options = {"fmt": config.get("input_format") or config.get("format"), "text_column": config.get("text_column"),
+               "label_column": config.get("label_column"), "tag_column": config.get("tag_column"),
+               "pair_column": config.get("pair_column")}
+    return read_labeled(task, dev, **options)
+
+
+def _sample_batch(reference: Any) -> dict:
+    """Two examples of different lengths: batch and sequence sizes above 1 stay symbolic in the export."""
+    from stepwise.data.batching import pad
+    from stepwise.refine.policy import PREV, with_previous
+
+    words = ["stepwise", "exports", "this", "model", "with", "dynamic", "axes"]
+    texts: list[Any] = [words, words[:4]] if reference.task.read_format == "conll" else [" ".join(words), "a short one"]
+    pair = "and a second text" if "token_type_ids" in reference.model.input_names else None
+    features = reference.encode([Example(t, None, i + 1, pair) for i, t in enumerate(texts)])[:2]
+    if PREV in reference.model.input_names:
+        features = [with_previous(reference.task, f, None) for f in features]
+    return pad(features, reference.tokenizer.pad_token_id)
