@@ -12,7 +12,8 @@ import time
 from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_train
 
 
-def hf_trainer(train_path, test_path, epochs: float) -> dict:
+def hf_trainer(train_path, test_path, epochs: float, save=None) -> dict:
+    """HF Trainer on SST-2; with `save`, the fine-tuned model and tokenizer are written there (bench/infer.py)."""
     import numpy as np
     from transformers import (
         AutoModelForSequenceClassification,
@@ -38,6 +39,9 @@ def hf_trainer(train_path, test_path, epochs: float) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorWithPadding(tok))
     out = trainer.train()
+    if save is not None:
+        trainer.save_model(str(save))
+        tok.save_pretrained(str(save))
     start = time.perf_counter()
     pred = trainer.predict(encode(test))
     infer = len(test) / (time.perf_counter() - start)

@@ -18,7 +18,8 @@ from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_trai
 RECOMMENDED = {"casing": True, "lr": 1e-4, "epochs": 3, "batch_size": 32}
 
 
-def hf_trainer(train_path, test_path, epochs: float, seed: int) -> dict:
+def hf_trainer(train_path, test_path, epochs: float, seed: int, save=None) -> dict:
+    """HF Trainer on CoNLL; with `save`, the fine-tuned model and tokenizer are written there (bench/infer.py)."""
     import numpy as np
     from seqeval.metrics import f1_score, precision_score, recall_score
     from transformers import (
@@ -56,6 +57,11 @@ def hf_trainer(train_path, test_path, epochs: float, seed: int) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorForTokenClassification(tok))
     out = trainer.train()
+    if save is not None:
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = label_id
+        trainer.save_model(str(save))
+        tok.save_pretrained(str(save))
     test_rows = encode(test)
     start = time.perf_counter()
     pred = trainer.predict(test_rows)

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
-from stepwise.errors import StepwiseError
 from stepwise.files import current_umask
-from stepwise.modeldir import HEAD_FILE, META_FILE, check_encoder_dir, default_model_dir, read_meta
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars while we load, then put its settings back."""
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def load_errors(path: str | Path, what: str, fix: str) -> Iterator[None]:
-    """A model directory that cannot be loaded (missing or truncated files, not a model) is a user error."""
-    try:
-        yield
-    except Exception as err:  # noqa: BLE001 — any failure to read these files means the files are bad
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StepwiseError(f"cannot load {what} ({first[:200]})", path=path, fix=fix) from None
-
-
+from stepwise.modeldir import (
+    HEAD_FILE,
+    META_FILE,
+    check_encoder_dir,
+    default_model_dir,
+    load_errors,
+    quiet_transformers,
+    read_meta,
+)
 
 
 class TaskModel(nn.Module):

@@ -5,7 +5,9 @@ Kept free of torch and transformers so that a wrong path is reported before they
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +46,30 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise StepwiseError("the run's model metadata is damaged", path=path,
                             fix="retrain, or restore the run directory from a copy") from None
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars while we load, then put its settings back."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def load_errors(path: str | Path, what: str, fix: str) -> Iterator[None]:
+    """A model directory that cannot be loaded (missing or truncated files, not a model) is a user error."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 — any failure to read these files means the files are bad
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepwiseError(f"cannot load {what} ({first[:200]})", path=path, fix=fix) from None

@@ -183,3 +183,24 @@ def test_distilled_and_pruned_runs_export(cls_run: Path, tmp_path: Path, capsys:
         code, _, err = run_cli(capsys, ["export", str(tmp_path / name)])
         assert code == 0, err
         assert stepwise.load(tmp_path / name / "onnx").predict(["a film"])[0] in ("neg", "pos")
+
+
+def test_int8_falls_back_to_the_more_accurate_setting(cls_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import stepwise.deploy.parity as parity
+    from stepwise.deploy.onnx_export import INT8_VARIANTS
+
+    real_gate, calls = parity.gate, []
+
+    def first_refused(report, int8, where):
+        calls.append(report)
+        if len(calls) == 1:
+            raise stepwise.StepwiseError("refused on purpose")
+        real_gate(report, int8, where)
+
+    monkeypatch.setattr(parity, "gate", first_refused)
+    code, _, err = run_cli(capsys, ["export", str(cls_run), "--int8", "--out", str(tmp_path / "int8")])
+    assert code == 0, err
+    export = json.loads((tmp_path / "int8" / "stepwise.json").read_text())["export"]
+    assert export["int8_variant"] == INT8_VARIANTS[1] and len(export["int8_refused"]) == 1 and len(calls) == 2
+    assert not (tmp_path / "int8" / "model.fp32.onnx").exists()

@@ -32,7 +32,7 @@ def load_exported(path: str | Path, *, threads: int | None = None, **overrides: 
     from transformers import AutoTokenizer
 
     from stepwise.backends.onnx import OnnxBackend
-    from stepwise.model import load_errors, quiet_transformers
+    from stepwise.modeldir import load_errors, quiet_transformers
     from stepwise.predictor import Predictor
     from stepwise.tasks import task_from_meta
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from stepwise.data.readers import Example, read_examples
 from stepwise.errors import StepwiseError
+from stepwise.modeldir import quiet_transformers
 from stepwise.rundir import RunDir
 
 EXPORT_README = """# {name}: stepwise ONNX export{int8}
@@ -74,19 +75,35 @@ def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False
 
 def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path, target: Path, run_dir: RunDir,
                  int8: bool, opset: int, threads: int | None, sample: dict) -> dict[str, Any]:
+    """fp32: export and gate. int8: quantize the fp32 graph with each setting, fastest first, keep the first
+    that passes the gate; if none does, the last refusal is the error."""
     from stepwise.deploy.exported import ONNX_FILE, load_exported
-    from stepwise.deploy.onnx_export import export_onnx
+    from stepwise.deploy.onnx_export import INT8_VARIANTS, export_onnx, quantize_int8
     from stepwise.deploy.parity import compare, gate
-    from stepwise.model import quiet_transformers
 
-    info = export_onnx(reference.model, sample, tmp / ONNX_FILE, opset=opset, int8=int8)
+    model_file = tmp / ONNX_FILE
+    fp32 = tmp / "model.fp32.onnx" if int8 else model_file
+    info = export_onnx(reference.model, sample, fp32, opset=opset)
     with quiet_transformers():
         reference.tokenizer.save_pretrained(tmp)
     (tmp / "stepwise.json").write_text(json.dumps({**meta, "export": info}, indent=2))
-    candidate = load_exported(tmp, threads=threads)
-    parity = compare(reference, candidate, examples)
-    gate(parity, int8, str(run_dir.path))
-    info = {**info, "format": "onnx", "source": str(run_dir.path), "parity": parity}
+    refusals: list[str] = []
+    for variant in INT8_VARIANTS if int8 else (None,):
+        if variant is not None:
+            info = {**info, **quantize_int8(fp32, model_file, variant)}
+        parity = compare(reference, load_exported(tmp, threads=threads), examples)
+        try:
+            gate(parity, int8, str(run_dir.path))
+        except StepwiseError:
+            refusals.append(f"{variant}: {parity['metric_torch'] - parity['metric_onnx']:+.4f}")
+            if variant is None or variant == INT8_VARIANTS[-1]:
+                raise
+            continue
+        break
+    if int8:
+        fp32.unlink()
+    info = {**info, "format": "onnx", "source": str(run_dir.path), "parity": parity,
+            **({"int8_refused": refusals} if refusals else {})}
     (tmp / "stepwise.json").write_text(json.dumps({**meta, "export": info}, indent=2))
     extras = "".join(f" + {name}" for name in reference.model.extra_inputs)
     (tmp / "README.md").write_text(EXPORT_README.format(

@@ -1,0 +1,197 @@
+"""Inference: the Hugging Face pipeline against stepwise on torch, ONNX, int8, distilled and pruned models.
+
+Run: make bench-infer   (or cd bench && ../.venv/bin/python infer.py [--only sst2,conll] [--latency-n 300])
+Needs the runs of `make bench-classify` (SST-2 recommended defaults) and `make bench-tag` (CoNLL, stepwise's
+tagger at HF's settings) under bench/out/; the HF pipeline models are fine-tuned once with HF Trainer (HF's
+reference settings, 1 epoch) and cached in bench/out/hf_*_model. Everything else runs in this one process:
+quality on the test set, examples/s at batch 32, p50/p99 latency at batch 1 (first N test examples), model
+size on disk, and MFU of the batch-32 pass against the measured fp32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from common import OUT, SHARED, emit, need
+
+BATCH = 32
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.suffix in
+               (".safetensors", ".onnx", ".bin", ".data"))
+
+
+def percentiles(fn, items: list, n: int) -> tuple[float, float]:
+    fn(items[:1])  # warm-up
+    times = []
+    for item in items[:n]:
+        tick = time.perf_counter()
+        fn([item])
+        times.append(1000 * (time.perf_counter() - tick))
+    return round(float(np.percentile(times, 50)), 2), round(float(np.percentile(times, 99)), 2)
+
+
+def timed(fn, items: list):
+    fn(items[:BATCH])  # warm-up
+    tick = time.perf_counter()
+    out = fn(items)
+    return out, time.perf_counter() - tick
+
+
+# --- the Hugging Face pipeline, as its docs tell a user to run it ----------------------------------------------
+def hf_classifier(model_dir: Path, test) -> dict:
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(model_dir), device=-1)
+    texts = [ex.text for ex in test]
+
+    def run(batch):
+        return pipe(batch, batch_size=BATCH, truncation=True)
+
+    out, seconds = timed(run, texts)
+    pred = [str(pipe.model.config.label2id[o["label"]]) for o in out]
+    p50, p99 = percentiles(lambda b: pipe(b, truncation=True), texts, ARGS.latency_n)
+    accuracy = float(np.mean([p == ex.label for p, ex in zip(pred, test)]))
+    return {"system": "HF pipeline (HF Trainer model)", "quality": round(accuracy, 4),
+            "examples_per_s": round(len(texts) / seconds, 1), "p50_ms": p50, "p99_ms": p99,
+            "size_mb": round(dir_size(model_dir) / 1e6, 1)}
+
+
+def hf_tagger(model_dir: Path, test) -> dict:
+    from seqeval.metrics import f1_score
+    from transformers import pipeline
+
+    pipe = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device=-1)
+    texts = [" ".join(ex.text) for ex in test]
+
+    def run(batch):
+        return pipe(batch, batch_size=BATCH)
+
+    out, seconds = timed(run, texts)
+    pred = [word_tags(ex.text, entities) for ex, entities in zip(test, out)]
+    p50, p99 = percentiles(lambda b: pipe(b), texts, ARGS.latency_n)
+    return {"system": "HF pipeline (HF Trainer model)", "quality": round(f1_score([ex.label for ex in test], pred), 4),
+            "examples_per_s": round(len(texts) / seconds, 1), "p50_ms": p50, "p99_ms": p99,
+            "size_mb": round(dir_size(model_dir) / 1e6, 1)}
+
+
+def word_tags(words: list[str], entities: list[dict]) -> list[str]:
+    """The pipeline's character spans back onto the words of the space-joined sentence, as BIO tags."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + 1
+    tags = ["O"] * len(words)
+    for entity in entities:
+        covered = [i for i, s in enumerate(starts) if s < entity["end"] and s + len(words[i]) > entity["start"]]
+        for k, i in enumerate(covered):
+            tags[i] = ("B-" if k == 0 else "I-") + entity["entity_group"]
+    return tags
+
+
+# --- stepwise on any backend ------------------------------------------------------------------------------------
+def stepwise_row(name: str, path: Path, test, source: Path, size_path: Path, **load_options) -> dict:
+    """`source` is the run the model came from: its torch model gives the FLOPs for MFU."""
+    import stepwise
+    from stepwise.training.flops import matmul_peak, non_embedding_params, train_flops
+
+    predictor = stepwise.load(path, batch_size=BATCH, **load_options)
+    task = predictor.task
+    probs, seconds = timed(predictor.probabilities, test)
+    pred = [task.to_labels(p) for p in probs]
+    quality = task.metrics([ex.label for ex in test], pred)[task.default_metric]
+    p50, p99 = percentiles(predictor.predict, [ex.text for ex in test], ARGS.latency_n)
+    model = stepwise.load(source, precision="fp32").model
+    config = model.encoder.config
+    lengths = [len(f["input_ids"]) for f in predictor.encode(test)]
+    forward = train_flops(non_embedding_params(model), config.num_hidden_layers, config.hidden_size, lengths) / 3
+    return {"system": name, "quality": round(quality, 4), "examples_per_s": round(len(test) / seconds, 1),
+            "p50_ms": p50, "p99_ms": p99, "size_mb": round(dir_size(size_path) / 1e6, 1),
+            "mfu": round(forward / seconds / matmul_peak("fp32"), 4)}
+
+
+def dataset_rows(name: str, run: Path, test, hf_model: Path, hf_row, extra_runs: dict[str, Path]) -> list[dict]:
+    from stepwise.recipes.export import export
+
+    rows = [hf_row(hf_model, test)]
+    rows.append(stepwise_row("stepwise torch fp32", run, test, run, run / "model", precision="fp32"))
+    for int8 in (False, True):
+        out = OUT / f"infer_{name}_{'int8' if int8 else 'onnx'}"
+        report = export(run, out=out, int8=int8)
+        row = stepwise_row(f"stepwise ONNX {'int8' if int8 else 'fp32'}", out, test, run, out)
+        row["dev_parity"] = report["parity"]
+        rows.append(row)
+    for label, extra in extra_runs.items():
+        out = OUT / f"infer_{name}_{label}_int8"
+        export(extra, out=out, int8=True)
+        rows.append(stepwise_row(f"stepwise {label} + int8", out, test, extra, out))
+    hf = rows[0]
+    for row in rows[1:]:
+        row["vs_hf_batch32"] = round(row["examples_per_s"] / hf["examples_per_s"], 2)
+        row["p50_vs_hf"] = round(row["p50_ms"] / hf["p50_ms"], 3)
+        row["quality_vs_torch_points"] = round(100 * (row["quality"] - rows[1]["quality"]), 2)
+    for row in rows:
+        row["data"] = name
+    return rows
+
+
+def sst2() -> list[dict]:
+    from classify import hf_trainer
+
+    import stepwise
+    from stepwise.data.readers import read_examples
+
+    data = need(SHARED / "sst2")
+    train, dev, test = data / "train.tsv", data / "dev.tsv", data / "test.tsv"
+    run = need(OUT / "classify_recommended_defaults")
+    hf_model = OUT / "hf_sst2_model"
+    if not (hf_model / "config.json").exists():
+        hf_trainer(train, test, 1.0, save=hf_model)
+    common = {"train": str(train), "dev": str(dev), "test": str(test), "quiet": True}
+    distilled, pruned = OUT / "infer_sst2_distilled", OUT / "infer_sst2_pruned"
+    if not (distilled / "results.json").exists():
+        stepwise.distill(str(run), layers=3, out=str(distilled), epochs=2, overwrite=True, **common)
+    if not (pruned / "results.json").exists():
+        stepwise.prune(str(run), ffn=0.5, out=str(pruned), epochs=1, overwrite=True, **common)
+    return dataset_rows("sst2", run, read_examples(test), hf_model, hf_classifier,
+                        {"distilled 3 layers": distilled, "pruned FFN 50%": pruned})
+
+
+def conll() -> list[dict]:
+    from tag import hf_trainer
+
+    from stepwise.data.conll import read_conll
+
+    data = need(SHARED / "conll2003")
+    run = need(OUT / "tag_same_settings_+_word_shape")
+    hf_model = OUT / "hf_conll_model"
+    if not (hf_model / "config.json").exists():
+        hf_trainer(data / "train.txt", data / "test.txt", 1.0, 0, save=hf_model)
+    return dataset_rows("conll2003", run, read_conll(data / "test.txt"), hf_model, hf_tagger, {})
+
+
+def main() -> None:
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="sst2,conll")
+    parser.add_argument("--latency-n", type=int, default=300, help="test examples timed one at a time")
+    ARGS = parser.parse_args()
+    rows = []
+    if "sst2" in ARGS.only:
+        rows += sst2()
+    if "conll" in ARGS.only:
+        rows += conll()
+    emit("infer", [{k: v for k, v in r.items() if k != "dev_parity"} for r in rows],
+         ["data", "system", "quality", "quality_vs_torch_points", "examples_per_s", "vs_hf_batch32", "p50_ms",
+          "p99_ms", "p50_vs_hf", "size_mb", "mfu"],
+         {"dev_parity": {f"{r['data']} {r['system']}": r["dev_parity"] for r in rows if "dev_parity" in r}})
+
+
+ARGS: argparse.Namespace
+
+if __name__ == "__main__":
+    main()
