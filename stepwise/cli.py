@@ -78,27 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="fine-tune a pretrained encoder")
     _add_run_flags(p_train)
 
-    p_rl = sub.add_parser("rl", help="optimize a trained run for a reward with policy gradient (REINFORCE)")
-    p_rl.add_argument("run", help="the supervised run to start from")
-    _add_run_flags(p_rl)
-
-    p_distill = sub.add_parser("distill", help="train a shallower student of a run on its soft targets")
-    p_distill.add_argument("run", help="the trained run to distill (the teacher)")
-    p_distill.add_argument("--layers", type=int, required=True, metavar="K",
-                           help="encoder layers the student keeps (evenly spread, the top one included)")
-    p_distill.add_argument("--temperature", type=float, default=2.0, metavar="T",
-                           help="softmax temperature of the teacher's soft targets (default: 2.0)")
-    p_distill.add_argument("--alpha", type=float, default=0.5, metavar="A",
-                           help="weight of the soft targets; 1 - A weighs the gold labels (default: 0.5)")
-    _add_run_flags(p_distill)
-
-    p_prune = sub.add_parser("prune", help="remove a run's least important FFN neurons, then fine-tune briefly")
-    p_prune.add_argument("run", help="the trained run to prune")
-    p_prune.add_argument("--ffn", type=float, required=True, metavar="P",
-                         help="share of every layer's FFN neurons to remove, in (0, 1)")
-    p_prune.add_argument("--heads", type=float, default=0.0, metavar="P",
-                         help="share of attention heads to remove; only 0 is possible with a standard BERT config")
-    _add_run_flags(p_prune)
+    for verb, (text, run_help, flags) in RUN_VERBS.items():  # verbs that start from a trained run
+        p_verb = sub.add_parser(verb, help=text)
+        p_verb.add_argument("run", help=run_help)
+        for flag, options in flags.items():
+            p_verb.add_argument(flag, **options)
+        _add_run_flags(p_verb)
 
     p_eval = sub.add_parser("evaluate", help="score a run on a labeled file", formatter_class=fmt)
     p_eval.add_argument("run")
@@ -140,6 +125,24 @@ def _parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", default="runs/demo", help="run directory")
     p_demo.add_argument("--json", action="store_true")
     return parser
+
+
+RUN_VERBS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
+    "rl": ("optimize a trained run for a reward with policy gradient (REINFORCE)",
+           "the supervised run to start from", {}),
+    "distill": ("train a shallower student of a run on its soft targets", "the trained run to distill (the teacher)", {
+        "--layers": {"type": int, "required": True, "metavar": "K",
+                     "help": "encoder layers the student keeps (evenly spread, the top one included)"},
+        "--temperature": {"type": float, "default": 2.0, "metavar": "T",
+                          "help": "softmax temperature of the teacher's soft targets (default: 2.0)"},
+        "--alpha": {"type": float, "default": 0.9, "metavar": "A",
+                    "help": "weight of the soft targets; 1 - A weighs the gold labels (default: 0.9)"}}),
+    "prune": ("remove a run's least important FFN neurons, then fine-tune briefly", "the trained run to prune", {
+        "--ffn": {"type": float, "required": True, "metavar": "P",
+                  "help": "share of every layer's FFN neurons to remove, in (0, 1)"},
+        "--heads": {"type": float, "default": 0.0, "metavar": "P",
+                    "help": "share of attention heads to remove; only 0 is possible with a standard BERT config"}}),
+}
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
