@@ -204,3 +204,19 @@ def test_int8_falls_back_to_the_more_accurate_setting(cls_run: Path, tmp_path: P
     export = json.loads((tmp_path / "int8" / "stepwise.json").read_text())["export"]
     assert export["int8_variant"] == INT8_VARIANTS[1] and len(export["int8_refused"]) == 1 and len(calls) == 2
     assert not (tmp_path / "int8" / "model.fp32.onnx").exists()
+
+
+def test_default_parity_data_is_found_from_another_directory(tiny_model: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--train/--dev given relative to where the run trained; export runs from elsewhere and still finds dev."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tsv(data / "train.tsv", toy_sentences(80, 1))
+    write_tsv(data / "dev.tsv", toy_sentences(20, 2))
+    monkeypatch.chdir(data)
+    run = stepwise.train(**tiny_options(tiny_model, {"train": "train.tsv", "dev": "dev.tsv", "test": "dev.tsv"},
+                                        tmp_path / "run", epochs=1))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, ["export", str(run.path), "--out", str(tmp_path / "elsewhere")])
+    assert code == 0, err

@@ -183,7 +183,9 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
 
     cfg, task, data = job.config, job.task, job.data
     started = time.perf_counter()
-    save_config(cfg, run / CONFIG)
+    # data paths resolved: export's parity check and `show` find them from any working directory
+    save_config(cfg.model_copy(update={k: str(Path(v).resolve()) for k in ("train", "dev", "test")
+                                       if (v := getattr(cfg, k)) is not None}), run / CONFIG)
     atomic_write_json(run / LABELS, task.labels)
     if job.split_made:
         for split, part in data.items():
