@@ -194,7 +194,7 @@ def check_output_path(path: str | None, flag: str, *, inputs: Sequence[str] = ()
     """An output file that cannot be written (or would overwrite an input) is refused before any work."""
     if path is None:
         return
-    from stepwise.files import same_file
+    from stepwise.files import nearest_existing, same_file
 
     target = Path(path)
     if target.is_dir():
@@ -203,12 +203,10 @@ def check_output_path(path: str | None, flag: str, *, inputs: Sequence[str] = ()
         if source != "-" and same_file(source, target):
             raise StepwiseError(f"{flag} is the input file: writing would destroy it", path=path,
                                 fix=f"choose another {flag}")
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise StepwiseError(f"cannot write {flag}: {parent} is a file, not a directory", path=path,
-                                    fix=f"choose another {flag}")
-            break
+    parent = nearest_existing(target.parent)
+    if not parent.is_dir():
+        raise StepwiseError(f"cannot write {flag}: {parent} is a file, not a directory", path=path,
+                            fix=f"choose another {flag}")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

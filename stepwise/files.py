@@ -39,6 +39,12 @@ def current_umask() -> int:
     return mask
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """`path` itself if it exists, else its closest existing ancestor: where creating it would begin."""
+    path = Path(path)
+    return next((p for p in (path, *path.parents) if p.exists()), Path("."))
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name the same file (an output that would overwrite an input)."""
     try:

@@ -94,11 +94,9 @@ class Predictor:
         """Predict examples under `options`; examples with no text are skipped (see `records`)."""
         options = options or PredictOptions()
         present = [ex for ex in examples if _has_text(ex)]
-        if not present:
-            return RefineResult(*([None] * len(examples) for _ in range(2)), [0] * len(examples),
-                                [0] * len(examples), [[] for _ in examples], [[] for _ in examples])
-        result = self.refine(present, steps=options.steps, confidence=options.confidence,
-                             time_budget_ms=options.time_budget_ms, keep=options.keep)
+        result = (self.refine(present, steps=options.steps, confidence=options.confidence,
+                              time_budget_ms=options.time_budget_ms, keep=options.keep)
+                  if present else RefineResult([], [], [], [], [], []))
         if len(present) == len(examples):
             return result
         return _with_gaps(result, [_has_text(ex) for ex in examples])
@@ -168,16 +166,21 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
                             fix=f"run `stepwise export {run}` first and pass its output (default {run}/onnx)")
     run_dir = RunDir.open(run)
     model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
-    task = task_from_meta(meta)
+    return Predictor(model, tokenizer, task_from_meta(meta), **predictor_options(meta, overrides))
+
+
+def predictor_options(meta: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Predictor options saved with a model, each replaced by an override that is not None."""
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
                "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}
     options.update({k: v for k, v in overrides.items() if v is not None})
-    return Predictor(model, tokenizer, task, **options)
+    return options
 
 
 def model_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a run or an exported directory, without loading a model."""
-    from stepwise.deploy.exported import exported_meta, is_exported
+    from stepwise.deploy.exported import is_exported
+    from stepwise.modeldir import read_meta
     from stepwise.rundir import RunDir
 
-    return exported_meta(path) if is_exported(path) else RunDir.open(path).meta()
+    return read_meta(path) if is_exported(path) else RunDir.open(path).meta()

@@ -88,16 +88,15 @@ class RunDir:
 
     def check_writable(self) -> None:
         """An --out that cannot become a directory is reported before any work starts."""
-        for parent in (self.path, *self.path.parents):
-            if parent.exists():
-                if not parent.is_dir():
-                    where = "is" if parent == self.path else f"is under {parent}, which is"
-                    raise StepwiseError(f"the run directory {where} a file, not a directory", path=self.path,
-                                        fix="choose another --out")
-                if not os.access(parent, os.W_OK):
-                    raise StepwiseError("cannot write here (permission denied)", path=parent,
-                                        fix="choose another --out")
-                return
+        from stepwise.files import nearest_existing
+
+        parent = nearest_existing(self.path)
+        if not parent.is_dir():
+            where = "is" if parent == self.path else f"is under {parent}, which is"
+            raise StepwiseError(f"the run directory {where} a file, not a directory", path=self.path,
+                                fix="choose another --out")
+        if not os.access(parent, os.W_OK):
+            raise StepwiseError("cannot write here (permission denied)", path=parent, fix="choose another --out")
 
     def begin(self, *, resume: bool, overwrite: bool) -> bool:
         """Prepare the directory for `train`; True when training continues from the checkpoint."""

@@ -61,11 +61,10 @@ def read_splits(config: Any, task_cls: Any) -> Splits:
         task_cls.check_data(examples, path)
         return examples
 
+    from stepwise.tasks.base import check_classes
+
     train = read(config.train)
-    classes = task_cls.collect_labels(train)
-    if len(classes) < 2:
-        raise StepwiseError(f"need at least 2 classes, found {len(classes)} ({', '.join(classes) or 'none'})",
-                            path=config.train, fix="add examples of another class")
+    check_classes(task_cls.collect_labels(train), config.train)  # before splitting: the split would fail first
     cleaned = {"train": dict(getattr(train, "cleaned", {}))}
     sources = {"train": config.train, "dev": config.dev or config.train, "test": config.test or config.train}
     if config.dev is None:

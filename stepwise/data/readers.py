@@ -90,11 +90,7 @@ def _is_tokens(value: object) -> bool:
 
 def _column_index(header: list[str] | None, column: str | int, path: str | Path, role: str) -> int:
     if isinstance(column, int) or str(column).isdigit():
-        index = int(column)
-        if header is not None and index >= len(header):
-            raise StepwiseError(f"--{role}-column {index} is out of range: the file has {len(header)} columns",
-                                path=path, line=1, fix=f"pass an index from 0 to {len(header) - 1} or a header name")
-        return index
+        return int(column)
     if header is None or column not in header:
         found = ", ".join(header) if header else "no header"
         raise StepwiseError(f"no {role} column named {column!r} (found: {found})", path=path, line=1,
@@ -118,9 +114,9 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
     else:
         rows = [(i, ln.rstrip("\r").split("\t")) for i, ln in enumerate(text.split("\n"), 1)]
     rows = [(i, f) for i, f in rows if any(strip_invisible(x) for x in f)]
-    first = rows[0][1]
+    first_line, first = rows[0]
     names = [str(c) for c in (text_column, label_column, pair_column) if c is not None and not str(c).isdigit()]
-    p_idx = None
+    header: list[str] | None = None
     if fmt == "csv" or names or ("text" in first and "label" in first):
         header = [h.strip() for h in first]
         rows = rows[1:]
@@ -138,11 +134,12 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
             l_idx, width = None, 1
         elif width < 2:
             raise StepwiseError(f"expected 2 tab-separated columns (text, label), found {width}", path=path,
-                                line=rows[0][0], fix="separate text and label with a tab")
-        for role, index in (("text", t_idx), ("label", l_idx), ("pair", p_idx)):
-            if index is not None and index >= width:
-                raise StepwiseError(f"--{role}-column {index} is out of range: the file has {width} columns",
-                                    path=path, line=rows[0][0], fix=f"pass an index from 0 to {width - 1}")
+                                line=first_line, fix="separate text and label with a tab")
+    for role, index in (("text", t_idx), ("label", l_idx), ("pair", p_idx)):
+        if index is not None and index >= width:
+            names_too = " or a header name" if header is not None else ""
+            raise StepwiseError(f"--{role}-column {index} is out of range: the file has {width} columns",
+                                path=path, line=first_line, fix=f"pass an index from 0 to {width - 1}{names_too}")
     for line, fields in rows:
         if len(fields) != width:
             raise StepwiseError(f"expected {width} columns, found {len(fields)}", path=path, line=line,

@@ -23,28 +23,22 @@ def is_exported(path: str | Path) -> bool:
     return (p / ONNX_FILE).is_file() and (p / META_FILE).is_file()
 
 
-def exported_meta(path: str | Path) -> dict[str, Any]:
-    return read_meta(path)
-
-
 def load_exported(path: str | Path, *, threads: int | None = None, **overrides: Any) -> Any:
     """A Predictor on ONNX Runtime for an exported directory."""
     from transformers import AutoTokenizer
 
     from stepwise.backends.onnx import OnnxBackend
     from stepwise.modeldir import load_errors, quiet_transformers
-    from stepwise.predictor import Predictor
+    from stepwise.predictor import Predictor, predictor_options
     from stepwise.tasks import task_from_meta
 
     if not is_exported(path):
         raise StepwiseError("not an exported model directory (no model.onnx)", path=path,
                             fix="pass a directory written by `stepwise export`")
-    meta = exported_meta(path)
+    meta = read_meta(path)
     fix = "the exported files are missing or damaged: export the run again"
     with quiet_transformers(), load_errors(path, "the exported model", fix):
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         backend = OnnxBackend(Path(path) / ONNX_FILE, threads)
-    options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
-               "steps": meta.get("refine_steps", 1)}
-    options.update({k: v for k, v in overrides.items() if v is not None and k in options})
-    return Predictor(None, tokenizer, task_from_meta(meta), backend=backend, precision="fp32", **options)
+    options = {**predictor_options(meta, overrides), "precision": "fp32"}  # ONNX Runtime computes in fp32
+    return Predictor(None, tokenizer, task_from_meta(meta), backend=backend, **options)

@@ -20,11 +20,9 @@ MAX_METRIC_DROP = 0.005  # int8: the metric may fall by at most half a point
 
 def max_logit_delta(reference: Any, candidate: Any, examples: list[Example]) -> float:
     """Largest |Δ logit| over real (unpadded) positions, first refinement step."""
-    from stepwise.refine.policy import PREV, with_previous
+    from stepwise.refine.policy import first_step
 
-    features = reference.encode(examples)
-    if PREV in reference.backend.input_names:
-        features = [with_previous(reference.task, f, None) for f in features]
+    features = first_step(reference.task, reference.encode(examples), reference.backend.input_names)
     worst = 0.0
     for idx in sorted_batches([len(f["input_ids"]) for f in features], reference.batch_size):
         batch = pad([features[i] for i in idx], reference.tokenizer.pad_token_id)

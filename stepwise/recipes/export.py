@@ -113,16 +113,15 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
 
 
 def _check_target(target: Path) -> None:
-    from stepwise.deploy.exported import is_exported
+    from stepwise.files import nearest_existing
+    from stepwise.modeldir import META_FILE
 
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise StepwiseError(f"cannot write the export: {parent} is a file, not a directory", path=target,
-                                    fix="choose another --out")
-            break
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not is_exported(target)
-                                                     and not (target / "stepwise.json").is_file())):
+    parent = nearest_existing(target.parent)
+    if not parent.is_dir():
+        raise StepwiseError(f"cannot write the export: {parent} is a file, not a directory", path=target,
+                            fix="choose another --out")
+    # every export (ONNX or HF) holds stepwise.json: such a directory is an earlier export, replaced
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META_FILE).is_file())):
         raise StepwiseError("--out exists and is not an earlier export", path=target,
                             fix="choose a new or empty directory (an earlier export there is replaced)")
 
@@ -143,22 +142,18 @@ def _parity_examples(run_dir: RunDir, meta: dict, data: str | Path | None) -> li
         examples = read_examples(dev, pair_column="text_pair" if meta.get("token_types") else None)
         task.check_labels(examples, str(dev))
         return examples
-    config = run_dir.config()
-    options = {"fmt": config.get("input_format") or config.get("format"), "text_column": config.get("text_column"),
-               "label_column": config.get("label_column"), "tag_column": config.get("tag_column"),
-               "pair_column": config.get("pair_column")}
-    return read_labeled(task, dev, **options)
+    from stepwise.config import build_config
+
+    return read_labeled(task, dev, **build_config(run_dir.config(), source=str(run_dir.path)).read_options())
 
 
 def _sample_batch(reference: Any) -> dict:
     """Two examples of different lengths: batch and sequence sizes above 1 stay symbolic in the export."""
     from stepwise.data.batching import pad
-    from stepwise.refine.policy import PREV, with_previous
+    from stepwise.refine.policy import first_step
 
     words = ["stepwise", "exports", "this", "model", "with", "dynamic", "axes"]
     texts: list[Any] = [words, words[:4]] if reference.task.read_format == "conll" else [" ".join(words), "a short one"]
     pair = "and a second text" if "token_type_ids" in reference.model.input_names else None
     features = reference.encode([Example(t, None, i + 1, pair) for i, t in enumerate(texts)])[:2]
-    if PREV in reference.model.input_names:
-        features = [with_previous(reference.task, f, None) for f in features]
-    return pad(features, reference.tokenizer.pad_token_id)
+    return pad(first_step(reference.task, features, reference.model.input_names), reference.tokenizer.pad_token_id)

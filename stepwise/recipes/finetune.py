@@ -77,7 +77,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     from stepwise.modeldir import check_encoder_dir, default_model_dir
     from stepwise.tasks import get_task, task_class, task_names
 
-    start_meta = _start_meta(cfg) if cfg.init_from else None
+    start_meta = RunDir.open(cfg.init_from).meta() if cfg.init_from else None
     name = cfg.task or (start_meta["task"] if start_meta else infer_task(cfg.train, cfg.input_format))
     if name not in task_names():
         raise StepwiseError(f"unknown task {name!r}", fix=f"use --task {' or '.join(task_names())}")
@@ -127,10 +127,6 @@ def load_model(job: Prepared) -> None:
     job.model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, extra_inputs,
                                        token_types=pairs)
     job.refine_steps = cfg.refine_steps
-
-
-def _start_meta(cfg: TrainConfig) -> dict[str, Any]:
-    return RunDir.open(cfg.init_from).meta()
 
 
 def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:

@@ -64,12 +64,10 @@ def prune(run: str, *, ffn: float, heads: float = 0.0, callbacks: tuple = (), **
 def importance_batches(job: Prepared) -> list[dict[str, Any]]:
     """A seeded sample of training examples as padded batches, first-step inputs for a refiner."""
     from stepwise.data.batching import collate
-    from stepwise.refine.policy import PREV, with_previous
+    from stepwise.refine.policy import first_step
 
     cfg, task, train = job.config, job.task, job.data["train"]
     sample = random.Random(cfg.seed).sample(train, min(len(train), IMPORTANCE_BATCHES * cfg.batch_size))
-    features = task.encode(job.tokenizer, sample, cfg.max_length)
-    if PREV in job.model.extra_inputs:
-        features = [with_previous(task, f, None) for f in features]
+    features = first_step(task, task.encode(job.tokenizer, sample, cfg.max_length), job.model.input_names)
     size, pad_id = cfg.batch_size, job.tokenizer.pad_token_id
     return [collate(features[i:i + size], pad_id) for i in range(0, len(features), size)]

@@ -24,6 +24,11 @@ def with_previous(task: Task, feature: Feature, ids: Any | None) -> Feature:
     return out
 
 
+def first_step(task: Task, features: list[Feature], input_names: Any) -> list[Feature]:
+    """The features a model with `input_names` reads at the first step: a refiner also gets 'no prediction yet'."""
+    return [with_previous(task, f, None) for f in features] if PREV in input_names else features
+
+
 class ModelPolicy:
     """Runs the model (through a backend) on the active examples' features, each with its previous prediction."""
 

@@ -24,6 +24,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def check_classes(labels: list[str], path: str | None = None) -> None:
+    """A model needs at least two labels to choose between."""
+    if len(labels) < 2:
+        raise StepwiseError(f"need at least 2 classes, found {len(labels)} ({', '.join(labels) or 'none'})",
+                            path=path, fix="add examples of another class")
+
+
 class Task(ABC):
     """What differs between classification and tagging; everything else is shared.
 
@@ -46,9 +53,7 @@ class Task(ABC):
     output_formats: tuple[str, ...] = ("jsonl", "tsv")
 
     def __init__(self, labels: list[str], **options: Any) -> None:
-        if len(labels) < 2:
-            raise StepwiseError(f"need at least 2 classes, found {len(labels)} ({', '.join(labels) or 'none'})",
-                                fix="add examples of another class")
+        check_classes(labels)
         self.labels = list(labels)
         self.label_to_id = {label: i for i, label in enumerate(self.labels)}
         self.options = options
