@@ -54,6 +54,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = task_names()
         if len(inner) > 1:  # e.g. a column given by name or index: keep the string, readers decide
             parser.add_argument(*flags, **kwargs)
+        elif typing.get_origin(base) is list:
+            parser.add_argument(*flags, nargs="+", metavar="FILE", **kwargs)
         elif base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         else:
@@ -96,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     p_pred = sub.add_parser("predict", help="predict labels for a file or stdin", formatter_class=fmt)
     p_pred.add_argument("run")
     p_pred.add_argument("--input", required=True, help="file, or - for stdin (one text per line)")
-    p_pred.add_argument("--output-format", "--format", dest="output_format", choices=["jsonl", "tsv", "conll"],
-                        default="jsonl", help="output format (conll: taggers only)")
+    p_pred.add_argument("--output-format", "--format", dest="output_format", choices=["jsonl", "tsv", "conll", "text"],
+                        help="output format (default: jsonl; an editor's default is text, the corrected sentences; "
+                        "conll: taggers only)")
     p_pred.add_argument("--output", help="write here instead of stdout (atomically)")
     _add_read_flags(p_pred)
     _add_refine_flags(p_pred)
@@ -170,6 +173,9 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: ONNX Runtime for an exported directory, torch for a run")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word "
+                        "(higher: fewer, surer edits)")
+    parser.add_argument("--min-edit-prob", type=float, help="editor: apply an edit only at this probability or above")
 
 
 def _predict_options(args: argparse.Namespace) -> Any:
@@ -272,12 +278,23 @@ def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
               f"--steps {args.steps} has no effect", file=sys.stderr)
 
 
-def _open_run(path: str) -> Any:
+def _open_run(path: str, args: argparse.Namespace | None = None) -> Any:
     """The run's (or export's) task from its metadata: enough to check inputs and options before loading."""
     from stepwise.predictor import model_meta
     from stepwise.tasks import task_from_meta
 
-    return task_from_meta(model_meta(path))
+    task = task_from_meta(model_meta(path))
+    for name, value in _edit_knobs(args).items():
+        if not hasattr(task, name):
+            raise StepwiseError(f"--{name.replace('_', '-')} is for editor runs; {path} is a {task.noun} run",
+                                fix=f"drop --{name.replace('_', '-')}")
+        if not 0 <= value <= 1:
+            raise StepwiseError(f"--{name.replace('_', '-')} must be in [0, 1], got {value:g}", fix="e.g. 0.2")
+    return task
+
+
+def _edit_knobs(args: argparse.Namespace | None) -> dict[str, float]:
+    return {k: v for k in ("keep_bias", "min_edit_prob") if (v := getattr(args, k, None)) is not None}
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -288,7 +305,10 @@ def _load(args: argparse.Namespace) -> Any:
         import torch
 
         torch.set_num_threads(args.threads)
-    return load(args.run, backend=args.backend, threads=args.threads)
+    predictor = load(args.run, backend=args.backend, threads=args.threads)
+    for name, value in _edit_knobs(args).items():
+        setattr(predictor.task, name, value)
+    return predictor
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -297,7 +317,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     options = _predict_options(args)
     check_output_path(args.plot, "--plot")
     check_output_path(args.trace, "--trace", inputs=[args.data])
-    examples = read_labeled(_open_run(args.run), args.data, **_read_options(args))
+    examples = read_labeled(_open_run(args.run, args), args.data, **_read_options(args))
     predictor = _load(args)
     _warn_steps(predictor, args)
     score = evaluate(args.run, args.data, steps=options.steps, confidence=options.confidence,
@@ -333,7 +353,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     options = _predict_options(args)
     check_output_path(args.output, "--output", inputs=[args.input])
     check_output_path(args.trace, "--trace", inputs=[args.input])
-    task = _open_run(args.run)
+    task = _open_run(args.run, args)
+    args.output_format = args.output_format or task.output_formats[0]
     task.check_output_format(args.output_format)
     examples = read_inputs(task, args.input, **_read_options(args))
     predictor = _load(args)

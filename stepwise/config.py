@@ -16,8 +16,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    task: Optional[str] = Field(None, description="classify (a label per text) or tag (a tag per word); default: "
-                                "tag for CoNLL files (.conll/.bio/.iob/.iobes), else classify")
+    task: Optional[str] = Field(None, description="classify (a label per text), tag (a tag per word) or edit "
+                                "(correct sentences); default: tag for CoNLL files (.conll/.bio/.iob/.iobes), else "
+                                "classify")
     train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
     dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
     test: Optional[str] = Field(None, description="test file, scored once at the end")
@@ -31,6 +32,10 @@ class TrainConfig(BaseModel):
     pair_column: Optional[Union[int, str]] = Field(None, description="classify: a second text column (text pairs, "
                                                    "e.g. entailment); the encoder sees it as segment B")
     tag_column: Optional[int] = Field(None, description="CoNLL tag column, 0-based (default: last)")
+    train_target: Optional[list[str]] = Field(None, description="edit: corrected sentences parallel to --train, "
+                                              "one per line (several files: several references)")
+    dev_target: Optional[list[str]] = Field(None, description="edit: corrected sentences parallel to --dev")
+    test_target: Optional[list[str]] = Field(None, description="edit: corrected sentences parallel to --test")
 
     epochs: float = Field(3.0, gt=0, description="passes over the training data")
     max_steps: Optional[int] = Field(None, gt=0, description="optimizer steps; overrides --epochs")
@@ -63,7 +68,7 @@ class TrainConfig(BaseModel):
     threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
     quiet: bool = Field(False, description="no progress bar")
     refine_steps: int = Field(1, ge=1, le=8, description="train a refiner y_t = f(x, y_t-1) used for up to T "
-                              "steps at inference (1 = single-step model)")
+                              "steps at inference (1 = single-step model; edit: passes, default 5)")
     refine_noise: float = Field(0.1, ge=0, lt=1, description="refiner: share of previous labels corrupted in "
                                 "training")
     init_from: Optional[str] = Field(None, description="start from this run's model (rl, or continued training)")
@@ -75,7 +80,7 @@ class TrainConfig(BaseModel):
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
-    casing: Optional[bool] = Field(None, description="tag: add a learned word-shape embedding (default: on)")
+    casing: Optional[bool] = Field(None, description="tag, edit: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
 
     def dev_metric(self, task_default: str) -> str:

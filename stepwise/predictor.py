@@ -19,7 +19,7 @@ from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
 from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
-from stepwise.refine.policy import PREV, ModelPolicy
+from stepwise.refine.policy import PREV
 from stepwise.tasks import Task, task_from_meta
 
 
@@ -56,7 +56,7 @@ class Predictor:
     @property
     def is_refiner(self) -> bool:
         """A refiner reads its previous prediction; a single-step model has no such input."""
-        return PREV in self.backend.input_names
+        return PREV in self.backend.input_names or self.task.iterative
 
     @property
     def labels(self) -> list[str]:
@@ -84,8 +84,8 @@ class Predictor:
         """Predict in up to `steps` steps, each seeing the previous one (a single-step model runs 1 step)."""
         if features is None:
             features = self.encode(examples)
-        policy = ModelPolicy(self.backend, self.task, examples, features, batch_size=self.batch_size,
-                             pad_id=self.tokenizer.pad_token_id)
+        policy = self.task.policy(self.backend, self.tokenizer, examples, features, batch_size=self.batch_size,
+                                  max_length=self.max_length)
         steps = (steps or self.steps) if self.is_refiner else 1
         return refine(policy, len(examples), steps=steps, confidence=confidence, time_budget_ms=time_budget_ms,
                       keep=keep, stop_on_no_change=stop_on_no_change)
@@ -124,7 +124,7 @@ class Predictor:
         """Metrics, predictions and report text against the examples' gold labels."""
         probs = self.probabilities(examples, features)
         pred = [self.task.to_labels(p) for p in probs]
-        gold = [ex.label for ex in examples]
+        gold = self.task.gold(examples)
         return {"metrics": self.task.metrics(gold, pred), "pred": pred, "probs": probs,
                 "report": self.task.report_text(gold, pred)}
 
@@ -171,8 +171,11 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
 
 def predictor_options(meta: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Predictor options saved with a model, each replaced by an override that is not None."""
+    from stepwise.tasks import task_class
+
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
-               "precision": meta.get("precision", "auto"), "steps": meta.get("refine_steps", 1)}
+               "precision": meta.get("precision", "auto"),
+               "steps": meta.get("refine_steps", task_class(meta["task"]).default_steps)}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
 

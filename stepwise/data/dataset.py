@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example, read_examples
+from stepwise.data.readers import Example
 from stepwise.data.split import stratified_split
 from stepwise.errors import StepwiseError
 
@@ -57,18 +57,20 @@ class Splits:
 def read_splits(config: Any, task_cls: Any) -> Splits:
     """Read --train/--dev/--test for a task class; with only --train, split it (stratified, seeded)."""
     def read(path: str) -> list[Example]:
-        examples = read_examples(path, prefer=task_cls.read_format, **config.read_options())
+        examples = task_cls.read_file(path, targets=targets.get(path), **config.read_options())
         task_cls.check_data(examples, path)
         return examples
 
     from stepwise.tasks.base import check_classes
+
+    targets = {config.train: config.train_target, config.dev: config.dev_target, config.test: config.test_target}
 
     train = read(config.train)
     check_classes(task_cls.collect_labels(train), config.train)  # before splitting: the split would fail first
     cleaned = {"train": dict(getattr(train, "cleaned", {}))}
     sources = {"train": config.train, "dev": config.dev or config.train, "test": config.test or config.train}
     if config.dev is None:
-        train, dev, test = stratified_split(train, config.seed)
+        train, dev, test = stratified_split(train, config.seed, stratum=task_cls.stratum)
         data = {"train": train, "dev": dev}
         if config.test is None and test:
             data["test"] = test

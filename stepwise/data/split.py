@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 from stepwise.data.readers import Example
 
 
 def stratified_split(examples: list[Example], seed: int, ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
+                     stratum: Callable[[object], str] | None = None,
                      ) -> tuple[list[Example], list[Example], list[Example]]:
     """Split each class by the ratios so every split keeps the class balance; order is seeded.
 
@@ -16,7 +18,7 @@ def stratified_split(examples: list[Example], seed: int, ratios: tuple[float, fl
     """
     groups: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
-        groups[_stratum(ex.label)].append(ex)
+        groups[(stratum or label_stratum)(ex.label)].append(ex)
     rng = random.Random(seed)
     parts: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
     for key in sorted(groups):
@@ -35,7 +37,7 @@ def stratified_split(examples: list[Example], seed: int, ratios: tuple[float, fl
     return parts
 
 
-def _stratum(label: object) -> str:
+def label_stratum(label: object) -> str:
     if isinstance(label, list):
         types = [t.split("-", 1)[-1] for t in label if t != "O"]
         return max(sorted(set(types)), key=types.count) if types else "O"

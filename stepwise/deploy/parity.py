@@ -41,7 +41,7 @@ def compare(reference: Any, candidate: Any, examples: list[Example]) -> dict[str
     cand = candidate.run(examples).predictions
     flat_ref = np.concatenate([np.atleast_1d(p) for p in ref])
     flat_cand = np.concatenate([np.atleast_1d(p) for p in cand])
-    gold = [ex.label for ex in examples]
+    gold = task.gold(examples)
     metric = task.default_metric
     return {"examples": len(examples), "max_abs_logit_delta": round(max_logit_delta(reference, candidate, examples), 6),
             "label_agreement": round(float(np.mean(flat_ref == flat_cand)), 6),

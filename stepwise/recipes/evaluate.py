@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example, read_examples
+from stepwise.data.readers import Example
 from stepwise.predictor import PredictOptions, Predictor, load, model_meta
 from stepwise.tasks import task_from_meta
 from stepwise.tasks.base import Task
@@ -13,7 +13,7 @@ from stepwise.tasks.base import Task
 
 def read_labeled(task: Task, data: str | Path, **read_options: Any) -> list[Example]:
     """Labeled examples for a run's task, checked: another task's file and unknown labels are named as such."""
-    examples = read_examples(data, prefer=task.read_format, **read_options)
+    examples = task.read_file(str(data), **read_options)
     task.check_data(examples, str(data), fix=f"this is a {task.noun} run: evaluate it on {task.data_hint}")
     task.check_labels(examples, str(data))
     task.prepare(examples)
@@ -33,7 +33,7 @@ def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, con
     predictor = predictor or load(run)
     task = predictor.task
     result = predictor.run(examples, PredictOptions(steps, confidence, time_budget_ms, keep))
-    gold = [ex.label for ex in examples]
+    gold = task.gold(examples)
     metric = task.default_metric
     per_step = []
     for stat in result.stats:

@@ -106,6 +106,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
         notes["repaired_tags"] = repaired
     if splits.cleaned:
         notes["cleaned"] = splits.cleaned
+    notes.update(task_cls.data_notes(data["train"]))
     return Prepared(cfg, task, data, splits.sources, splits.split_made, start_meta, reward, notes)
 
 
@@ -121,12 +122,12 @@ def load_model(job: Prepared) -> None:
         return
     job.tokenizer = load_tokenizer(cfg.model)
     extra_inputs = dict(task.extra_inputs)
-    if cfg.refine_steps > 1:
+    if cfg.refine_steps > 1 and not task.iterative:
         extra_inputs[PREV] = len(task.labels) + 1  # label id + 1; 0 = "no prediction yet"
     pairs = any(ex.pair is not None for ex in job.data["train"])
     job.model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, extra_inputs,
                                        token_types=pairs)
-    job.refine_steps = cfg.refine_steps
+    job.refine_steps = cfg.refine_steps if cfg.refine_steps > 1 or not task.iterative else task.default_steps
 
 
 def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
@@ -165,7 +166,7 @@ class DevEvaluator:
     def __call__(self) -> dict[str, Any]:
         score = self.predictor.score(self.examples, self.features)
         if self.reward is not None:
-            gold = [ex.label for ex in self.examples]
+            gold = self.predictor.task.gold(self.examples)
             score["metrics"]["reward"] = sum(map(self.reward, score["pred"], gold)) / max(len(gold), 1)
         return score["metrics"]
 
@@ -180,8 +181,10 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     cfg, task, data = job.config, job.task, job.data
     started = time.perf_counter()
     # data paths resolved: export's parity check and `show` find them from any working directory
-    save_config(cfg.model_copy(update={k: str(Path(v).resolve()) for k in ("train", "dev", "test")
-                                       if (v := getattr(cfg, k)) is not None}), run / CONFIG)
+    paths = {k: str(Path(v).resolve()) for k in ("train", "dev", "test") if (v := getattr(cfg, k)) is not None}
+    paths |= {k: [str(Path(t).resolve()) for t in v] for k in ("train_target", "dev_target", "test_target")
+              if (v := getattr(cfg, k))}
+    save_config(cfg.model_copy(update=paths), run / CONFIG)
     atomic_write_json(run / LABELS, task.labels)
     if job.split_made:
         for split, part in data.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stepwise.data.readers import Example, read_examples
+from stepwise.data.readers import Example
 from stepwise.predictor import PredictOptions, Predictor
 from stepwise.refine import RefineResult
 from stepwise.tasks.base import Task
@@ -21,8 +21,7 @@ def read_inputs(task: type[Task] | Task, path: str, fmt: str | None = None, **re
         fmt = "tsv"
     if task.read_format == "conll" and fmt == "tsv":
         read_options["label_column"] = None  # text for a tagger: one sentence per line, no tag column
-    return read_examples(path, fmt=fmt, require_labels=False, prefer=task.read_format, keep_blank=True,
-                         **read_options)
+    return task.read_file(path, fmt=fmt, require_labels=False, keep_blank=True, **read_options)
 
 
 def predict(predictor: Predictor, examples: list[Example], options: PredictOptions,

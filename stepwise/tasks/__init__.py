@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, str | type[Task]] = {
     "classify": "stepwise.tasks.classify:ClassifyTask",
     "tag": "stepwise.tasks.tag:TagTask",
+    "edit": "stepwise.tasks.edit:EditTask",
 }
 
 

@@ -49,8 +49,12 @@ class Task(ABC):
     read_format: str | None = None
     #: the built-in rewards that make sense for this task's predictions; the first is the default
     rewards: tuple[str, ...]
-    #: output formats of `predict` (jsonl is a record per example)
+    #: output formats of `predict` (jsonl is a record per example); the first is the default
     output_formats: tuple[str, ...] = ("jsonl", "tsv")
+    #: True when prediction always iterates on the task's own output (editing), with no extra model input
+    iterative: bool = False
+    #: passes at prediction time when the run does not say
+    default_steps: int = 1
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         check_classes(labels)
@@ -70,6 +74,32 @@ class Task(ABC):
     # --- labels -------------------------------------------------------------------------------
     #: what this task's labeled files look like, for messages
     data_hint: str
+
+    @classmethod
+    def read_file(cls, path: str, *, targets: list[str] | None = None, **read_options: Any) -> list[Example]:
+        """Examples of this task from a file (`read_options`: format, columns, require_labels, keep_blank)."""
+        from stepwise.data.readers import read_examples
+
+        if targets:
+            raise StepwiseError(f"target files are for editor runs, not {cls.noun} runs",
+                                fix="drop --train-target/--dev-target/--test-target, or use --task edit")
+        return read_examples(path, prefer=cls.read_format, **read_options)
+
+    @classmethod
+    def stratum(cls, label: Any) -> str:
+        """The group an example is split by when dev/test are split off the training file."""
+        from stepwise.data.split import label_stratum
+
+        return label_stratum(label)
+
+    @classmethod
+    def data_notes(cls, train: list[Example]) -> dict[str, Any]:
+        """Facts about the training data worth keeping in results.json (e.g. an editor's tag coverage)."""
+        return {}
+
+    def gold(self, examples: list[Example]) -> list[Any]:
+        """What `metrics` compares predictions with (an editor also needs the source sentence)."""
+        return [ex.label for ex in examples]
 
     @classmethod
     @abstractmethod
@@ -179,6 +209,13 @@ class Task(ABC):
         if np.ndim(ids) == 0:
             return self.labels[int(ids)]
         return [self.labels[int(i)] for i in ids]
+
+    def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
+               batch_size: int, max_length: int) -> Any:
+        """The refinement engine's policy: the model re-run with its previous prediction as an input."""
+        from stepwise.refine.policy import ModelPolicy
+
+        return ModelPolicy(backend, self, examples, features, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
 
     @abstractmethod
     def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:

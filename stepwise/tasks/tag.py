@@ -121,7 +121,7 @@ class TagTask(Task):
         for w in range(start, end):
             ids.extend(pieces[w])
             first.extend([1] + [0] * (len(pieces[w]) - 1))
-            label = self.label_to_id[tags[w]] if tags else IGNORE_INDEX
+            label = self.label_to_id.get(tags[w], IGNORE_INDEX) if tags else IGNORE_INDEX  # editor: rare edits
             labels.extend([label] + [IGNORE_INDEX] * (len(pieces[w]) - 1))
             shapes.extend([word_shape(words[w])] * len(pieces[w]))
         ids.append(tokenizer.sep_token_id)

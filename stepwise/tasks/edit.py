@@ -1,0 +1,232 @@
+"""Iterative text editing (grammatical error correction): tag each token with an edit, apply, repeat.
+
+The model is a token tagger over `$START` + the sentence's words; its labels are edit tags (see
+`stepwise.edit.tags`). Prediction is a loop: tag the current sentence, apply the edits, tag the new
+sentence, until nothing changes or `steps` passes are done. Applying one correction changes what the
+next pass sees, which is where several steps pay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stepwise.data.batching import Feature
+from stepwise.data.readers import Example
+from stepwise.edit.pairs import read_pairs
+from stepwise.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
+from stepwise.errors import StepwiseError
+from stepwise.tasks.base import Task
+from stepwise.tasks.tag import TagTask
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from stepwise.backends import Backend
+
+_SPELLER: Speller | None = None
+
+
+def speller() -> Speller:
+    """One spell checker per process (loading its dictionary takes a moment)."""
+    global _SPELLER
+    if _SPELLER is None:
+        _SPELLER = Speller()
+    return _SPELLER
+
+
+def words(text: Any) -> list[str]:
+    return list(text) if isinstance(text, (list, tuple)) else str(text).split()
+
+
+def references(label: Any) -> list[str]:
+    return [] if label is None else [label] if isinstance(label, str) else list(label)
+
+
+_OPS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[list[str]]] = {}
+
+
+def ops_for(source: list[str], target: list[str]) -> list[list[str]]:
+    """Edit operations per position, cached: labels and encoding both need them."""
+    key = (tuple(source), tuple(target))
+    if key not in _OPS:
+        _OPS[key] = edit_ops(source, target, speller())
+    return _OPS[key]
+
+
+def training_pairs(examples: list[Example], stages: int = 2) -> list[tuple[int, list[str], list[str]]]:
+    """(example index, source words, target words) to learn from: every reference, and the half-corrected
+    sentences a second pass starts from (the first operations applied), so later passes are trained too."""
+    pairs = []
+    for i, ex in enumerate(examples):
+        source = words(ex.text)
+        for ref in references(ex.label):
+            target, current = ref.split(), source
+            for _ in range(stages):
+                pairs.append((i, current, target))
+                nxt = apply_tags(current, first_tags(ops_for(current, target)), speller())
+                if nxt == target or nxt == current:
+                    break
+                current = nxt
+    return pairs
+
+
+class EditTask(TagTask):
+    name = "edit"
+    noun = "editor"
+    pooling = "token"
+    default_metric = "gleu"
+    metric_names = ("gleu", "f0.5", "precision", "recall", "bleu")
+    read_format = "tsv"
+    rewards = ("gleu", "bleu")
+    output_formats = ("text", "jsonl", "tsv")
+    iterative = True
+    default_steps = 5
+    data_hint = "sentence pairs (source<TAB>target TSV, JSONL {\"source\", \"target\"}, or --train-target files)"
+
+    def __init__(self, labels: list[str], *, casing: bool = True, keep_bias: float = 0.0, min_edit_prob: float = 0.0,
+                 **options: Any) -> None:
+        Task.__init__(self, labels, casing=casing, keep_bias=keep_bias, min_edit_prob=min_edit_prob, **options)
+        self.casing, self.scheme, self.strict = casing, "BIO", False
+        self.keep_bias, self.min_edit_prob = keep_bias, min_edit_prob
+
+    @classmethod
+    def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
+        return {"casing": True if config.casing is None else config.casing}
+
+    # --- data ---------------------------------------------------------------------------------
+    @classmethod
+    def read_file(cls, path: str, *, targets: list[str] | None = None, **read_options: Any) -> list[Example]:
+        return read_pairs(path, targets=targets, **read_options)
+
+    @classmethod
+    def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
+        for ex in examples:
+            if isinstance(ex.label, list) and isinstance(ex.text, list):
+                raise StepwiseError("this file holds a tag per word (CoNLL), not sentence pairs", path=path,
+                                    line=ex.line, fix=fix or "give source<TAB>target lines")
+        labeled = [ex for ex in examples if ex.label]
+        if labeled and all(words(r) == words(ex.text) for ex in labeled for r in references(ex.label)):
+            raise StepwiseError("every target is identical to its source: there is no edit to learn", path=path,
+                                fix="give corrected targets (e.g. make pairs with `stepwise noise`)")
+
+    @classmethod
+    def collect_labels(cls, examples: list[Example]) -> list[str]:
+        return cls.vocabulary(examples)[0]
+
+    @classmethod
+    def vocabulary(cls, examples: list[Example]) -> tuple[list[str], dict[str, float]]:
+        return tag_vocabulary(ops_for(s, t) for _, s, t in training_pairs(examples))
+
+    @classmethod
+    def data_notes(cls, train: list[Example]) -> dict[str, Any]:
+        coverage = cls.vocabulary(train)[1]
+        return {"edit_tags": {k: round(v, 4) if isinstance(v, float) else v for k, v in coverage.items()}}
+
+    @classmethod
+    def stratum(cls, label: Any) -> str:
+        return "pair"
+
+    def check_labels(self, examples: list[Example], path: str) -> None:
+        """Any correction is a valid target: edits outside the vocabulary are left out of the loss."""
+
+    @classmethod
+    def clean_labels(cls, examples: list[Example], options: dict[str, Any]) -> int:
+        return 0
+
+    def gold(self, examples: list[Example]) -> list[Any]:
+        return [(words(ex.text), [r.split() for r in references(ex.label)]) for ex in examples]
+
+    # --- encoding: $START + words, the first operation of each position as its label ----------
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
+               with_labels: bool = True) -> list[Feature]:
+        if not with_labels or not any(ex.label for ex in examples):
+            proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
+            return super().encode(tokenizer, proxies, max_length, with_labels=False)
+        pairs = training_pairs(examples)
+        proxies = [Example([START, *s], first_tags(ops_for(s, t)), 0) for _, s, t in pairs]
+        features = super().encode(tokenizer, proxies, max_length, with_labels=True)
+        for f in features:
+            f["_example"] = pairs[f["_example"]][0]
+        return features
+
+    def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
+        proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
+        return super().merge(proxies, features, probs)
+
+    # --- one pass: choose a tag per position, with the usual precision knobs -------------------
+    def choose(self, probs: np.ndarray) -> tuple[list[str], float]:
+        """Tags for one sentence and the pass's confidence (mean probability of the tags chosen).
+
+        `keep_bias` is added to $KEEP's probability; an edit below `min_edit_prob` becomes $KEEP.
+        """
+        p = np.array(probs, dtype=np.float32, copy=True)
+        keep = self.label_to_id[KEEP]
+        p[:, keep] += self.keep_bias
+        ids = np.argmax(p, axis=-1)
+        chosen = probs[np.arange(len(ids)), ids]
+        ids = np.where((ids != keep) & (chosen < self.min_edit_prob), keep, ids)
+        return [self.labels[int(i)] for i in ids], float(np.mean(np.max(probs, axis=-1))) if len(ids) else 1.0
+
+    def policy(self, backend: Backend, tokenizer: Any, examples: list[Example], features: list[Feature], *,
+               batch_size: int, max_length: int) -> Any:
+        from stepwise.edit.policy import EditPolicy
+
+        return EditPolicy(backend, self, tokenizer, examples, batch_size=batch_size, max_length=max_length)
+
+    def apply(self, tokens: list[str], tags: list[str]) -> list[str]:
+        return apply_tags(tokens, tags, speller())
+
+    # --- output -------------------------------------------------------------------------------
+    def to_labels(self, out: Any) -> str:
+        return " ".join(out["tokens"])
+
+    def ids_to_labels(self, ids: Any) -> str:
+        return " ".join(ids)
+
+    def prediction_ids(self, probs: Any) -> Any:
+        return self.choose(probs)[0]
+
+    def confidence(self, probs: np.ndarray) -> float:
+        return self.choose(probs)[1]
+
+    def empty_record(self, example: Example) -> dict[str, Any]:
+        return {"source": example.text, "text": "", "edits": [], "note": "no text"}
+
+    def prediction_record(self, example: Example, out: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"source": " ".join(words(example.text)), "text": self.to_labels(out),
+                                  "steps": len(out["edits"]), "edits": out["edits"]}
+        if example.label:
+            record["references"] = references(example.label)
+        return record
+
+    def prediction_tsv(self, example: Example, out: Any) -> str:
+        return f"{' '.join(words(example.text))}\t{self.to_labels(out)}"
+
+    def format_prediction(self, example: Example, probs: Any, fmt: str) -> str:
+        if fmt == "text":
+            self.check_output_format(fmt)
+            return ("" if probs is None else self.to_labels(probs)) + "\n"
+        return super().format_prediction(example, probs, fmt)
+
+    # --- scoring ------------------------------------------------------------------------------
+    def metrics(self, gold: list[Any], pred: list[str]) -> dict[str, Any]:
+        from stepwise.edit.metrics import corpus_bleu, edit_scores, gleu
+
+        sources = [s for s, _ in gold]
+        refs = [r or [s] for s, r in gold]
+        hyps = [p.split() for p in pred]
+        edits = edit_scores(sources, hyps, refs)
+        return {"gleu": gleu(sources, hyps, refs), "f0.5": edits["f0.5"], "precision": edits["precision"],
+                "recall": edits["recall"], "bleu": corpus_bleu(hyps, refs),
+                "changed": sum(h != s for h, s in zip(hyps, sources)) / max(len(hyps), 1),
+                "edits": {k: edits[k] for k in ("tp", "fp", "fn")}, "n": len(gold)}
+
+    def report_text(self, gold: list[Any], pred: list[str]) -> str:
+        m = self.metrics(gold, pred)
+        source = self.metrics(gold, [" ".join(s) for s, _ in gold])
+        return (f"GLEU {100 * m['gleu']:.2f} (source copy {100 * source['gleu']:.2f}); "
+                f"edits P {m['precision']:.4f} R {m['recall']:.4f} F0.5 {m['f0.5']:.4f} "
+                f"(tp {m['edits']['tp']}, fp {m['edits']['fp']}, fn {m['edits']['fn']}); "
+                f"BLEU {100 * m['bleu']:.2f}; sentences changed {100 * m['changed']:.1f}% of {m['n']}\n")
