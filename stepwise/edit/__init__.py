@@ -1,0 +1,1 @@
+"""Text editing: edit tags from aligned sentences, applying them, metrics, noise."""
