@@ -88,7 +88,7 @@ class Predictor:
                                   max_length=self.max_length)
         steps = (steps or self.steps) if self.is_refiner else 1
         return refine(policy, len(examples), steps=steps, confidence=confidence, time_budget_ms=time_budget_ms,
-                      keep=keep, stop_on_no_change=stop_on_no_change)
+                      keep=keep, stop_on_no_change=stop_on_no_change, initial=self.task.initial_states(examples))
 
     def run(self, examples: list[Example], options: PredictOptions | None = None) -> RefineResult:
         """Predict examples under `options`; examples with no text are skipped (see `records`)."""

@@ -122,3 +122,41 @@ def ner_files(tmp_path: Path) -> dict[str, Path]:
     return {"train": write_conll(tmp_path / "train.conll", toy_ner(200, 1)),
             "dev": write_conll(tmp_path / "dev.conll", toy_ner(40, 2)),
             "test": write_conll(tmp_path / "test.conll", toy_ner(40, 3))}
+
+
+NOUNS = ["cat", "dog", "car", "house", "book", "tree", "city", "river", "school", "garden"]
+VERBS = ["saw", "liked", "found", "painted", "visited", "watched"]
+
+
+def toy_edits(n: int, seed: int) -> list[tuple[str, str]]:
+    """(noisy, clean) pairs with errors one pass can fix: a dropped article, a lower-cased first word, a
+    missing full stop, a doubled word; a fifth of the pairs are already correct."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.sample(NOUNS, 2)
+        clean = f"The {a} {rng.choice(VERBS)} the {b} .".split()
+        noisy = list(clean)
+        kind = rng.randrange(5)
+        if kind == 0:
+            del noisy[3]
+        elif kind == 1:
+            noisy[0] = "the"
+        elif kind == 2:
+            noisy.pop()
+        elif kind == 3:
+            noisy.insert(2, noisy[2])
+        rows.append((" ".join(noisy), " ".join(clean)))
+    return rows
+
+
+def write_pairs(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def edit_files(tmp_path: Path) -> dict[str, Path]:
+    return {"train": write_pairs(tmp_path / "train.tsv", toy_edits(240, 1)),
+            "dev": write_pairs(tmp_path / "dev.tsv", toy_edits(40, 2)),
+            "test": write_pairs(tmp_path / "test.tsv", toy_edits(40, 3))}

@@ -60,8 +60,12 @@ def _same(a: Any, b: Any) -> bool:
 
 def refine(policy: Policy, n: int, *, steps: int, postprocess: Callable[[Any], Any] | None = None,
            stop_on_no_change: bool = True, confidence: float | None = None, time_budget_ms: float | None = None,
-           keep: str = "last") -> RefineResult:
-    """Run up to `steps` refinement steps over `n` examples."""
+           keep: str = "last", initial: list[Any] | None = None) -> RefineResult:
+    """Run up to `steps` refinement steps over `n` examples.
+
+    `initial`: each example's state before step 1 (an editor's source sentence), so a first step that
+    changes nothing already stops; None means "no prediction yet".
+    """
     if steps < 1:
         raise ValueError("steps must be at least 1")
     if keep not in ("last", "best"):
@@ -77,7 +81,7 @@ def refine(policy: Policy, n: int, *, steps: int, postprocess: Callable[[Any], A
             break
         if t > 1 and time_budget_ms is not None and (time.perf_counter() - start) * 1000 >= time_budget_ms:
             break
-        previous = [history[i][-1] if history[i] else None for i in active]
+        previous = [history[i][-1] if history[i] else initial[i] if initial else None for i in active]
         preds, step_scores, raw = policy.act(active, previous)
         still = []
         changed = 0
@@ -91,7 +95,7 @@ def refine(policy: Policy, n: int, *, steps: int, postprocess: Callable[[Any], A
             done = (stop_on_no_change and same) or (confidence is not None and score >= confidence)
             if not done:
                 still.append(i)
-        stats.append(StepStats(t, len(active), changed / len(active) if t > 1 else 0.0, time.perf_counter() - start))
+        stats.append(StepStats(t, len(active), changed / len(active), time.perf_counter() - start))
         active = still
     chosen = [int(np.argmax(s)) if keep == "best" else len(s) - 1 for s in scores]
     return RefineResult(predictions=[h[c] for h, c in zip(history, chosen)],

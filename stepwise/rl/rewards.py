@@ -1,7 +1,8 @@
 """Reward plug-ins: score a prediction against the gold label(s). Higher is better.
 
 A reward is `f(pred, gold) -> float` where pred/gold are a label (classification) or a list of tags
-(tagging). Built in: accuracy, entity_f1, bleu, rouge_l, loglik (handled by the objective: the frozen
+(tagging) or a corrected sentence (editing, whose gold is the source and its references). Built in:
+accuracy, entity_f1, bleu, rouge_l, gleu, loglik (handled by the objective: the frozen
 supervised model's mean log-probability of the sampled action). Anything else is `module:function`;
 a user function may declare `reward_range = (low, high)`, which is then enforced.
 """
@@ -39,10 +40,27 @@ def _text(value: Any) -> str:
     return " ".join(value) if isinstance(value, list) else str(value)
 
 
+def _edit_gold(gold: Any) -> bool:
+    """An editor's gold is (source words, [reference words, ...])."""
+    return isinstance(gold, tuple) and len(gold) == 2 and isinstance(gold[1], list)
+
+
 def bleu(pred: Any, gold: Any) -> float:
     import sacrebleu
 
+    if _edit_gold(gold):
+        return sacrebleu.sentence_bleu(_text(pred), [_text(r) for r in gold[1]]).score / 100.0
     return sacrebleu.sentence_bleu(_text(pred), [_text(gold)]).score / 100.0
+
+
+def gleu(pred: Any, gold: Any) -> float:
+    """Sentence GLEU of an edited sentence against its references, given its source (editors only)."""
+    from stepwise.edit.metrics import sentence_gleu
+
+    if not _edit_gold(gold):
+        raise StepwiseError("the gleu reward scores corrected sentences", fix="use it with editor (--task edit) runs")
+    words = pred.split() if isinstance(pred, str) else list(pred)
+    return sentence_gleu(gold[0], words, gold[1])
 
 
 def rouge_l(pred: Any, gold: Any) -> float:
@@ -51,7 +69,8 @@ def rouge_l(pred: Any, gold: Any) -> float:
     return rouge_scorer.RougeScorer(["rougeL"]).score(_text(gold), _text(pred))["rougeL"].fmeasure
 
 
-BUILT_IN: dict[str, Reward] = {"accuracy": accuracy, "entity_f1": entity_f1, "bleu": bleu, "rouge_l": rouge_l}
+BUILT_IN: dict[str, Reward] = {"accuracy": accuracy, "entity_f1": entity_f1, "bleu": bleu, "rouge_l": rouge_l,
+                               "gleu": gleu}
 LOGLIK = "loglik"
 
 

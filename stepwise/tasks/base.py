@@ -210,6 +210,10 @@ class Task(ABC):
             return self.labels[int(ids)]
         return [self.labels[int(i)] for i in ids]
 
+    def initial_states(self, examples: list[Example]) -> list[Any] | None:
+        """Each example's state before the first step (None: "no prediction yet"; an editor: the source)."""
+        return None
+
     def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                batch_size: int, max_length: int) -> Any:
         """The refinement engine's policy: the model re-run with its previous prediction as an input."""

@@ -35,6 +35,9 @@ class ClassifyTask(Task):
     @classmethod
     def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
         for ex in examples:
+            if isinstance(ex.label, list) and isinstance(ex.text, str):
+                raise StepwiseError("this file holds sentence pairs (corrections), not a label per text", path=path,
+                                    line=ex.line, fix=fix or "add --task edit to train an editor on it")
             if isinstance(ex.label, list) or isinstance(ex.text, list):
                 raise StepwiseError("this file holds a tag per word (CoNLL), not a label per text", path=path,
                                     line=ex.line, fix=fix or "add --task tag to train a tagger on it")

@@ -107,6 +107,10 @@ class EditTask(TagTask):
                 raise StepwiseError("this file holds a tag per word (CoNLL), not sentence pairs", path=path,
                                     line=ex.line, fix=fix or "give source<TAB>target lines")
         labeled = [ex for ex in examples if ex.label]
+        if labeled and all(len(words(r)) == 1 < len(words(ex.text)) for ex in labeled for r in references(ex.label)):
+            raise StepwiseError("this file holds a label per text, not sentence pairs", path=path,
+                                line=labeled[0].line, fix=fix or "train a classifier with --task classify, or give "
+                                "source<TAB>target lines")
         if labeled and all(words(r) == words(ex.text) for ex in labeled for r in references(ex.label)):
             raise StepwiseError("every target is identical to its source: there is no edit to learn", path=path,
                                 fix="give corrected targets (e.g. make pairs with `stepwise noise`)")
@@ -174,6 +178,9 @@ class EditTask(TagTask):
         from stepwise.edit.policy import EditPolicy
 
         return EditPolicy(backend, self, tokenizer, examples, batch_size=batch_size, max_length=max_length)
+
+    def initial_states(self, examples: list[Example]) -> list[Any]:
+        return [tuple(words(ex.text)) for ex in examples]
 
     def apply(self, tokens: list[str], tags: list[str]) -> list[str]:
         return apply_tags(tokens, tags, speller())

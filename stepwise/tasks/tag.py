@@ -69,7 +69,7 @@ class TagTask(Task):
     @classmethod
     def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:
         for ex in examples:
-            if ex.label is not None and not isinstance(ex.label, list):
+            if ex.label is not None and not (isinstance(ex.label, list) and isinstance(ex.text, list)):
                 raise StepwiseError("this file holds one label per text, not a tag per word", path=path,
                                     line=ex.line, fix=fix or "give a CoNLL file (token and tag columns), or use "
                                     "--task classify")

@@ -1,0 +1,202 @@
+"""The editor: alignment → tags → applied tags reproduce the target; iterations; readers; end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from stepwise.cli import main
+from stepwise.edit.tags import (
+    APPEND,
+    DELETE,
+    KEEP,
+    MERGE_HYPHEN,
+    MERGE_SPACE,
+    SPELL,
+    Speller,
+    apply_tags,
+    edit_ops,
+    first_tags,
+    tag_vocabulary,
+)
+from stepwise.errors import StepwiseError
+from stepwise.tasks.edit import EditTask
+from tests.conftest import tiny_options, toy_edits, write_pairs
+
+PAIRS = [
+    ("So I think we can not live if old people could not find siences and tecnologies .",
+     "So I think we would not be alive if our ancestors did not develop sciences and technologies ."),
+    ("For not use car .", "Not for use with a car ."),
+    ("He go to school every day", "He goes to school every day ."),
+    ("i like new york", "I like New York"),
+    ("a lot of well known people", "alot of well-known people"),
+    ("alot of people", "a lot of people"),
+    ("my every day life", "my everyday life"),
+    ("the the cat", "the cat"),
+    ("cat", "A cat sat ."),
+    ("", "Hello ."),
+    ("Delete every word", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def speller() -> Speller:
+    return Speller()
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_applying_all_operations_reproduces_the_target(source: str, target: str, speller: Speller) -> None:
+    s, t = source.split(), target.split()
+    assert apply_tags(s, edit_ops(s, t, speller), speller) == t
+
+
+def test_random_pairs_round_trip_and_first_tags_converge() -> None:
+    """Any pair (case changes, hyphens, merges) round-trips; first operations alone reach the target in a few passes."""
+    rng = random.Random(0)
+    vocab = "a b c the an cat dog Cat DOG x-y x y xy".split()
+    for _ in range(3000):
+        s = [rng.choice(vocab) for _ in range(rng.randint(0, 7))]
+        t = [rng.choice(vocab) for _ in range(rng.randint(0, 7))]
+        assert apply_tags(s, edit_ops(s, t)) == t
+        current = s
+        for _ in range(12):
+            current = apply_tags(current, first_tags(edit_ops(current, t)))
+        assert current == t
+
+
+def test_tags_name_the_edit(speller: Speller) -> None:
+    ops = edit_ops("i has recieved a apple".split(), "I have received an apple .".split(), speller)
+    assert ops[0] == [KEEP] and ops[1] == ["$CASE_CAPITAL"]
+    assert ops[2] == ["$REPLACE_have"] and ops[4] == ["$REPLACE_an"]  # "ha" is too short a stem for a suffix tag
+    assert ops[3] == [SPELL] and ops[5] == [KEEP, APPEND + "."][1:]
+    assert edit_ops(["walking"], ["walked"])[1] == ["$SUFFIX_ing>ed"]
+    assert edit_ops(["the", "the", "cat"], ["the", "cat"]) in ([[KEEP], [DELETE], [KEEP], [KEEP]],
+                                                              [[KEEP], [KEEP], [DELETE], [KEEP]])
+    assert edit_ops(["every", "day"], ["everyday"])[1] == [MERGE_SPACE]
+    assert edit_ops(["well", "known"], ["well-known"])[1] == [MERGE_HYPHEN]
+    assert edit_ops(["teh"], ["the"], speller)[1] == [SPELL]
+
+
+def test_a_tag_that_does_not_fit_leaves_the_word() -> None:
+    assert apply_tags(["cat"], [KEEP, "$SUFFIX_ing>ed"]) == ["cat"]
+    assert apply_tags(["cat"], [KEEP, "$SPLIT_9"]) == ["cat"]
+    assert apply_tags(["cat"], [KEEP, "$NO_SUCH_TAG"]) == ["cat"]
+    with pytest.raises(ValueError, match="expected 2 tags"):
+        apply_tags(["cat"], [KEEP])
+
+
+def test_vocabulary_keeps_frequent_edits_and_reports_coverage() -> None:
+    ops = [[[KEEP], [APPEND + "the"]], [[KEEP], [APPEND + "the"]], [[KEEP], [APPEND + "rare"]], [[KEEP], [KEEP]]]
+    vocab, stats = tag_vocabulary(ops, min_count=2)
+    assert APPEND + "the" in vocab and APPEND + "rare" not in vocab and vocab[0] == KEEP
+    assert stats["edits"] == 3 and stats["covered"] == 2 and stats["coverage"] == pytest.approx(2 / 3)
+
+
+def test_readers_tsv_jsonl_and_parallel_files(tmp_path: Path) -> None:
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("a cat\tA cat .\tThe cat .\nthe dog\tThe dog .\n", encoding="utf-8")
+    examples = EditTask.read_file(str(tsv))
+    assert [ex.label for ex in examples] == [["A cat .", "The cat ."], ["The dog ."]]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"source": "a cat", "target": ["A cat .", "The cat ."]}) + "\n", encoding="utf-8")
+    assert EditTask.read_file(str(jsonl))[0].label == ["A cat .", "The cat ."]
+    src, r0, r1 = tmp_path / "src.txt", tmp_path / "r0.txt", tmp_path / "r1.txt"
+    src.write_text("a cat\nthe dog\n", encoding="utf-8")
+    r0.write_text("A cat .\nThe dog .\n", encoding="utf-8")
+    r1.write_text("The cat .\nA dog .\n", encoding="utf-8")
+    assert EditTask.read_file(str(src), targets=[str(r0), str(r1)])[1].label == ["The dog .", "A dog ."]
+
+
+@pytest.mark.parametrize(("files", "flags", "message"), [
+    ({"t.tsv": "a cat\n"}, [], "t.tsv:1: no corrected sentence after the source"),
+    ({"t.tsv": "\tA cat .\n"}, [], "t.tsv:1: empty source sentence"),
+    ({"t.tsv": "a cat\ta cat\nthe dog\tthe dog\n"}, [], "every target is identical to its source"),
+    ({"t.tsv": b"a caf\xe9\tA cafe .\n"}, [], "t.tsv:1: bytes that are not UTF-8"),
+    ({"t.tsv": "a cat\nthe dog\n", "r.txt": "A cat .\n"}, ["--train-target", "r.txt"],
+     "r.txt: 1 lines, but the source file has 2"),
+    ({"t.tsv": "good film\tpos\nbad film\tneg\n"}, [], "holds a label per text, not sentence pairs"),
+    ({"t.jsonl": '{"source": "a cat", "target": 3}\n'}, [], "t.jsonl:1: 'target' must be a sentence"),
+])
+def test_bad_pair_files_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, tiny_model: str,
+                                                 files: dict, flags: list[str], message: str) -> None:
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content, encoding="utf-8")
+    train = str(tmp_path / next(iter(files)))
+    argv = ["train", "--task", "edit", "--train", train, "--out", str(tmp_path / "run"), "--model", tiny_model,
+            *[str(tmp_path / f) if f.endswith(".txt") else f for f in flags]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_target_files_are_refused_for_other_tasks(toy_files: dict, tmp_path: Path) -> None:
+    from stepwise.tasks.classify import ClassifyTask
+
+    with pytest.raises(StepwiseError, match="target files are for editor runs"):
+        ClassifyTask.read_file(str(toy_files["train"]), targets=[str(toy_files["dev"])])
+
+
+@pytest.fixture(scope="module")
+def editor(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from stepwise.recipes.finetune import train
+
+    tmp = tmp_path_factory.mktemp("editor")
+    files = {split: write_pairs(tmp / f"{split}.tsv", toy_edits(n, seed))
+             for split, n, seed in (("train", 240, 1), ("dev", 40, 2), ("test", 40, 3))}
+    train(**tiny_options(tiny_model, files, tmp / "run", task="edit", epochs=15, batch_size=8))
+    return tmp / "run", tmp
+
+
+def test_editor_learns_the_toy_edits_and_beats_the_source_copy(editor: tuple[Path, Path]) -> None:
+    run, _ = editor
+    results = json.loads((run / "results.json").read_text())
+    assert results["task"] == "edit" and results["edit_tags"]["coverage"] == 1.0
+    assert results["test"]["gleu"] > 0.9
+    assert "source copy" in (run / "report.txt").read_text()
+
+
+def test_iterations_stop_when_nothing_changes(editor: tuple[Path, Path]) -> None:
+    from stepwise.data.readers import Example
+    from stepwise.predictor import PredictOptions, load
+
+    predictor = load(run_path := editor[0])
+    assert predictor.is_refiner and predictor.steps == 5
+    clean = Example("The cat saw the dog .")
+    two = Example("the cat saw dog .")  # two edits: may take one pass or two, then one pass that changes nothing
+    result = predictor.run([clean, two], PredictOptions(steps=5))
+    assert result.steps_used[0] == 1 and result.history[0][0] == tuple(clean.text.split())
+    assert result.predictions[1] == tuple("The cat saw the dog .".split())
+    assert 2 <= result.steps_used[1] < 5 and result.history[1][-1] == result.history[1][-2]
+    one_pass = predictor.run([two], PredictOptions(steps=1))
+    assert one_pass.steps_used == [1]
+    assert run_path.exists()
+
+
+def test_predict_writes_text_jsonl_and_respects_keep_bias(editor: tuple[Path, Path], capsys: pytest.CaptureFixture,
+                                                          tmp_path: Path) -> None:
+    run, _ = editor
+    src = tmp_path / "in.txt"
+    src.write_text("the dog saw cat .\n\nThe tree liked the book\n", encoding="utf-8")
+    assert main(["predict", str(run), "--input", str(src)]) == 0
+    assert capsys.readouterr().out == "The dog saw the cat .\n\nThe tree liked the book .\n"
+    assert main(["predict", str(run), "--input", str(src), "--output-format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[0]["source"] == "the dog saw cat ." and records[0]["text"] == "The dog saw the cat ."
+    assert {e["tag"] for step in records[0]["edits"] for e in step} >= {"$CASE_CAPITAL", "$APPEND_the"}
+    assert records[1]["note"] == "no text"
+    assert main(["predict", str(run), "--input", str(src), "--keep-bias", "1"]) == 0
+    assert capsys.readouterr().out == "the dog saw cat .\n\nThe tree liked the book\n"
+    assert main(["predict", str(run), "--input", str(src), "--keep-bias", "2"]) == 2
+
+
+def test_evaluate_reports_gleu_per_step(editor: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    run, tmp = editor
+    assert main(["evaluate", str(run), "--data", str(tmp / "test.tsv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["task"] == "edit" and out["gleu"] > 0.9 and out["steps"][0]["step"] == 1
+    assert [s["step"] for s in out["steps"]] == list(range(1, len(out["steps"]) + 1))
