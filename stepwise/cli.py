@@ -117,6 +117,19 @@ def _parser() -> argparse.ArgumentParser:
     p_export.add_argument("--threads", type=int, help="ONNX Runtime threads for the parity check")
     p_export.add_argument("--json", action="store_true", help="print the report as one JSON line last")
 
+    p_noise = sub.add_parser("noise", help="(noisy, clean) learner-error pairs from clean sentences, for --task edit",
+                             formatter_class=fmt)
+    p_noise.add_argument("--input", required=True, help="clean text, one tokenized sentence per line (- for stdin)")
+    p_noise.add_argument("--out", required=True, help="TSV of noisy<TAB>clean pairs to write (atomically)")
+    p_noise.add_argument("--seed", type=int, default=0, help="the same seed gives the same pairs")
+    p_noise.add_argument("--copies", type=int, default=1, help="noisy versions per sentence")
+    p_noise.add_argument("--keep-clean", type=float, default=0.0, help="share of pairs left unchanged")
+    p_noise.add_argument("--rate", action="append", default=[], metavar="TYPE=P",
+                         help="per-sentence probability of an error type, e.g. --rate spelling=0.6 (repeatable); "
+                         "types: agreement, verb_form, noun_number, article, preposition, missing_word, word_order, "
+                         "duplicate_word, punctuation, spelling, casing")
+    p_noise.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+
     p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
                             formatter_class=fmt)
     p_runs.add_argument("dir", nargs="?", default="runs", help="where to look")
@@ -386,6 +399,30 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from stepwise.recipes.noise import run
+
+    rates: dict[str, float] = {}
+    for item in args.rate:
+        name, sep, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise StepwiseError(f"--rate {item!r} is not TYPE=P", fix="e.g. --rate spelling=0.6") from None
+    check_output_path(args.out, "--out", inputs=[args.input])
+    summary = run(args.input, args.out, seed=args.seed, rates=rates or None, copies=args.copies,
+                  keep_clean=args.keep_clean)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        errors = ", ".join(f"{k} {v}" for k, v in summary["errors"].items() if v)
+        print(f"{summary['pairs']} pairs from {summary['sentences']} sentences ({summary['unchanged']} unchanged; "
+              f"{summary['errors_per_noisy_pair']} errors per noisy pair: {errors}) written to {summary['out']}")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from stepwise.rundir import list_runs
 
@@ -417,7 +454,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune": _cmd_prune,
-            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "runs": _cmd_runs,
+            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "noise": _cmd_noise,
+            "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
 TRAINING = ("train", "rl", "distill", "prune")
 

@@ -200,3 +200,20 @@ def test_evaluate_reports_gleu_per_step(editor: tuple[Path, Path], capsys: pytes
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert out["task"] == "edit" and out["gleu"] > 0.9 and out["steps"][0]["step"] == 1
     assert [s["step"] for s in out["steps"]] == list(range(1, len(out["steps"]) + 1))
+
+
+def test_noise_verb_writes_seeded_pairs_and_refuses_bad_rates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from importlib.resources import files
+
+    corpus = str(files("stepwise.demo") / "clean_en.txt")
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    assert main(["noise", "--input", corpus, "--out", str(a), "--seed", "7", "--rate", "spelling=1"]) == 0
+    assert main(["noise", "--input", corpus, "--out", str(b), "--seed", "7", "--rate", "spelling=1"]) == 0
+    rows = [line.split("\t") for line in a.read_text(encoding="utf-8").splitlines()]
+    assert a.read_bytes() == b.read_bytes() and len(rows) == 390 and all(len(r) == 2 for r in rows)
+    assert sum(r[0] != r[1] for r in rows) == len(rows)
+    capsys.readouterr()
+    for bad in (["--rate", "spelin=0.2"], ["--rate", "spelling"], ["--rate", "spelling=2"]):
+        assert main(["noise", "--input", corpus, "--out", str(tmp_path / "c.tsv"), *bad]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.tsv").exists()
