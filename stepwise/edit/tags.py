@@ -41,7 +41,7 @@ class Speller:
     def __init__(self) -> None:
         from spellchecker import SpellChecker
 
-        self._checker = SpellChecker(distance=2)
+        self._checker = SpellChecker(distance=1)
 
     def known(self, word: str) -> bool:
         return not word.isalpha() or word.lower() in self._checker
@@ -73,13 +73,20 @@ def transform(source: str, target: str, speller: Speller | None = None) -> str:
         for tag, change in CASES.items():
             if change(source) == target:
                 return tag
-    if speller is not None and speller.correct(source) == target:
+    if speller is not None and _typo(source, target) and speller.correct(source) == target:
         return SPELL
     stem = len(_common_prefix(source, target))
     cut, add = source[stem:], target[stem:]
     if stem >= MIN_STEM and len(cut) <= MAX_SUFFIX and len(add) <= MAX_SUFFIX and (cut + add).isalpha():
         return f"{SUFFIX}{cut}>{add}"
     return REPLACE + target
+
+
+def _typo(source: str, target: str) -> bool:
+    """Close enough in spelling to be worth asking the spell checker (which is slow on unrelated words)."""
+    if not (source.isalpha() and target.isalpha()) or abs(len(source) - len(target)) > 2:
+        return False
+    return difflib.SequenceMatcher(None, source.lower(), target.lower(), autojunk=False).ratio() >= 0.6
 
 
 def _common_prefix(a: str, b: str) -> str:
