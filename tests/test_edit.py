@@ -217,3 +217,37 @@ def test_noise_verb_writes_seeded_pairs_and_refuses_bad_rates(tmp_path: Path, ca
         assert main(["noise", "--input", corpus, "--out", str(tmp_path / "c.tsv"), *bad]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "c.tsv").exists()
+
+
+def test_rl_outcomes_turn_sampled_tags_into_scored_sentences(tiny_model: str) -> None:
+    """The editing MDP: action = tags on the pair's current sentence; outcome = the edited sentence, whose
+    gold is the source with every reference."""
+    from stepwise.data.readers import Example
+    from stepwise.model import load_tokenizer
+    from stepwise.rl.rewards import gleu
+
+    examples = [Example("the cat saw dog", ["The cat saw the dog .", "A cat saw the dog ."], 1)]
+    task = EditTask(EditTask.collect_labels(examples * 2))
+    features = task.encode(load_tokenizer(tiny_model), examples, 32)
+    outcomes = task.action_outcomes(features)
+    ids = [f["pair_id"] for f in features]
+    gold_tags = [[task.labels[i] for i, m in zip(f["labels"], f["word_mask"]) if m] for f in features]
+    preds, golds = outcomes(ids, gold_tags)
+    assert preds[0] == "The cat saw the dog ." and golds[0][1][1] == "A cat saw the dog .".split()
+    assert gleu(preds[0], (golds[0][0], golds[0][1][:1])) == pytest.approx(1.0)
+    assert gleu(preds[0], golds[0]) > 0.85  # the mean over references, like JFLEG's sampled reference
+    keep = [[KEEP] * len(t) for t in gold_tags]
+    assert outcomes(ids, keep)[0][0] == "the cat saw dog" and gleu("the cat saw dog", golds[0]) < 0.5
+
+
+def test_rl_on_an_editor_with_the_gleu_reward(editor: tuple[Path, Path]) -> None:
+    from stepwise.recipes.rl import rl
+
+    run, tmp = editor
+    out = tmp / "rl"
+    result = rl(str(run), train=str(tmp / "train.tsv"), dev=str(tmp / "dev.tsv"), out=str(out), epochs=1,
+                batch_size=8, lr=1e-4, precision="fp32", quiet=True, threads=1)
+    assert result.results["train"]["best_dev_reward"] > 0.5
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward_mean" in r for r in logs)
+    assert "reward: gleu" in (out / "config.yaml").read_text()

@@ -96,6 +96,10 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     repaired = {split: task_cls.clean_labels(exs, options) for split, exs in data.items()} if cfg.repair else {}
     labels = start_meta["labels"] if start_meta else task_cls.collect_labels(data["train"])
     task = get_task(name, labels, **options)  # fewer than two classes is reported here
+    if cfg.doc_context:
+        from stepwise.recipes import doc_context
+
+        doc_context.check(cfg, options, task_cls.noun, data["train"], splits.sources["train"])
     for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
         if split in data:
             task.check_labels(data[split], splits.sources[split])
@@ -113,6 +117,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
 def load_model(job: Prepared) -> None:
     """The starting model: a trained run's (rl, continued training) or a pretrained encoder with a new head."""
     from stepwise.model import TaskModel, load_tokenizer
+    from stepwise.refine.document import DOC
     from stepwise.refine.policy import PREV
 
     cfg, task = job.config, job.task
@@ -128,6 +133,8 @@ def load_model(job: Prepared) -> None:
     job.model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, extra_inputs,
                                        token_types=pairs)
     job.refine_steps = cfg.refine_steps if cfg.refine_steps > 1 or not task.iterative else task.default_steps
+    if DOC in extra_inputs:
+        job.refine_steps = 2  # step 1 without the document, step 2 with its step-1 tags
 
 
 def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
@@ -152,8 +159,8 @@ def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
                             fix=f"use one of {', '.join(task.rewards)}, or module:function")
     reward = get_reward(spec)
     if reward is not None:
-        for ex in dev[:8]:  # a reward that raises, returns NaN or a string, or leaves its range fails here
-            reward(ex.label, ex.label)
+        for gold in task.gold(dev[:8]):  # a reward that raises, returns NaN or a string, or leaves its range fails
+            reward(task.perfect(gold), gold)
     return reward
 
 
@@ -202,9 +209,20 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
     loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
                                                        job.teacher))
+    step_inputs, doc_notes = None, None
+    if cfg.doc_context:  # out-of-fold step-1 tags → each training sentence's document context
+        from stepwise.recipes.doc_context import out_of_fold
+        from stepwise.refine.document import DocContextTraining
+
+        doc_notes = out_of_fold(job, run, features["train"], precision, resuming)
+        step_inputs = DocContextTraining(cfg.seed)
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
-                callbacks=callbacks, objective=loss, resume=resuming)
+                callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs)
+    if doc_notes is not None:  # the benchmark compares at equal total training time
+        doc_notes["final_train_seconds"] = round(state.train_seconds, 2)
+        doc_notes["total_train_seconds"] = round(state.train_seconds + doc_notes["fold_train_seconds"], 2)
+        job.notes["doc_context"] = doc_notes
 
     best = load(run.path)
     scores, rates = {}, {}
@@ -213,8 +231,13 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             tick = time.perf_counter()
             scores[split] = best.score(data[split], features[split])
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
-    return _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
-                          {**job.notes, "examples": len(data["train"])})
+    result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
+                            {**job.notes, "examples": len(data["train"])})
+    if cfg.doc_context:
+        from stepwise.recipes.doc_context import finish
+
+        finish(run)
+    return result
 
 
 def _split_line(ex: Example) -> str:
@@ -223,6 +246,8 @@ def _split_line(ex: Example) -> str:
     record = {"text": ex.text, "label": ex.label}
     if ex.pair is not None:
         record["text_pair"] = ex.pair
+    if ex.doc is not None:
+        record["doc"] = ex.doc
     return json.dumps(record) + "\n"
 
 

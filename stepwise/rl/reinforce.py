@@ -23,21 +23,24 @@ from stepwise.tasks.base import Task
 
 
 def action_slots(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits as (B, S, C) action slots with a (B, S) mask: one slot per text, or one per labeled word."""
+    """Logits as (B, S, C) action slots with a (B, S) mask: one slot per text, or one per word."""
     if logits.dim() == 2:
         return logits[:, None, :], torch.ones(logits.shape[0], 1, dtype=torch.bool)
+    if "word_mask" in batch:
+        return logits, batch["word_mask"].bool()
     return logits, batch["labels"] != IGNORE_INDEX
 
 
 class ReinforceObjective:
     def __init__(self, task: Task, reference: torch.nn.Module, reward: Reward | None, *, baseline: str,
                  entropy_coef: float, kl_coef: float, precision: str, ce_coef: float = 0.0,
-                 momentum: float = 0.9) -> None:
+                 momentum: float = 0.9, outcomes: Any = None) -> None:
         if baseline not in ("self-critical", "moving-average"):
             raise ValueError(f"unknown baseline {baseline!r}")
         self.task, self.reward, self.baseline = task, reward, baseline
         self.entropy_coef, self.kl_coef, self.precision, self.momentum = entropy_coef, kl_coef, precision, momentum
         self.ce_coef = ce_coef
+        self.outcomes = outcomes  # Task.action_outcomes: actions that build the prediction (editing)
         self.reference = copy.deepcopy(reference).eval()
         for p in self.reference.parameters():
             p.requires_grad_(False)
@@ -46,6 +49,9 @@ class ReinforceObjective:
     def _labels(self, ids: torch.Tensor, mask: torch.Tensor, single: bool) -> list[Any]:
         rows = [self.task.ids_to_labels(r[m].tolist()) for r, m in zip(ids, mask)]
         return [r[0] for r in rows] if single else rows
+
+    def _tags(self, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
+        return [[self.task.labels[i] for i in r[m].tolist()] for r, m in zip(ids, mask)]
 
     def __call__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         with autocast(self.precision):
@@ -70,9 +76,15 @@ class ReinforceObjective:
             greedy_taken = ref_logp.gather(-1, greedy[..., None]).squeeze(-1)
             greedy_rewards = ((greedy_taken * maskf).sum(1) / maskf.sum(1).clamp(min=1)).tolist()
         else:
-            gold = self._labels(gold_ids, mask, single)
-            rewards = [self.reward(p, g) for p, g in zip(self._labels(sampled, mask, single), gold)]
-            greedy_rewards = ([self.reward(p, g) for p, g in zip(self._labels(greedy, mask, single), gold)]
+            if self.outcomes is not None:
+                pair_ids = batch["pair_id"].tolist()
+                preds, gold = self.outcomes(pair_ids, self._tags(sampled, mask))
+                greedy_preds = self.outcomes(pair_ids, self._tags(greedy, mask))[0]
+            else:
+                gold = self._labels(gold_ids, mask, single)
+                preds, greedy_preds = self._labels(sampled, mask, single), self._labels(greedy, mask, single)
+            rewards = [self.reward(p, g) for p, g in zip(preds, gold)]
+            greedy_rewards = ([self.reward(p, g) for p, g in zip(greedy_preds, gold)]
                               if self.baseline == "self-critical" else [])
         reward_t = torch.tensor(rewards)
         if self.baseline == "self-critical":

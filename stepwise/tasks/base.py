@@ -101,6 +101,15 @@ class Task(ABC):
         """What `metrics` compares predictions with (an editor also needs the source sentence)."""
         return [ex.label for ex in examples]
 
+    def perfect(self, gold: Any) -> Any:
+        """The prediction that matches one gold item exactly (a reward's sanity check)."""
+        return gold
+
+    def action_outcomes(self, features: list[Feature]) -> Any:
+        """For RL: None when the actions (labels, tags) are the prediction and the gold labels its gold; else
+        f(pair_ids, action rows) -> (predictions, golds) for tasks whose actions build the prediction."""
+        return None
+
     @classmethod
     @abstractmethod
     def check_data(cls, examples: list[Example], path: str, fix: str | None = None) -> None:

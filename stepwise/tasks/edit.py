@@ -142,6 +142,27 @@ class EditTask(TagTask):
     def gold(self, examples: list[Example]) -> list[Any]:
         return [(words(ex.text), [r.split() for r in references(ex.label)]) for ex in examples]
 
+    def perfect(self, gold: Any) -> Any:
+        return " ".join(gold[1][0]) if gold[1] else " ".join(gold[0])
+
+    def action_outcomes(self, features: list[Feature]) -> Any:
+        """RL: sampled tags → the sentence they make from the pair's current state, scored against the source's
+        references (every reference, not just the one the pair was built from)."""
+        table = {f["pair_id"]: f for f in features}
+
+        def outcomes(pair_ids: list[int], rows: list[list[str]]) -> tuple[list[str], list[Any]]:
+            preds, golds = [], []
+            for pair_id, tags in zip(pair_ids, rows):
+                f = table[pair_id]
+                state = f["_state"]
+                full = [KEEP] * (len(state) + 1)
+                full[f["_start"]:f["_start"] + len(tags)] = tags  # a window covers part of $START + words
+                preds.append(" ".join(self.apply(state, full)))
+                golds.append(f["_gold"])
+            return preds, golds
+
+        return outcomes
+
     # --- encoding: $START + words, the first operation of each position as its label ----------
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
                with_labels: bool = True) -> list[Feature]:
@@ -151,8 +172,11 @@ class EditTask(TagTask):
         pairs = training_pairs(examples)
         proxies = [Example([START, *s], first_tags(ops_for(s, t)), 0) for _, s, t in pairs]
         features = super().encode(tokenizer, proxies, max_length, with_labels=True)
-        for f in features:
-            f["_example"] = pairs[f["_example"]][0]
+        for f in features:  # what RL needs to turn sampled tags into a sentence and score it
+            k = f["pair_id"] = f["_example"]
+            ex = examples[pairs[k][0]]
+            f["_example"], f["_state"] = pairs[k][0], pairs[k][1]
+            f["_gold"] = (words(ex.text), [r.split() for r in references(ex.label)])
         return features
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:

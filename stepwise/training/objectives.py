@@ -70,7 +70,8 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
 
     cfg = ctx.config
     return ReinforceObjective(ctx.task, ctx.model, ctx.reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
-                              kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=ctx.precision)
+                              kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=ctx.precision,
+                              outcomes=ctx.task.action_outcomes(ctx.train_features))
 
 
 def distill(ctx: ObjectiveContext) -> Objective:
