@@ -79,9 +79,15 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
+    augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
+                           "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
+                           "only, so tags stay aligned); 0 = off")
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
     casing: Optional[bool] = Field(None, description="tag, edit: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
+    doc_context: bool = Field(False, description="tag: a second step that sees, per word, the step-1 tags of the "
+                              "same word form elsewhere in its document (CoNLL -DOCSTART- documents); trained on "
+                              "out-of-fold step-1 predictions (2 folds by document)")
 
     def dev_metric(self, task_default: str) -> str:
         """The dev metric that picks the best checkpoint: --metric, else the rl reward, else the task's."""

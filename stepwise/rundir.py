@@ -5,6 +5,7 @@
       splits/          the 7:2:1 split, when made        metrics.jsonl one line per log step / evaluation
       checkpoint.pt    resumable state (after training: state only, no weights)
       model/           best weights + tokenizer + stepwise.json (task, labels, options)
+      folds/           --doc-context: the step-1 fold models and their out-of-fold predictions, while training
       report.txt  report.json  curves.png  results.json (written last: the run is finished)
 
 A run is decided by its checkpoint, not by its config: a directory without a checkpoint holds nothing
@@ -34,8 +35,9 @@ REPORT_JSON = "report.json"
 CURVES = "curves.png"
 RESULTS = "results.json"
 LOG = "train.log"
+FOLDS = "folds"
 EXPORTS = {"onnx": "onnx", "onnx-int8": "onnx-int8", "hf": "hf"}  # default `stepwise export` outputs
-ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG,
+ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG, FOLDS,
            *EXPORTS.values())
 
 EMPTY, UNSTARTED, RESUMABLE, FINISHED = "empty", "unstarted", "resumable", "finished"
@@ -64,6 +66,10 @@ class RunDir:
     def split_file(self, split: str) -> Path:
         return self.path / SPLITS / f"{split}.jsonl"
 
+    def fold_dir(self, fold: int) -> Path:
+        """--doc-context: where the step-1 model of one fold trains (removed once the run is finished)."""
+        return self.path / FOLDS / f"fold{fold}"
+
     def export_dir(self, kind: str) -> Path:
         """Where `stepwise export` writes by default: inside the run, removed with it by --overwrite."""
         return self.path / EXPORTS[kind]
@@ -80,7 +86,7 @@ class RunDir:
         """empty (nothing of ours), unstarted (no checkpoint yet), resumable, or finished."""
         if (self.path / RESULTS).is_file() and self.model_dir.is_dir():
             return FINISHED
-        if self.checkpoint.is_file():
+        if self.checkpoint.is_file() or any((self.path / FOLDS).glob(f"*/{CHECKPOINT}")):
             return RESUMABLE
         if self.path.is_dir() and any((self.path / name).exists() for name in ENTRIES):
             return UNSTARTED

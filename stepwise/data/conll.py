@@ -1,4 +1,4 @@
-"""CoNLL column files: one token per line, blank line between sentences, -DOCSTART- skipped."""
+"""CoNLL column files: one token per line, blank line between sentences, -DOCSTART- lines number documents."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def read_conll(path: str | Path, *, tag_column: int | None = None, require_label
     inside a token are dropped; how many is counted in `cleaned`.
     """
     text = read_text(path)
+    # documents are numbered 0, 1, ... by their -DOCSTART- lines (None for all when the file has none)
+    has_docs = "-DOCSTART-" in text and any(strip_invisible(ln).startswith("-DOCSTART-") for ln in text.split("\n"))
+    doc: int | None = 0 if has_docs else None
+    doc_used = False
     sentences = Examples()
     invisible = 0
     words: list[str] = []
@@ -28,8 +32,11 @@ def read_conll(path: str | Path, *, tag_column: int | None = None, require_label
         line = strip_invisible(raw)
         if not line or line.startswith("-DOCSTART-"):
             if words:
-                sentences.append(Example(words, tags if tags else None, start))
+                sentences.append(Example(words, tags if tags else None, start, doc=doc))
+                doc_used = True
             words, tags = [], []
+            if line.startswith("-DOCSTART-") and doc is not None and doc_used:
+                doc, doc_used = doc + 1, False
             continue
         fields = line.split()
         if any(c in INVISIBLE for c in line):
@@ -56,7 +63,7 @@ def read_conll(path: str | Path, *, tag_column: int | None = None, require_label
             check_tag(tag, path, number)
             tags.append(tag)
     if words:
-        sentences.append(Example(words, tags if tags else None, start))
+        sentences.append(Example(words, tags if tags else None, start, doc=doc))
     if not sentences:
         raise StepwiseError("no sentences found", path=path, fix="give one token per line, blank line between "
                             "sentences")

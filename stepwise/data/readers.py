@@ -20,13 +20,16 @@ class Example:
     """One labeled unit: a text (classification) or a word sequence (tagging), by named fields.
 
     `pair` is an optional second text (text-pair classification: entailment, paraphrase); the encoder
-    sees it as segment B. `line` is where the example starts in its file, for error messages.
+    sees it as segment B. `line` is where the example starts in its file, for error messages. `doc` is
+    the document the example belongs to (CoNLL files number theirs by -DOCSTART- lines); None when the
+    file has no documents.
     """
 
     text: Text
     label: Label = None
     line: int = 0
     pair: str | None = None
+    doc: int | None = None
 
 
 class Examples(list):
@@ -191,7 +194,8 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
                 if tags is None and (label is not None or require_labels):
                     raise StepwiseError(f"{l_key!r} must be a list of tags, one per word in {t_key!r}", path=path,
                                         line=i, fix="give as many tags as words")
-                examples.append(Example(list(value), tags, i))
+                doc = obj.get("doc")  # a saved split keeps each sentence's document
+                examples.append(Example(list(value), tags, i, doc=doc if isinstance(doc, int) else None))
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise StepwiseError(f"empty or missing text field {t_key!r}", path=path, line=i,

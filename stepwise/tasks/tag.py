@@ -46,23 +46,36 @@ class TagTask(Task):
     read_format = "conll"  # CoNLL-2003 itself is shipped as .txt
     rewards = ("entity_f1", "accuracy", "bleu", "rouge_l", "loglik")
     output_formats = ("jsonl", "tsv", "conll")
+    #: a second step that sees the step-1 tags of the same word form elsewhere in the document
+    doc_context: bool = False
 
     def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
-                 **options: Any) -> None:
+                 doc_context: bool = False, **options: Any) -> None:
+        if doc_context:
+            options["doc_context"] = True  # saved only when on: older runs' options stay as they were
         super().__init__(labels, scheme=scheme, casing=casing, strict=strict, **options)
         self.scheme = scheme
         self.casing = casing
         self.strict = strict
+        self.doc_context = doc_context
 
     @property
     def extra_inputs(self) -> dict[str, int]:
-        return {"shape_ids": SHAPES} if self.casing else {}
+        from stepwise.refine.document import DOC, vocabulary_size
+
+        inputs = {"shape_ids": SHAPES} if self.casing else {}
+        if self.doc_context:
+            inputs[DOC] = vocabulary_size(len(self.entity_types))
+        return inputs
 
     @classmethod
     def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
         scheme = detect_scheme([ex.label for ex in train_examples if ex.label])
-        return {"scheme": scheme, "casing": True if config.casing is None else config.casing,
-                "strict": config.strict}
+        options = {"scheme": scheme, "casing": True if config.casing is None else config.casing,
+                   "strict": config.strict}
+        if getattr(config, "doc_context", False):
+            options["doc_context"] = True
+        return options
 
     data_hint = "a CoNLL file (token and tag columns, a blank line between sentences)"
 
@@ -78,6 +91,15 @@ class TagTask(Task):
     def collect_labels(cls, examples: list[Example]) -> list[str]:
         tags = {t for ex in examples for t in (ex.label or [])}
         return ["O"] + sorted(tags - {"O"}, key=lambda t: (t[2:], t[:2]))
+
+    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
+        """Spelling and casing noise only: the words stay where their tags are."""
+        import random
+
+        from stepwise.data.noise import augment_tokens
+
+        rng = random.Random(seed)
+        return [Example(augment_tokens(words_of(ex), rng, rate), ex.label, ex.line) for ex in examples]
 
     def check_labels(self, examples: list[Example], path: str) -> None:
         for ex in examples:
@@ -133,6 +155,8 @@ class TagTask(Task):
             feature["labels"] = labels
         if self.casing:
             feature["shape_ids"] = shapes
+        if self.doc_context:
+            feature["doc_ids"] = [0] * len(ids)  # "no context yet": step 1 (stepwise.refine.document)
         return feature
 
     def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -173,6 +197,42 @@ class TagTask(Task):
 
     def confidence(self, probs: np.ndarray) -> float:
         return float(np.mean(np.max(probs, axis=-1))) if len(probs) else 1.0
+
+    # --- document context: step 2 sees the step-1 tags of each word form elsewhere in its document ------
+    @property
+    def entity_types(self) -> list[str]:
+        """Entity types in label order (PER, LOC, ...): the document-context vocabulary after O."""
+        return list(dict.fromkeys(label.split("-", 1)[-1] for label in self.labels if label != "O"))
+
+    def doc_context_ids(self, examples: list[Example], predictions: list[Any | None]) -> list[list[int]]:
+        """Per example, per word: the context id from the other occurrences of its word form in the
+        document (`predictions`: each example's tag ids, or None); see stepwise.refine.document."""
+        from stepwise.refine.document import context_ids
+
+        types = {kind: k + 1 for k, kind in enumerate(self.entity_types)}
+        kind = np.array([0 if label == "O" else types[label.split("-", 1)[-1]] for label in self.labels])
+        classes = [None if p is None else kind[np.asarray(p, dtype=np.int64)].tolist() for p in predictions]
+        return context_ids([words_of(ex) for ex in examples], [ex.doc for ex in examples], classes)
+
+    def doc_ids(self, feature: Feature, word_ids: list[int]) -> list[int]:
+        """Per-token context ids of a window from its example's per-word ids; every sub-token of a word
+        carries the word's id, [CLS]/[SEP] carry 0."""
+        start, out, word = feature["_start"], [], -1
+        for first in feature["word_mask"]:
+            word += first
+            out.append(int(word_ids[start + word]) if word >= 0 else 0)
+        out[-1] = 0
+        return out
+
+    def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
+               batch_size: int, max_length: int) -> Any:
+        """A model with the document-context input predicts in two steps (stepwise.refine.document)."""
+        from stepwise.refine.document import DOC, DocumentPolicy
+
+        if DOC in backend.input_names:
+            return DocumentPolicy(backend, self, examples, features, batch_size=batch_size,
+                                  pad_id=tokenizer.pad_token_id)
+        return super().policy(backend, tokenizer, examples, features, batch_size=batch_size, max_length=max_length)
 
     # --- output ---------------------------------------------------------------------------------
     def entities(self, words: list[str], tags: list[str]) -> list[dict[str, Any]]:

@@ -82,8 +82,13 @@ class Window:
 def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator, cfg: TrainConfig,
         run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
         callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None,
-        resume: bool | None = None, loggers: list[Logger] | None = None, rank: int = 0, world: int = 1) -> LoopState:
-    """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights."""
+        resume: bool | None = None, loggers: list[Logger] | None = None, rank: int = 0, world: int = 1,
+        step_inputs: Any | None = None) -> LoopState:
+    """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights.
+
+    `step_inputs` turns each micro-batch's features into model inputs (`inputs(model, feats)`, with a seeded
+    `rng` saved in checkpoints); default: a refiner's previous predictions when the model reads them.
+    """
     metric = cfg.dev_metric(task.default_metric)
     source = BatchSource([len(f["input_ids"]) for f in train_features], cfg.batch_size, seed=cfg.seed,
                          group_by_length=cfg.group_by_length, pool=cfg.group_pool, rank=rank, world=world)
@@ -92,8 +97,8 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
                                                                             train_features))
-    refiner = (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
-               if PREV in model.extra_inputs else None)
+    refiner = step_inputs or (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
+                              if PREV in model.extra_inputs else None)
     train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner)
     stopping = EarlyStopping(cfg.patience, cfg.eval_every)
     checkpointer = Checkpointer(run_dir / CHECKPOINT, {"refiner": refiner.rng} if refiner else {})

@@ -1,0 +1,126 @@
+"""Recipe part: out-of-fold step-1 predictions on the training data, for a tagger with document context.
+
+    training documents → K = 2 folds (whole documents, seeded)
+    → per fold: a step-1 tagger (no document input, the run's epochs and settings) trained on the other
+      folds in RUN/folds/foldK (its own checkpoint: an interrupted fold resumes with --resume)
+    → it predicts its fold: step-1 tags for every training sentence from a model that never saw its labels
+      (RUN/folds/foldK/oof.json, written atomically; the fold's model is then deleted)
+    → per word, the context id of its document (stepwise.refine.document) → each training feature's
+      `_doc_ids`, which `DocContextTraining` feeds to half of the final model's batches
+
+The final model thus learns step 2 on contexts as noisy as a real step 1 makes them, instead of on gold
+tags it would never see at prediction time. `finish` removes RUN/folds once the run's results are written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from typing import Any
+
+from stepwise.data.readers import Example
+from stepwise.errors import StepwiseError
+from stepwise.files import atomic_write_json
+from stepwise.rundir import FOLDS, RunDir
+
+K = 2
+OOF = "oof.json"
+
+
+def check(cfg: Any, options: dict[str, Any], noun: str, train: list[Example], source: str) -> None:
+    """Refuse what --doc-context cannot do, before anything is written."""
+    if not options.get("doc_context"):
+        raise StepwiseError(f"--doc-context is not available for {noun} runs", fix="drop --doc-context")
+    if cfg.init_from:
+        raise StepwiseError("--doc-context trains its fold models from a pretrained encoder, not from a run",
+                            fix="drop --doc-context (the run keeps its own document input), or --init-from")
+    if cfg.refine_steps > 1:
+        raise StepwiseError("--doc-context and --refine-steps > 1 cannot be combined",
+                            fix="drop one of them")
+    docs = {ex.doc for ex in train if ex.doc is not None}
+    if len(docs) < K:
+        found = "no -DOCSTART- lines" if not docs else "a single document"
+        raise StepwiseError(f"--doc-context needs documents to learn from: the training data has {found}",
+                            path=source, fix="give a CoNLL file whose documents start with -DOCSTART- lines, "
+                            "or drop --doc-context")
+
+
+def out_of_fold(job: Any, run: RunDir, train_features: list[dict], precision: str, resuming: bool) -> dict[str, Any]:
+    """Store each training feature's out-of-fold context under TRAIN_KEY; returns the notes for results.json."""
+    from stepwise.refine.document import ALONE, ALWAYS_O, FIRST_TYPE, NONE, TRAIN_KEY, document_folds
+
+    cfg, task, train = job.config, job.task, job.data["train"]
+    folds = document_folds(train, K, cfg.seed)
+    predictions: list[Any] = [None] * len(train)
+    done = []
+    for k in range(K):
+        held = [i for i, f in enumerate(folds) if f == k]
+        record = _fold(job, run, k, [i for i, f in enumerate(folds) if f != k], held, precision, resuming)
+        if record["examples"] != held:
+            raise StepwiseError("the saved fold predictions do not match the training data", path=run.fold_dir(k),
+                                fix="pass --overwrite to start the run over")
+        for i, ids in zip(held, record["predictions"]):
+            predictions[i] = ids
+        done.append(record)
+    context = task.doc_context_ids(train, predictions)
+    for feature in train_features:
+        feature[TRAIN_KEY] = task.doc_ids(feature, context[feature["_example"]])
+    names = {NONE: "none", ALONE: "alone", ALWAYS_O: "always_O",
+             **{FIRST_TYPE + k: kind for k, kind in enumerate(task.entity_types)}}
+    share = Counter(names[c] for ids in context for c in ids)
+    total = max(sum(share.values()), 1)
+    gold = task.gold(train)
+    oof = task.metrics(gold, [task.ids_to_labels(p) for p in predictions])
+    return {"folds": K, "fold_train_seconds": round(sum(r["train_seconds"] for r in done), 2),
+            "fold_wall_seconds": round(sum(r["wall_seconds"] for r in done), 2),
+            "fold_steps": [r["steps"] for r in done], "fold_best_dev": [r["best_dev"] for r in done],
+            f"out_of_fold_train_{task.default_metric}": round(oof[task.default_metric], 6),
+            "context_share": {k: round(v / total, 4) for k, v in sorted(share.items())}}
+
+
+def _fold(job: Any, run: RunDir, k: int, train_idx: list[int], held: list[int], precision: str,
+          resuming: bool) -> dict[str, Any]:
+    """Train fold k's step-1 tagger (or resume it) and predict its held-out examples; cached in oof.json."""
+    from stepwise.model import TaskModel
+    from stepwise.predictor import Predictor, load
+    from stepwise.recipes.finetune import DevEvaluator
+    from stepwise.tasks import get_task
+    from stepwise.training.loop import fit
+
+    directory = RunDir(run.fold_dir(k))
+    cached = directory / OOF
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    if not resuming and directory.path.exists():
+        shutil.rmtree(directory.path)
+    directory.path.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    cfg, data, tokenizer = job.config, job.data, job.tokenizer
+    task = get_task(job.task.name, job.task.labels, **{**job.task.options, "doc_context": False})
+    model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, task.extra_inputs)
+    features = task.encode(tokenizer, [data["train"][i] for i in train_idx], cfg.max_length)
+    dev = task.encode(tokenizer, data["dev"], cfg.max_length)
+    predictor = Predictor(model, tokenizer, task, max_length=cfg.max_length, batch_size=cfg.eval_batch_size,
+                          precision=precision, steps=1)
+    meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
+            "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
+            "refine_steps": 1}
+    fold_cfg = cfg.model_copy(update={"doc_context": False})
+    state = fit(model, task, features, DevEvaluator(predictor, data["dev"], dev, None), fold_cfg, directory.path,
+                pad_id=tokenizer.pad_token_id, precision=precision, resume=resuming,
+                save_best=lambda: model.save_pretrained(directory.model_dir, tokenizer, meta))
+    best = load(directory.path)  # the fold's best checkpoint, not its last weights
+    probs = best.probabilities([data["train"][i] for i in held])
+    record = {"fold": k, "examples": held, "predictions": [best.task.prediction_ids(p).tolist() for p in probs],
+              "train_seconds": round(state.train_seconds, 2), "steps": state.step, "best_dev": state.best,
+              "wall_seconds": round(time.perf_counter() - started, 2)}
+    atomic_write_json(cached, record)
+    shutil.rmtree(directory.model_dir, ignore_errors=True)  # the fold's checkpoint (state only) stays: resumable
+    return record
+
+
+def finish(run: RunDir) -> None:
+    """The run is finished: the fold models and predictions have served their purpose."""
+    shutil.rmtree(run / FOLDS, ignore_errors=True)
