@@ -251,3 +251,32 @@ def test_rl_on_an_editor_with_the_gleu_reward(editor: tuple[Path, Path]) -> None
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward_mean" in r for r in logs)
     assert "reward: gleu" in (out / "config.yaml").read_text()
+
+
+def test_augment_adds_noisy_copies_that_keep_labels(tiny_model: str, toy_files: dict, ner_files: dict,
+                                                    tmp_path: Path) -> None:
+    from stepwise.config import TrainConfig
+    from stepwise.recipes.finetune import prepare
+
+    base = {"model": tiny_model, "out": str(tmp_path / "r")}
+    job = prepare(TrainConfig(task="classify", train=str(toy_files["train"]), dev=str(toy_files["dev"]),
+                              augment=2.0, **base), "supervised")
+    plain = prepare(TrainConfig(task="classify", train=str(toy_files["train"]), dev=str(toy_files["dev"]), **base),
+                    "supervised")
+    n = len(plain.data["train"])
+    assert len(job.data["train"]) == 2 * n and [e.label for e in job.data["train"][n:]] == \
+        [e.label for e in plain.data["train"]]
+    assert sum(a.text != b.text for a, b in zip(job.data["train"][n:], plain.data["train"])) > n // 2
+    tags = prepare(TrainConfig(task="tag", train=str(ner_files["train"]), dev=str(ner_files["dev"]), augment=3.0,
+                               **base), "supervised")
+    m = len(tags.data["train"]) // 2
+    assert all(len(a.text) == len(a.label) == len(b.text) for a, b in zip(tags.data["train"][m:],
+                                                                          tags.data["train"][:m]))
+    assert any(a.text != b.text for a, b in zip(tags.data["train"][m:], tags.data["train"][:m]))
+
+
+def test_augment_is_refused_for_an_editor(edit_files: dict, tiny_model: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--task", "edit", "--train", str(edit_files["train"]), "--augment", "1",
+                 "--model", tiny_model, "--out", str(tmp_path / "r")]) == 2
+    assert "stepwise noise" in capsys.readouterr().err

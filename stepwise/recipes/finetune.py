@@ -104,6 +104,8 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
         if split in data:
             task.check_labels(data[split], splits.sources[split])
 
+    if cfg.augment:
+        data["train"] = [*data["train"], *task.augment(data["train"], cfg.augment, cfg.seed)]
     reward = _reward(cfg, task, data["dev"]) if objective == "reinforce" else None
     notes: dict[str, Any] = {}
     if any(repaired.values()):

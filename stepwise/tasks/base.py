@@ -97,6 +97,10 @@ class Task(ABC):
         """Facts about the training data worth keeping in results.json (e.g. an editor's tag coverage)."""
         return {}
 
+    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
+        """A noisy copy of each training example (`--augment`): learner noise at the default rates × `rate`."""
+        raise StepwiseError(f"--augment is not available for {self.noun} runs", fix="drop --augment")
+
     def gold(self, examples: list[Example]) -> list[Any]:
         """What `metrics` compares predictions with (an editor also needs the source sentence)."""
         return [ex.label for ex in examples]

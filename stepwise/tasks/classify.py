@@ -46,6 +46,14 @@ class ClassifyTask(Task):
     def collect_labels(cls, examples: list[Example]) -> list[str]:
         return sorted({str(ex.label) for ex in examples}, key=_label_key)
 
+    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
+        import random
+
+        from stepwise.data.noise import augment_text
+
+        rng = random.Random(seed)
+        return [Example(augment_text(str(ex.text), rng, rate), ex.label, ex.line, ex.pair) for ex in examples]
+
     def check_labels(self, examples: list[Example], path: str) -> None:
         for ex in examples:
             if ex.label is not None and ex.label not in self.label_to_id:

@@ -132,6 +132,10 @@ class EditTask(TagTask):
     def stratum(cls, label: Any) -> str:
         return "pair"
 
+    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
+        raise StepwiseError("--augment is for classifiers and taggers; an editor's pairs are already noisy text",
+                            fix="make more pairs with `stepwise noise --copies N` instead")
+
     def check_labels(self, examples: list[Example], path: str) -> None:
         """Any correction is a valid target: edits outside the vocabulary are left out of the loss."""
 
