@@ -68,6 +68,32 @@ def source_copy(task, examples) -> dict:
             "F0.5": round(m["f0.5"], 4), "changed_%": 0.0, "mean_passes": 0, "ms_per_sentence": 0.0}
 
 
+def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[float]) -> list[dict]:
+    """RL with the sentence-GLEU reward vs the cross-entropy control at equal extra training time."""
+    import json
+
+    import stepwise
+
+    common = {"train": str(files["train"]), "dev": str(files["dev"]), "lr": 1e-5, "warmup_ratio": 0.0,
+              "batch_size": 32, "max_length": 128, "patience": None, "quiet": True, "overwrite": True}
+    rl = stepwise.rl(str(run_dir), out=str(run_dir.parent / "rl"), reward="gleu", max_steps=steps, **common)
+    rl_seconds = rl.results["train"]["seconds"]
+    base = json.loads((run_dir / "results.json").read_text())["train"]
+    ce_steps = max(1, round(rl_seconds / (base["seconds"] / base["steps"])))
+    ce = stepwise.train(task="edit", init_from=str(run_dir), out=str(run_dir.parent / "ce"), max_steps=ce_steps,
+                        **common)
+    rows = []
+    for name, run in (("+ RL (gleu reward)", rl), ("+ cross-entropy, same extra time", ce)):
+        predictor = stepwise.load(run.path)
+        for bias in [0.0, *biases]:
+            predictor.task.keep_bias = bias
+            rows.append({"data": "JFLEG dev", "system": f"editor {name}, {STEPS} passes", "keep_bias": bias,
+                         "T": STEPS, "extra_steps": run.results["train"]["steps"],
+                         "extra_seconds": run.results["train"]["seconds"], **score(predictor, jfleg, STEPS)})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3.0)
@@ -75,6 +101,8 @@ def main() -> None:
     parser.add_argument("--keep-bias", type=float, nargs="+", default=[0.1, 0.2, 0.3],
                         help="keep biases tried on JFLEG dev (the row with the best T-pass GLEU is reported)")
     parser.add_argument("--reuse", action="store_true", help="score an existing run instead of training")
+    parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
+                        "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
     args = parser.parse_args()
 
     import stepwise
@@ -117,8 +145,11 @@ def main() -> None:
                 rows.append({"data": name, "system": f"editor, {steps} pass{'es' if steps > 1 else ''}",
                              "keep_bias": bias, "T": steps, **score(predictor, examples, steps)})
                 print(rows[-1], flush=True)
+    if args.rl_steps:
+        rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias)
     emit("edit", rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
-                        "ms_per_sentence"], {"train_pairs": len(pairs), "errors": dict(counts), "results": results})
+                        "ms_per_sentence", "extra_steps", "extra_seconds"],
+         {"train_pairs": len(pairs), "errors": dict(counts), "results": results})
 
 
 if __name__ == "__main__":
