@@ -1,11 +1,17 @@
 """Multi-step refinement vs the single-step model at the same training wall time, on CoNLL-2003 and SST-2.
 
-Run: make bench-refine   (or .venv/bin/python bench/refine.py [--only conll,sst2] [--epochs 2])
+Run: make bench-refine   (or .venv/bin/python bench/refine.py [--only conll,sst2,conll-doc] [--epochs 2])
 For each dataset, in this one process: train the single-step model (stepwise recommended settings) for
 --epochs; train a refiner (--refine-steps 4) for the number of optimizer steps that costs about the same
 training time (a refiner step adds a no-grad forward on half of the batches: ~1.17x); then score the
 test set with the single-step model and with the refiner at T = 1..4 fixed steps and with adaptive
 stopping (stop when the prediction no longer changes, or once the model's confidence reaches a threshold).
+
+conll-doc (document-level refinement, `--doc-context`): the doc-context pipeline at --epochs (two step-1
+fold models on half the documents each, then the final model) vs the single-step model trained for as many
+epochs as the pipeline's whole training time buys (E x total / final seconds: the final model costs what a
+single-step model does per epoch); test F1 at step 1 and step 2. A smoke run on a slice with the tiny test
+model: `--only conll-doc --limit 300 --epochs 1 --model DIR --max-length 128` (refine_doc_limitN.json).
 """
 
 from __future__ import annotations
@@ -74,26 +80,94 @@ def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: 
     return rows
 
 
+def slice_conll(src, dst, limit: int | None):
+    """The first `limit` sentences of a CoNLL file, -DOCSTART- lines kept (the whole file when None)."""
+    if limit is None:
+        return src
+    lines, sentences, in_sentence = [], 0, False
+    for line in open(src, encoding="utf-8"):
+        if not line.strip():
+            sentences += in_sentence and not lines[-1].startswith("-DOCSTART-")
+            in_sentence = False
+            if sentences >= limit:
+                break
+        else:
+            in_sentence = True
+        lines.append(line)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("".join(lines) + "\n", encoding="utf-8")
+    return dst
+
+
+def run_documents(train, dev, test, epochs: float, options: dict, limit: int | None = None) -> list[dict]:
+    """Document context vs single-step at equal total training time (see the module doc)."""
+    import stepwise
+    from stepwise.data.readers import read_examples
+
+    out = OUT / ("refine_doc" + (f"_limit{limit}" if limit else ""))
+    shutil.rmtree(out, ignore_errors=True)
+    train, dev, test = (slice_conll(path, out / "data" / path.name, limit) for path in (train, dev, test))
+    base = {"task": "tag", "train": str(train), "dev": str(dev), "test": str(test), "quiet": True, "patience": None,
+            **options}
+    doc = stepwise.train(**base, out=str(out / "doc_context"), epochs=epochs, doc_context=True)
+    notes = doc.results["doc_context"]
+    single_epochs = round(epochs * notes["total_train_seconds"] / max(notes["final_train_seconds"], 1e-9), 1)
+    single = stepwise.train(**base, out=str(out / "single"), epochs=single_epochs)
+    examples = read_examples(test, prefer="conll")  # documents numbered by their -DOCSTART- lines
+    single_predictor, doc_predictor = stepwise.load(single.path), stepwise.load(doc.path)
+    single_predictor.task.prepare(examples)
+    common = {"data": "conll2003" + (f"[:{limit}]" if limit else ""), "documents": len({e.doc for e in examples})}
+    rows = [{**common, "model": "single-step", "epochs": single_epochs, "T": 1,
+             **score(single_predictor, examples, 1, False), "train_seconds": single.results["train"]["seconds"],
+             "train_steps": single.results["train"]["steps"]}]
+    for t in (1, 2):
+        rows.append({**common, "model": "doc-context", "epochs": epochs, "T": t,
+                     **score(doc_predictor, examples, t, False), "train_seconds": notes["total_train_seconds"],
+                     "fold_seconds": notes["fold_train_seconds"], "final_seconds": notes["final_train_seconds"],
+                     "train_steps": sum(notes["fold_steps"]) + doc.results["train"]["steps"],
+                     "out_of_fold_train_f1": notes["out_of_fold_train_f1"]})
+    for row in rows:
+        row["gain_vs_single"] = round(100 * (row["metric"] - rows[0]["metric"]), 2)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="conll,sst2")
+    parser.add_argument("--only", default="conll,sst2,conll-doc")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--noise", type=float, default=None, help="the refiner's corruption rate (default: stepwise's)")
     parser.add_argument("--reuse-single", action="store_true",
                         help="take the single-step model from an earlier run of this bench instead of retraining it")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="conll-doc: only the first N sentences of each CoNLL file (a smoke run)")
+    parser.add_argument("--model", default=None, help="conll-doc: the pretrained encoder (default: stepwise's)")
+    parser.add_argument("--max-length", type=int, default=None, help="conll-doc: sub-tokens per window (default: "
+                        "stepwise's; the tiny test model takes at most 128)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     rows = []
-    if "conll" in args.only:
+    if "conll" in only:
         data = need(SHARED / "conll2003")
         rows += run_dataset("conll2003", "tag", data / "train.txt", data / "valid.txt", data / "test.txt",
                             args.epochs, {"lr": 1e-4, "casing": True}, args.noise, args.reuse_single)
-    if "sst2" in args.only:
+    if "sst2" in only:
         data = need(SHARED / "sst2")
         rows += run_dataset("sst2", "classify", data / "train.tsv", data / "dev.tsv", data / "test.tsv", args.epochs,
                             {"lr": 1e-4}, args.noise, args.reuse_single)
     columns = ["data", "model", "T", "metric", "gain_vs_single", "mean_steps", "changed_last_step", "ms_per_example",
                "latency_ratio", "train_seconds", "train_steps"]
-    emit("refine" if args.noise is None else f"refine_noise{args.noise:g}", rows, columns, {})
+    if rows:
+        emit("refine" if args.noise is None else f"refine_noise{args.noise:g}", rows, columns, {})
+    if "conll-doc" in only:
+        data = need(SHARED / "conll2003")
+        options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
+                   **({"max_length": args.max_length} if args.max_length else {})}
+        doc_rows = run_documents(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, options,
+                                 args.limit)
+        columns = ["data", "documents", "model", "epochs", "T", "metric", "gain_vs_single", "changed_last_step",
+                   "ms_per_example", "train_seconds", "fold_seconds", "final_seconds", "train_steps",
+                   "out_of_fold_train_f1"]
+        emit("refine_doc" + (f"_limit{args.limit}" if args.limit else ""), doc_rows, columns, {"epochs": args.epochs})
 
 
 if __name__ == "__main__":

@@ -258,15 +258,17 @@ def test_an_interrupted_fold_phase_resumes(tiny_model: str, tmp_path: Path, monk
     assert run.results["doc_context"]["folds"] == 2 and not (run.path / FOLDS).exists()
 
 
-@pytest.mark.parametrize("case", ["refine_steps", "no_documents", "classify"])
+@pytest.mark.parametrize("case", ["refine_steps", "augment", "no_documents", "classify"])
 def test_doc_context_refusals(case: str, tiny_model: str, tmp_path: Path, toy_files: dict) -> None:
     docs = {k: write_documents(tmp_path / f"{k}.conll", toy_documents(4, i)) for i, k in enumerate(("train", "dev"))}
     plain = {k: write_conll(tmp_path / f"p{k}.conll", toy_ner(20, i), docstart=False)
              for i, k in enumerate(("train", "dev"))}
     options = {"refine_steps": (dict(docs, test=docs["dev"]), {"task": "tag", "refine_steps": 2}),
+               "augment": (dict(docs, test=docs["dev"]), {"task": "tag", "augment": 1.0}),
                "no_documents": (dict(plain, test=plain["dev"]), {"task": "tag"}),
                "classify": (toy_files, {})}[case]
-    expected = {"refine_steps": "cannot be combined", "no_documents": "no -DOCSTART- lines",
+    expected = {"refine_steps": "refine-steps > 1 cannot be combined", "augment": "augment cannot be combined",
+                "no_documents": "no -DOCSTART- lines",
                 "classify": "not available for classifier runs"}[case]
     with pytest.raises(StepwiseError, match=expected) as err:
         stepwise.train(**tiny_options(tiny_model, options[0], tmp_path / "run", doc_context=True, **options[1]))

@@ -39,6 +39,8 @@ def check(cfg: Any, options: dict[str, Any], noun: str, train: list[Example], so
     if cfg.refine_steps > 1:
         raise StepwiseError("--doc-context and --refine-steps > 1 cannot be combined",
                             fix="drop one of them")
+    if getattr(cfg, "augment", 0):  # a noisy copy has no document: folds would train on copies of what they tag
+        raise StepwiseError("--doc-context and --augment cannot be combined", fix="drop one of them")
     docs = {ex.doc for ex in train if ex.doc is not None}
     if len(docs) < K:
         found = "no -DOCSTART- lines" if not docs else "a single document"
