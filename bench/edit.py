@@ -62,6 +62,28 @@ def score(predictor, examples, steps: int) -> dict:
             "mean_passes": round(result.mean_steps, 2), "ms_per_sentence": round(1000 * seconds / len(examples), 2)}
 
 
+def per_pass(predictor, examples, steps: int) -> list[dict]:
+    """One T-pass run read pass by pass: GLEU so far, edits applied in the pass, sentences it changed, sentences
+    still active, cumulative latency."""
+    from stepwise.edit.metrics import token_edits
+    from stepwise.predictor import PredictOptions
+
+    task = predictor.task
+    result = predictor.run(examples, PredictOptions(steps=steps))
+    gold, rows = task.gold(examples), []
+    previous = [tuple(ex.text.split()) for ex in examples]
+    for stat in result.stats:
+        current = result.at_step(stat.step)
+        edits = sum(len(token_edits(list(a), list(b))) for a, b in zip(previous, current))
+        changed = sum(a != b for a, b in zip(previous, current))
+        m = task.metrics(gold, [task.ids_to_labels(p) for p in current])
+        rows.append({"pass": stat.step, "GLEU": round(100 * m["gleu"], 2), "F0.5": round(m["f0.5"], 4),
+                     "edits_applied": edits, "sentences_changed": changed, "active": stat.active,
+                     "cumulative_ms_per_sentence": round(1000 * stat.seconds / len(examples), 2)})
+        previous = current
+    return rows
+
+
 def source_copy(task, examples) -> dict:
     m = task.metrics(task.gold(examples), [" ".join(ex.text.split()) for ex in examples])
     return {"GLEU": round(100 * m["gleu"], 2), "P": round(m["precision"], 4), "R": round(m["recall"], 4),
@@ -145,11 +167,18 @@ def main() -> None:
                 rows.append({"data": name, "system": f"editor, {steps} pass{'es' if steps > 1 else ''}",
                              "keep_bias": bias, "T": steps, **score(predictor, examples, steps)})
                 print(rows[-1], flush=True)
+    best = max((r for r in rows if r["data"] == "JFLEG dev" and r["T"] == STEPS), key=lambda r: r["GLEU"])
+    predictor.task.keep_bias = best["keep_bias"]
+    passes = per_pass(predictor, data["JFLEG dev"], STEPS)
+    from common import table
+
+    print(f"JFLEG dev pass by pass (keep_bias {best['keep_bias']}):")
+    print(table(passes, list(passes[0])))
     if args.rl_steps:
         rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias)
     emit("edit", rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
                         "ms_per_sentence", "extra_steps", "extra_seconds"],
-         {"train_pairs": len(pairs), "errors": dict(counts), "results": results})
+         {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes})
 
 
 if __name__ == "__main__":
