@@ -79,6 +79,9 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
+    own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
+                               "replaced by the model's own one-pass output (tagged against the same target), so "
+                               "later passes learn to fix what the model leaves; 0 = off")
     augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
                            "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
                            "only, so tags stay aligned); 0 = off")

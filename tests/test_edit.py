@@ -280,3 +280,36 @@ def test_augment_is_refused_for_an_editor(edit_files: dict, tiny_model: str, tmp
     assert main(["train", "--task", "edit", "--train", str(edit_files["train"]), "--augment", "1",
                  "--model", tiny_model, "--out", str(tmp_path / "r")]) == 2
     assert "stepwise noise" in capsys.readouterr().err
+
+
+def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: str) -> None:
+    """Training on own outputs: a batch's sentences become what the current model makes of them in one pass,
+    labeled with the edits from there to the unchanged target."""
+    from stepwise.data.readers import Example
+    from stepwise.edit.training import OwnOutputs
+    from stepwise.model import TaskModel, load_tokenizer
+    from stepwise.tasks.edit import ops_for
+
+    tokenizer = load_tokenizer(tiny_model)
+    examples = [Example(s, [t], i) for i, (s, t) in enumerate(toy_edits(24, 5))]
+    task = EditTask(EditTask.collect_labels(examples))
+    feats = task.encode(tokenizer, examples, 64)
+    model = TaskModel.from_encoder(tiny_model, len(task.labels), task.pooling, extra_inputs=task.extra_inputs)
+    own = OwnOutputs(task, tokenizer, share=1.0, max_length=64, precision="fp32", seed=0)
+    out = own.inputs(model, feats)
+    changed = [(a, b) for a, b in zip(feats, out) if a["_state"] != b["_state"]]
+    assert changed and len(out) == len(feats)  # an untrained model's pass changes sentences
+    for before, after in changed:
+        assert after["_target"] == before["_target"] and after["_example"] == before["_example"]
+        ids = [i for i, m in zip(after["labels"], after["word_mask"]) if m]
+        expected = first_tags(ops_for(after["_state"], after["_target"]))
+        assert ids == [task.label_to_id.get(t, -100) for t in expected]  # an edit outside the vocabulary: ignored
+    assert OwnOutputs(task, tokenizer, share=0.0, max_length=64, precision="fp32").inputs(model, feats) is feats
+
+
+def test_editor_trains_with_own_outputs(tiny_model: str, edit_files: dict, tmp_path: Path) -> None:
+    from stepwise.recipes.finetune import train
+
+    run = train(**tiny_options(tiny_model, edit_files, tmp_path / "run", task="edit", epochs=15, batch_size=8,
+                               own_outputs=0.5))
+    assert run.results["test"]["gleu"] > 0.9

@@ -142,3 +142,15 @@ def test_bad_steps_flag(refiner_run: Path, tmp_path: Path, capsys: pytest.Captur
     data = write_conll(tmp_path / "eval.conll", toy_ner(3, 8))
     assert main(["evaluate", str(refiner_run), "--data", str(data), "--steps", "0"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_a_prediction_that_returns_to_an_earlier_one_stops() -> None:
+    """A → B → A: a third step would only cycle."""
+    from stepwise.refine import refine
+
+    class Flip:
+        def act(self, indices, previous):
+            return ([("b",) if p == ("a",) else ("a",) for p in previous], [1.0] * len(indices), [None] * len(indices))
+
+    result = refine(Flip(), 1, steps=6, initial=[("a",)])
+    assert result.steps_used == [2] and result.history[0] == [("b",), ("a",)]

@@ -2,9 +2,9 @@
 
 State = (input, history of predictions). A policy maps the states of the still-active examples to new
 predictions and scores; the engine post-processes each step, stops an example when its prediction no
-longer changes, when its score reaches a confidence threshold, or when the time budget is spent, and
-returns either the last step or the best-scoring one (the guard against error propagation).
-Text generation can plug in by giving a policy over strings.
+longer changes (or comes back to an earlier one: A → B → A), when its score reaches a confidence
+threshold, or when the time budget is spent, and returns either the last step or the best-scoring one
+(the guard against error propagation). Text generation can plug in by giving a policy over strings.
 """
 
 from __future__ import annotations
@@ -89,10 +89,12 @@ def refine(policy: Policy, n: int, *, steps: int, postprocess: Callable[[Any], A
             pred = postprocess(pred) if postprocess else pred
             same = _same(prev, pred)
             changed += prev is not None and not same
+            # back to an earlier state (A → B → A): more steps would only cycle
+            cycle = not same and any(_same(h, pred) for h in history[i][:-1] + ([initial[i]] if initial else []))
             history[i].append(pred)
             scores[i].append(float(score))
             outputs[i].append(out)
-            done = (stop_on_no_change and same) or (confidence is not None and score >= confidence)
+            done = (stop_on_no_change and (same or cycle)) or (confidence is not None and score >= confidence)
             if not done:
                 still.append(i)
         stats.append(StepStats(t, len(active), changed / len(active), time.perf_counter() - start))

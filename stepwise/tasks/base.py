@@ -97,6 +97,11 @@ class Task(ABC):
         """Facts about the training data worth keeping in results.json (e.g. an editor's tag coverage)."""
         return {}
 
+    def step_inputs(self, config: Any, tokenizer: Any, precision: str) -> Any:
+        """Training inputs made on the fly from the current model (`inputs(model, feats)`, a seeded `rng`), or
+        None: the features as encoded (a refiner's previous predictions are the loop's default)."""
+        return None
+
     def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
         """A noisy copy of each training example (`--augment`): learner noise at the default rates × `rate`."""
         raise StepwiseError(f"--augment is not available for {self.noun} runs", fix="drop --augment")

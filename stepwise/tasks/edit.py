@@ -174,14 +174,31 @@ class EditTask(TagTask):
             proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
             return super().encode(tokenizer, proxies, max_length, with_labels=False)
         pairs = training_pairs(examples)
-        proxies = [Example([START, *s], first_tags(ops_for(s, t)), 0) for _, s, t in pairs]
-        features = super().encode(tokenizer, proxies, max_length, with_labels=True)
+        features = self.encode_pairs(tokenizer, [(s, t) for _, s, t in pairs], max_length)
         for f in features:  # what RL needs to turn sampled tags into a sentence and score it
-            k = f["pair_id"] = f["_example"]
-            ex = examples[pairs[k][0]]
-            f["_example"], f["_state"] = pairs[k][0], pairs[k][1]
+            ex = examples[pairs[f["pair_id"]][0]]
+            f["_example"] = pairs[f["pair_id"]][0]
             f["_gold"] = (words(ex.text), [r.split() for r in references(ex.label)])
         return features
+
+    def encode_pairs(self, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[list[str], list[str]]],
+                     max_length: int) -> list[Feature]:
+        """Features of (current sentence, target) pairs: each position labeled with its first edit."""
+        proxies = [Example([START, *s], first_tags(ops_for(s, t)), 0) for s, t in pairs]
+        features = super().encode(tokenizer, proxies, max_length, with_labels=True)
+        for f in features:
+            k = f["pair_id"] = f["_example"]
+            f["_state"], f["_target"] = list(pairs[k][0]), list(pairs[k][1])
+        return features
+
+    def step_inputs(self, config: Any, tokenizer: Any, precision: str) -> Any:
+        """`--own-outputs S`: a share S of the batches trains on the model's own pass-1 output."""
+        if not config.own_outputs:
+            return None
+        from stepwise.edit.training import OwnOutputs
+
+        return OwnOutputs(self, tokenizer, share=config.own_outputs, max_length=config.max_length,
+                          precision=precision, seed=config.seed)
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
         proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
