@@ -98,12 +98,12 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
 
     common = {"train": str(files["train"]), "dev": str(files["dev"]), "lr": 1e-5, "warmup_ratio": 0.0,
               "batch_size": 32, "max_length": 128, "patience": None, "quiet": True, "overwrite": True}
-    rl = stepwise.rl(str(run_dir), out=str(run_dir.parent / "rl"), reward="gleu", max_steps=steps, **common)
+    name = run_dir.parent / run_dir.name
+    rl = stepwise.rl(str(run_dir), out=f"{name}_rl", reward="gleu", max_steps=steps, **common)
     rl_seconds = rl.results["train"]["seconds"]
     base = json.loads((run_dir / "results.json").read_text())["train"]
     ce_steps = max(1, round(rl_seconds / (base["seconds"] / base["steps"])))
-    ce = stepwise.train(task="edit", init_from=str(run_dir), out=str(run_dir.parent / "ce"), max_steps=ce_steps,
-                        **common)
+    ce = stepwise.train(task="edit", init_from=str(run_dir), out=f"{name}_ce", max_steps=ce_steps, **common)
     rows = []
     for name, run in (("+ RL (gleu reward)", rl), ("+ cross-entropy, same extra time", ce)):
         predictor = stepwise.load(run.path)
@@ -120,9 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--copies", type=int, default=4, help="noisy versions per clean sentence")
-    parser.add_argument("--keep-bias", type=float, nargs="+", default=[0.1, 0.2, 0.3],
+    parser.add_argument("--keep-bias", type=float, nargs="+", default=[-0.2, -0.1, 0.1, 0.2],
                         help="keep biases tried on JFLEG dev (the row with the best T-pass GLEU is reported)")
     parser.add_argument("--reuse", action="store_true", help="score an existing run instead of training")
+    parser.add_argument("--own-outputs", type=float, default=0.0, help="train with --own-outputs S (a share of "
+                        "batches on the model's own pass-1 output); its run and JSON get the suffix _own")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
     args = parser.parse_args()
@@ -144,12 +146,14 @@ def main() -> None:
              "test": write_pairs(work / "test.tsv", test_pairs)}
     print(f"clean sentences {len(sentences)}; train pairs {len(pairs)}; errors {dict(counts)}", flush=True)
 
-    run_dir = work / "run"
+    suffix = f"_own{args.own_outputs:g}" if args.own_outputs else ""
+    run_dir = work / f"run{suffix}"
     if not (args.reuse and (run_dir / "results.json").exists()):
         started = time.perf_counter()
         run = stepwise.train(task="edit", train=str(files["train"]), dev=str(files["dev"]), test=str(files["test"]),
                              out=str(run_dir), epochs=args.epochs, lr=1e-4, batch_size=32, max_length=128,
-                             eval_every=None, patience=None, quiet=True, overwrite=True)
+                             eval_every=None, patience=None, quiet=True, overwrite=True,
+                             own_outputs=args.own_outputs)
         print(f"trained in {time.perf_counter() - started:.0f} s: {run.results['train']}", flush=True)
     predictor = stepwise.load(run_dir)
     results = (run_dir / "results.json").read_text()
@@ -176,8 +180,8 @@ def main() -> None:
     print(table(passes, list(passes[0])))
     if args.rl_steps:
         rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias)
-    emit("edit", rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
-                        "ms_per_sentence", "extra_steps", "extra_seconds"],
+    emit(f"edit{suffix}", rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%",
+                                 "mean_passes", "ms_per_sentence", "extra_steps", "extra_seconds"],
          {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes})
 
 

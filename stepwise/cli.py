@@ -186,8 +186,8 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: ONNX Runtime for an exported directory, torch for a run")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
-    parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word "
-                        "(higher: fewer, surer edits)")
+    parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word, in "
+                        "[-1, 1] (higher: fewer, surer edits; negative: more edits)")
     parser.add_argument("--min-edit-prob", type=float, help="editor: apply an edit only at this probability or above")
 
 
@@ -301,8 +301,9 @@ def _open_run(path: str, args: argparse.Namespace | None = None) -> Any:
         if not hasattr(task, name):
             raise StepwiseError(f"--{name.replace('_', '-')} is for editor runs; {path} is a {task.noun} run",
                                 fix=f"drop --{name.replace('_', '-')}")
-        if not 0 <= value <= 1:
-            raise StepwiseError(f"--{name.replace('_', '-')} must be in [0, 1], got {value:g}", fix="e.g. 0.2")
+        low = -1 if name == "keep_bias" else 0  # a negative keep bias edits more
+        if not low <= value <= 1:
+            raise StepwiseError(f"--{name.replace('_', '-')} must be in [{low}, 1], got {value:g}", fix="e.g. 0.2")
     return task
 
 

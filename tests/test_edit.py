@@ -191,7 +191,7 @@ def test_predict_writes_text_jsonl_and_respects_keep_bias(editor: tuple[Path, Pa
     assert records[1]["note"] == "no text"
     assert main(["predict", str(run), "--input", str(src), "--keep-bias", "1"]) == 0
     assert capsys.readouterr().out == "the dog saw cat .\n\nThe tree liked the book\n"
-    assert main(["predict", str(run), "--input", str(src), "--keep-bias", "2"]) == 2
+    assert main(["predict", str(run), "--input", str(src), "--keep-bias", "-2"]) == 2
 
 
 def test_evaluate_reports_gleu_per_step(editor: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
