@@ -287,24 +287,38 @@ def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: s
     labeled with the edits from there to the unchanged target."""
     from stepwise.data.readers import Example
     from stepwise.edit.training import OwnOutputs
-    from stepwise.model import TaskModel, load_tokenizer
+    from stepwise.model import load_tokenizer
     from stepwise.tasks.edit import ops_for
 
     tokenizer = load_tokenizer(tiny_model)
     examples = [Example(s, [t], i) for i, (s, t) in enumerate(toy_edits(24, 5))]
     task = EditTask(EditTask.collect_labels(examples))
     feats = task.encode(tokenizer, examples, 64)
-    model = TaskModel.from_encoder(tiny_model, len(task.labels), task.pooling, extra_inputs=task.extra_inputs)
+    import torch
+
+    class DeleteFirstWord(torch.nn.Module):
+        """A 'model' whose pass deletes each sentence's first word and keeps the rest."""
+
+        def forward(self, input_ids: torch.Tensor, word_mask: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(*input_ids.shape, len(task.labels))
+            logits[..., task.label_to_id[KEEP]] = 5.0
+            second_word = (word_mask.cumsum(1) == 2) & word_mask.bool()  # the first word after $START
+            logits[second_word] = 0.0
+            logits[..., task.label_to_id[DELETE]] += 5.0 * second_word
+            return logits
+
     own = OwnOutputs(task, tokenizer, share=1.0, max_length=64, precision="fp32", seed=0)
-    out = own.inputs(model, feats)
+    out = own.inputs(DeleteFirstWord(), feats)
     changed = [(a, b) for a, b in zip(feats, out) if a["_state"] != b["_state"]]
-    assert changed and len(out) == len(feats)  # an untrained model's pass changes sentences
+    assert len(changed) == len(feats) == len(out)
+    assert all(b["_state"] == a["_state"][1:] for a, b in changed)
     for before, after in changed:
         assert after["_target"] == before["_target"] and after["_example"] == before["_example"]
         ids = [i for i, m in zip(after["labels"], after["word_mask"]) if m]
         expected = first_tags(ops_for(after["_state"], after["_target"]))
         assert ids == [task.label_to_id.get(t, -100) for t in expected]  # an edit outside the vocabulary: ignored
-    assert OwnOutputs(task, tokenizer, share=0.0, max_length=64, precision="fp32").inputs(model, feats) is feats
+    assert OwnOutputs(task, tokenizer, share=0.0, max_length=64, precision="fp32").inputs(DeleteFirstWord(), feats) \
+        is feats
 
 
 def test_editor_trains_with_own_outputs(tiny_model: str, edit_files: dict, tmp_path: Path) -> None:

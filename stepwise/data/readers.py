@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -85,6 +86,18 @@ def read_text(path: str | Path) -> str:
     if not text.strip():
         raise StepwiseError("the file is empty", path=path, fix="give a file with at least one example")
     return text
+
+
+def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, value) for each non-blank line of a JSON-lines text; bad JSON is one clear error."""
+    for i, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise StepwiseError(f"invalid JSON ({err.msg})", path=path, line=i,
+                                fix="each line must be one JSON object") from None
 
 
 def _is_tokens(value: object) -> bool:
@@ -170,14 +183,7 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
     if fmt == "jsonl":
         t_key = str(text_column or "text")
         l_key = str(label_column or "label")
-        for i, ln in enumerate(text.split("\n"), 1):
-            if not ln.strip():
-                continue
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError as err:
-                raise StepwiseError(f"invalid JSON ({err.msg})", path=path, line=i,
-                                    fix="each line must be one JSON object") from None
+        for i, obj in json_lines(text, path):
             if not isinstance(obj, dict):
                 raise StepwiseError("the line is not a JSON object", path=path, line=i,
                                     fix=f'write {{"{t_key}": ..., "{l_key}": ...}}')

@@ -6,11 +6,10 @@ more). Sentences are whitespace-tokenized, as in JFLEG and CoNLL files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from stepwise.data.readers import Example, Examples, detect_format, read_text, strip_invisible
+from stepwise.data.readers import Example, Examples, detect_format, json_lines, read_text, strip_invisible
 from stepwise.errors import StepwiseError
 
 SOURCE_KEY, TARGET_KEY = "source", "target"
@@ -55,14 +54,7 @@ def _read_tsv(path: str | Path, require_labels: bool, keep_blank: bool) -> list[
 
 def _read_jsonl(path: str | Path, s_key: str, t_key: str, require_labels: bool) -> list[Example]:
     examples = Examples()
-    for i, line in enumerate(_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise StepwiseError(f"invalid JSON ({err.msg})", path=path, line=i,
-                                fix="each line must be one JSON object") from None
+    for i, obj in json_lines(read_text(path), path):
         source = obj.get(s_key) if isinstance(obj, dict) else None
         if not isinstance(source, str) or not source.strip():
             raise StepwiseError(f"empty or missing {s_key!r} string", path=path, line=i,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
+from stepwise.refine.policy import ModelPolicy
 
 if TYPE_CHECKING:
     import torch
@@ -102,17 +103,13 @@ def _unit(example: Example, index: int) -> tuple[str, int]:
     return ("doc", example.doc) if example.doc is not None else ("sentence", index)
 
 
-class DocumentPolicy:
+class DocumentPolicy(ModelPolicy):
     """Step 1: the model with no context. Step t > 1: the context from every example's latest prediction
     (examples that already stopped keep giving theirs), so each word sees its document's step t-1 tags."""
 
     def __init__(self, backend: Backend, task: Task, examples: list[Example], features: list[Feature], *,
                  batch_size: int, pad_id: int) -> None:
-        self.backend, self.task, self.examples, self.features = backend, task, examples, features
-        self.options = {"batch_size": batch_size, "pad_id": pad_id}
-        self.by_example: dict[int, list[int]] = {}
-        for fi, feature in enumerate(features):
-            self.by_example.setdefault(feature["_example"], []).append(fi)
+        super().__init__(backend, task, examples, features, batch_size=batch_size, pad_id=pad_id)
         self.latest: dict[int, Any] = {}
 
     def act(self, indices: list[int], previous: list[Any | None]) -> tuple[list[Any], list[float], list[Any]]:
