@@ -99,17 +99,19 @@ def slice_conll(src, dst, limit: int | None):
     return dst
 
 
-def run_documents(train, dev, test, epochs: float, options: dict, limit: int | None = None) -> list[dict]:
+def run_documents(train, dev, test, epochs: float, options: dict, limit: int | None = None,
+                  fold_epochs: float | None = None) -> list[dict]:
     """Document context vs single-step at equal total training time (see the module doc)."""
     import stepwise
     from stepwise.data.readers import read_examples
 
-    out = OUT / ("refine_doc" + (f"_limit{limit}" if limit else ""))
+    out = OUT / ("refine_doc" + (f"_limit{limit}" if limit else "") + (f"_folds{fold_epochs:g}" if fold_epochs else ""))
     shutil.rmtree(out, ignore_errors=True)
     train, dev, test = (slice_conll(path, out / "data" / path.name, limit) for path in (train, dev, test))
     base = {"task": "tag", "train": str(train), "dev": str(dev), "test": str(test), "quiet": True, "patience": None,
             **options}
-    doc = stepwise.train(**base, out=str(out / "doc_context"), epochs=epochs, doc_context=True)
+    doc = stepwise.train(**base, out=str(out / "doc_context"), epochs=epochs, doc_context=True,
+                         doc_fold_epochs=fold_epochs)
     notes = doc.results["doc_context"]
     single_epochs = round(epochs * notes["total_train_seconds"] / max(notes["final_train_seconds"], 1e-9), 1)
     single = stepwise.train(**base, out=str(out / "single"), epochs=single_epochs)
@@ -138,6 +140,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=None, help="the refiner's corruption rate (default: stepwise's)")
     parser.add_argument("--reuse-single", action="store_true",
                         help="take the single-step model from an earlier run of this bench instead of retraining it")
+    parser.add_argument("--fold-epochs", type=float, default=None,
+                        help="conll-doc: epochs of the two fold taggers (default: --epochs)")
     parser.add_argument("--limit", type=int, default=None,
                         help="conll-doc: only the first N sentences of each CoNLL file (a smoke run)")
     parser.add_argument("--model", default=None, help="conll-doc: the pretrained encoder (default: stepwise's)")
@@ -163,11 +167,13 @@ def main() -> None:
         options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
                    **({"max_length": args.max_length} if args.max_length else {})}
         doc_rows = run_documents(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, options,
-                                 args.limit)
+                                 args.limit, args.fold_epochs)
         columns = ["data", "documents", "model", "epochs", "T", "metric", "gain_vs_single", "changed_last_step",
                    "ms_per_example", "train_seconds", "fold_seconds", "final_seconds", "train_steps",
                    "out_of_fold_train_f1"]
-        emit("refine_doc" + (f"_limit{args.limit}" if args.limit else ""), doc_rows, columns, {"epochs": args.epochs})
+        emit("refine_doc" + (f"_limit{args.limit}" if args.limit else "") +
+             (f"_folds{args.fold_epochs:g}" if args.fold_epochs else ""), doc_rows, columns,
+             {"epochs": args.epochs, "fold_epochs": args.fold_epochs})
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ class TrainConfig(BaseModel):
     doc_context: bool = Field(False, description="tag: a second step that sees, per word, the step-1 tags of the "
                               "same word form elsewhere in its document (CoNLL -DOCSTART- documents); trained on "
                               "out-of-fold step-1 predictions (2 folds by document)")
+    doc_fold_epochs: Optional[float] = Field(None, gt=0, description="tag, --doc-context: epochs of the two fold "
+                                             "taggers that make the out-of-fold step-1 tags (default: --epochs)")
 
     def dev_metric(self, task_default: str) -> str:
         """The dev metric that picks the best checkpoint: --metric, else the rl reward, else the task's."""

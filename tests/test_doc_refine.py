@@ -274,3 +274,16 @@ def test_doc_context_refusals(case: str, tiny_model: str, tmp_path: Path, toy_fi
         stepwise.train(**tiny_options(tiny_model, options[0], tmp_path / "run", doc_context=True, **options[1]))
     assert "\n" not in str(err.value).strip()
     assert not (tmp_path / "run").exists()
+
+
+def test_fold_epochs_set_the_fold_taggers_budget(tiny_model: str, tmp_path: Path) -> None:
+    files = {"train": write_documents(tmp_path / "train.conll", toy_documents(12, 1)),
+             "dev": write_documents(tmp_path / "dev.conll", toy_documents(3, 2)),
+             "test": write_documents(tmp_path / "test.conll", toy_documents(3, 3))}
+    steps = {}
+    for fold_epochs in (None, 1.0):
+        run = stepwise.train(**tiny_options(tiny_model, files, tmp_path / f"run{fold_epochs}", task="tag", epochs=2,
+                                            doc_context=True, doc_fold_epochs=fold_epochs))
+        steps[fold_epochs] = (run.results["doc_context"]["fold_steps"], run.results["train"]["steps"])
+    assert steps[None][1] == steps[1.0][1]  # the final model's budget is --epochs either way
+    assert [2 * s for s in steps[1.0][0]] == steps[None][0]

@@ -109,7 +109,8 @@ def _fold(job: Any, run: RunDir, k: int, train_idx: list[int], held: list[int], 
     meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
             "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
             "refine_steps": 1}
-    fold_cfg = cfg.model_copy(update={"doc_context": False})
+    fold_cfg = cfg.model_copy(update={"doc_context": False, "epochs": cfg.doc_fold_epochs or cfg.epochs,
+                                      "max_steps": None if cfg.doc_fold_epochs else cfg.max_steps})
     state = fit(model, task, features, DevEvaluator(predictor, data["dev"], dev, None), fold_cfg, directory.path,
                 pad_id=tokenizer.pad_token_id, precision=precision, resume=resuming,
                 save_best=lambda: model.save_pretrained(directory.model_dir, tokenizer, meta))
