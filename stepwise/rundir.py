@@ -210,6 +210,13 @@ class Run:
         return cls(Path(path), results)
 
 
+def _headline(task: str) -> str | None:
+    """The task's headline metric (its default), or None for an unknown task name."""
+    from stepwise.tasks import task_class, task_names
+
+    return task_class(task).default_metric if task in task_names() else None
+
+
 def list_runs(root: str | Path) -> list[dict[str, str]]:
     """Run directories under `root` (any depth), newest first: task, status, headline metric, date."""
     import time
@@ -223,10 +230,10 @@ def list_runs(root: str | Path) -> list[dict[str, str]]:
         results = run.results() or {}
         task = results.get("task") or str(run.config().get("task") or "?")
         metric = ""
+        key = _headline(task)
         for split in ("test", "dev"):
             scores = results.get(split) or {}
-            key = "f1" if "f1" in scores else "accuracy" if "accuracy" in scores else None
-            if key:
+            if key in scores:
                 metric = f"{split} {key} {scores[key]:.4f}"
                 break
         stamp = config.stat().st_mtime
