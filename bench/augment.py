@@ -30,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="sst2,conll")
     parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=EPOCHS)
     parser.add_argument("--equal-steps", default="sst2", help="data sets that also get the no-augmentation row at "
                         "twice the epochs (CoNLL's costs ~15 minutes here)")
     args = parser.parse_args()
@@ -42,15 +43,16 @@ def main() -> None:
             d = need(SHARED / "conll2003")
             files, metric = (d / "train.txt", d / "valid.txt", d / "test.txt"), "f1"
         options = {**RECOMMENDED[data], "patience": None}
-        rows.append(row(data, f"no augmentation, {EPOCHS} epochs", files, metric, epochs=EPOCHS, **options))
-        rows.append(row(data, f"--augment {args.rate:g}, {EPOCHS} epochs", files, metric, epochs=EPOCHS,
+        epochs = args.epochs
+        rows.append(row(data, f"no augmentation, {epochs:g} epochs", files, metric, epochs=epochs, **options))
+        rows.append(row(data, f"--augment {args.rate:g}, {epochs:g} epochs", files, metric, epochs=epochs,
                         augment=args.rate, **options))
         if data in args.equal_steps.split(","):
-            rows.append(row(data, f"no augmentation, {2 * EPOCHS} epochs (same steps)", files, metric,
-                            epochs=2 * EPOCHS, **options))
+            rows.append(row(data, f"no augmentation, {2 * epochs:g} epochs (same steps)", files, metric,
+                            epochs=2 * epochs, **options))
         print(rows[-3:], flush=True)
-    emit("augment", rows, ["data", "system", "test_accuracy", "test_f1", "dev", "train_seconds", "steps",
-                           "best_step", "examples"], {"rate": args.rate})
+    columns = ["data", "system", "test_accuracy", "test_f1", "dev", "train_seconds", "steps", "best_step", "examples"]
+    emit("augment_" + "_".join(args.only.split(",")), rows, columns, {"rate": args.rate, "epochs": args.epochs})
 
 
 if __name__ == "__main__":
