@@ -19,8 +19,6 @@ from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
 from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
-from stepwise.refine.document import DOC
-from stepwise.refine.policy import PREV
 from stepwise.tasks import Task, task_from_meta
 
 
@@ -57,8 +55,7 @@ class Predictor:
     @property
     def is_refiner(self) -> bool:
         """A refiner reads its previous prediction (or a tagger its document's); a single-step model neither."""
-        names = self.backend.input_names
-        return PREV in names or DOC in names or self.task.iterative
+        return self.task.multi_step(self.backend.input_names)
 
     @property
     def labels(self) -> list[str]:

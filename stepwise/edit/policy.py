@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 class EditPolicy:
     def __init__(self, backend: Backend, task: EditTask, tokenizer: Any, examples: list[Example], *,
                  batch_size: int, max_length: int) -> None:
-        from stepwise.tasks.edit import words
+        from stepwise.tasks.tag import words_of
 
         self.backend, self.task, self.tokenizer = backend, task, tokenizer
-        self.sources = [words(ex.text) for ex in examples]
+        self.sources = [list(words_of(ex)) for ex in examples]
         self.batch_size, self.max_length = batch_size, max_length
         self.trail: list[list[list[dict[str, Any]]]] = [[] for _ in examples]  # per example, per pass: edits
 

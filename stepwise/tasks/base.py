@@ -228,6 +228,13 @@ class Task(ABC):
             return self.labels[int(ids)]
         return [self.labels[int(i)] for i in ids]
 
+    def multi_step(self, input_names: Any) -> bool:
+        """Whether a model reading `input_names` predicts in several steps: a refiner reads its previous
+        prediction; an iterative task always re-reads its own output."""
+        from stepwise.refine.policy import PREV
+
+        return self.iterative or PREV in input_names
+
     def initial_states(self, examples: list[Example]) -> list[Any] | None:
         """Each example's state before the first step (None: "no prediction yet"; an editor: the source)."""
         return None

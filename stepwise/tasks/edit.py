@@ -8,6 +8,7 @@ next pass sees, which is where several steps pay.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,41 +19,31 @@ from stepwise.edit.pairs import read_pairs
 from stepwise.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
 from stepwise.errors import StepwiseError
 from stepwise.tasks.base import Task
-from stepwise.tasks.tag import TagTask
+from stepwise.tasks.tag import TagTask, words_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from stepwise.backends import Backend
 
-_SPELLER: Speller | None = None
-
-
+@lru_cache(maxsize=1)
 def speller() -> Speller:
     """One spell checker per process (loading its dictionary takes a moment)."""
-    global _SPELLER
-    if _SPELLER is None:
-        _SPELLER = Speller()
-    return _SPELLER
-
-
-def words(text: Any) -> list[str]:
-    return list(text) if isinstance(text, (list, tuple)) else str(text).split()
+    return Speller()
 
 
 def references(label: Any) -> list[str]:
     return [] if label is None else [label] if isinstance(label, str) else list(label)
 
 
-_OPS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[list[str]]] = {}
-
-
 def ops_for(source: list[str], target: list[str]) -> list[list[str]]:
-    """Edit operations per position, cached: labels and encoding both need them."""
-    key = (tuple(source), tuple(target))
-    if key not in _OPS:
-        _OPS[key] = edit_ops(source, target, speller())
-    return _OPS[key]
+    """Edit operations per position, cached: the vocabulary, the labels and own-output retagging all need them."""
+    return _ops(tuple(source), tuple(target))
+
+
+@lru_cache(maxsize=1 << 18)
+def _ops(source: tuple[str, ...], target: tuple[str, ...]) -> list[list[str]]:
+    return edit_ops(source, target, speller())
 
 
 def training_pairs(examples: list[Example], stages: int = 2) -> list[tuple[int, list[str], list[str]]]:
@@ -60,7 +51,7 @@ def training_pairs(examples: list[Example], stages: int = 2) -> list[tuple[int, 
     sentences a second pass starts from (the first operations applied), so later passes are trained too."""
     pairs = []
     for i, ex in enumerate(examples):
-        source = words(ex.text)
+        source = words_of(ex)
         for ref in references(ex.label):
             target, current = ref.split(), source
             for _ in range(stages):
@@ -107,11 +98,11 @@ class EditTask(TagTask):
                 raise StepwiseError("this file holds a tag per word (CoNLL), not sentence pairs", path=path,
                                     line=ex.line, fix=fix or "give source<TAB>target lines")
         labeled = [ex for ex in examples if ex.label]
-        if labeled and all(len(words(r)) == 1 < len(words(ex.text)) for ex in labeled for r in references(ex.label)):
+        if labeled and all(len(r.split()) == 1 < len(words_of(ex)) for ex in labeled for r in references(ex.label)):
             raise StepwiseError("this file holds a label per text, not sentence pairs", path=path,
                                 line=labeled[0].line, fix=fix or "train a classifier with --task classify, or give "
                                 "source<TAB>target lines")
-        if labeled and all(words(r) == words(ex.text) for ex in labeled for r in references(ex.label)):
+        if labeled and all(r.split() == words_of(ex) for ex in labeled for r in references(ex.label)):
             raise StepwiseError("every target is identical to its source: there is no edit to learn", path=path,
                                 fix="give corrected targets (e.g. make pairs with `stepwise noise`)")
 
@@ -144,7 +135,7 @@ class EditTask(TagTask):
         return 0
 
     def gold(self, examples: list[Example]) -> list[Any]:
-        return [(words(ex.text), [r.split() for r in references(ex.label)]) for ex in examples]
+        return [(words_of(ex), [r.split() for r in references(ex.label)]) for ex in examples]
 
     def perfect(self, gold: Any) -> Any:
         return " ".join(gold[1][0]) if gold[1] else " ".join(gold[0])
@@ -171,14 +162,14 @@ class EditTask(TagTask):
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
                with_labels: bool = True) -> list[Feature]:
         if not with_labels or not any(ex.label for ex in examples):
-            proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
+            proxies = [Example([START, *words_of(ex)], None, ex.line) for ex in examples]
             return super().encode(tokenizer, proxies, max_length, with_labels=False)
         pairs = training_pairs(examples)
         features = self.encode_pairs(tokenizer, [(s, t) for _, s, t in pairs], max_length)
         for f in features:  # what RL needs to turn sampled tags into a sentence and score it
             ex = examples[pairs[f["pair_id"]][0]]
             f["_example"] = pairs[f["pair_id"]][0]
-            f["_gold"] = (words(ex.text), [r.split() for r in references(ex.label)])
+            f["_gold"] = (words_of(ex), [r.split() for r in references(ex.label)])
         return features
 
     def encode_pairs(self, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[list[str], list[str]]],
@@ -201,7 +192,7 @@ class EditTask(TagTask):
                           precision=precision, seed=config.seed)
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
-        proxies = [Example([START, *words(ex.text)], None, ex.line) for ex in examples]
+        proxies = [Example([START, *words_of(ex)], None, ex.line) for ex in examples]
         return super().merge(proxies, features, probs)
 
     # --- one pass: choose a tag per position, with the usual precision knobs -------------------
@@ -225,7 +216,7 @@ class EditTask(TagTask):
         return EditPolicy(backend, self, tokenizer, examples, batch_size=batch_size, max_length=max_length)
 
     def initial_states(self, examples: list[Example]) -> list[Any]:
-        return [tuple(words(ex.text)) for ex in examples]
+        return [tuple(words_of(ex)) for ex in examples]
 
     def apply(self, tokens: list[str], tags: list[str]) -> list[str]:
         return apply_tags(tokens, tags, speller())
@@ -247,14 +238,14 @@ class EditTask(TagTask):
         return {"source": example.text, "text": "", "edits": [], "note": "no text"}
 
     def prediction_record(self, example: Example, out: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"source": " ".join(words(example.text)), "text": self.to_labels(out),
+        record: dict[str, Any] = {"source": " ".join(words_of(example)), "text": self.to_labels(out),
                                   "steps": len(out["edits"]), "edits": out["edits"]}
         if example.label:
             record["references"] = references(example.label)
         return record
 
     def prediction_tsv(self, example: Example, out: Any) -> str:
-        return f"{' '.join(words(example.text))}\t{self.to_labels(out)}"
+        return f"{' '.join(words_of(example))}\t{self.to_labels(out)}"
 
     def format_prediction(self, example: Example, probs: Any, fmt: str) -> str:
         if fmt == "text":

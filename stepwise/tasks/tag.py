@@ -224,6 +224,11 @@ class TagTask(Task):
         out[-1] = 0
         return out
 
+    def multi_step(self, input_names: Any) -> bool:
+        from stepwise.refine.document import DOC
+
+        return DOC in input_names or super().multi_step(input_names)
+
     def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                batch_size: int, max_length: int) -> Any:
         """A model with the document-context input predicts in two steps (stepwise.refine.document)."""
