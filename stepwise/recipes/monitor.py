@@ -1,0 +1,209 @@
+"""Recipe: the financial sentiment monitor (`stepwise monitor`, `stepwise monitor report`).
+
+events (JSONL, a file, stdin, or a growing file) → validate (bad lines to `rejects`) → skip ids already
+stored → classify in batches (and tag organisations) → one transaction per batch: events, mentions,
+per-company/per-window aggregates, the detector's verdict on every window that closed, alerts and their
+webhook outbox rows → alerts printed as JSON lines; a background thread delivers the outbox.
+
+A window closes when an event past its end (plus `lateness`) has been seen, and at the end of the input
+(not when a `--follow` run stops: the next run goes on with the same windows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from stepwise.errors import StepwiseError
+from stepwise.monitor.alerts import Detector, Outbox, alert_record
+from stepwise.monitor.companies import ALL, companies_of
+from stepwise.monitor.events import Event, Reject, parse_event, read_lines
+from stepwise.monitor.store import Scored, Store
+
+NEGATIVE = {"negative", "neg", "bearish", "bad", "down", "sell"}
+POSITIVE = {"positive", "pos", "bullish", "good", "up", "buy"}
+
+
+@dataclass
+class MonitorOptions:
+    window: float = 3600.0  # seconds
+    batch_size: int = 64
+    follow: bool = False
+    stop_after_idle: float | None = None
+    poll: float = 0.2
+    lateness: float = 0.0  # seconds a window stays open after an event past its end
+    webhook: str | None = None
+    webhook_wait: float = 10.0  # seconds to let queued alerts go out when the input ends
+    webhook_backoff: float = 1.0  # first retry delay; doubles per attempt up to 60 s
+    labels: dict[str, str] = field(default_factory=dict)  # classifier label -> name (e.g. 0 -> bearish)
+    backend: str = "auto"
+    threads: int | None = None
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """`0=bearish,1=bullish,2=neutral` → {'0': 'bearish', ...}."""
+    if not text:
+        return {}
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
+        raise StepwiseError(f"--labels {text!r} is not LABEL=NAME,...",
+                            fix="e.g. --labels 0=bearish,1=bullish,2=neutral")
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
+def polarity(labels: list[str], names: dict[str, str]) -> dict[str, int]:
+    """Each (renamed) label's direction: -1 negative, +1 positive, 0 anything else."""
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        raise StepwiseError(f"--labels names {', '.join(unknown)}, which the classifier does not have "
+                            f"(its labels: {', '.join(labels)})", fix="name the classifier's own labels")
+    renamed = [names.get(label, label) for label in labels]
+    signs = {n: -1 if n.lower() in NEGATIVE else 1 if n.lower() in POSITIVE else 0 for n in renamed}
+    if -1 not in signs.values() or 1 not in signs.values():
+        raise StepwiseError(f"cannot tell which of the classifier's labels ({', '.join(labels)}) are negative and "
+                            "positive", fix="name them, e.g. --labels 0=bearish,1=bullish,2=neutral "
+                            f"(negative: {', '.join(sorted(NEGATIVE))}; positive: {', '.join(sorted(POSITIVE))})")
+    return signs
+
+
+def check_webhook(url: str | None) -> None:
+    if url is not None and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
+        raise StepwiseError(f"--webhook {url!r} is not an http(s) URL", fix="e.g. --webhook http://127.0.0.1:9000/hook")
+
+
+def load_model(path: str | Path, task: str, flag: str, backend: str = "auto", threads: int | None = None) -> Any:
+    """A Predictor for a run or an exported directory, which must be a model of `task`."""
+    from stepwise.predictor import load, model_meta
+
+    meta = model_meta(path)
+    if meta.get("task") != task:
+        raise StepwiseError(f"{flag} needs a {task} run, this is a {meta.get('task')} run", path=path,
+                            fix=f"pass a run trained with --task {task}")
+    if threads and backend != "onnx":
+        import torch
+
+        torch.set_num_threads(threads)
+    return load(path, backend=backend, threads=threads)
+
+
+def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger: str | Path | None = None,
+            options: MonitorOptions | None = None, detector: Detector | None = None, predictor: Any = None,
+            tagger_predictor: Any = None, emit: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Ingest a stream into `db`; returns a summary. `emit` receives each alert as a JSON line (default: stdout)."""
+    options = options or MonitorOptions()
+    detector = detector or Detector(options.window)
+    emit = emit or _print_line
+    check_webhook(options.webhook)
+    if options.batch_size < 1:
+        raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 64")
+    if Path(db).is_dir():
+        raise StepwiseError("--db is a directory", path=db, fix="give --db a file name, e.g. monitor.sqlite")
+    if predictor is None:
+        predictor = load_model(classifier, "classify", "--classifier", options.backend, options.threads)
+    if tagger is not None and tagger_predictor is None:
+        tagger_predictor = load_model(tagger, "tag", "--tagger", options.backend, options.threads)
+    signs = polarity(list(predictor.labels), options.labels)
+    names = {label: options.labels.get(label, label) for label in predictor.labels}
+
+    store = Store(db)
+    outbox = Outbox(str(db), backoff=options.webhook_backoff).start() if options.webhook else None
+    stats = {"lines": 0, "new_events": 0, "duplicates": 0, "new_rejects": 0, "new_alerts": 0}
+    start = time.perf_counter()
+    try:
+        store.settle({"window": options.window, "labels": signs})
+        for batch in read_lines(input, follow=options.follow, batch_size=options.batch_size,
+                                stop_after_idle=options.stop_after_idle, poll=options.poll):
+            stats["lines"] += len(batch)
+            events, rejects = _parse(batch, stats)
+            known = store.known_ids([e.id for e in events])
+            fresh = [e for e in events if e.id not in known]
+            stats["duplicates"] += len(events) - len(fresh)
+            scored = _score(fresh, predictor, tagger_predictor, names, signs)
+            with store.transaction():
+                stats["new_events"] += store.add(scored, options.window)
+                stats["new_rejects"] += store.reject(rejects, input)
+                alerts = detector.check(store, store.meta("watermark", -math.inf) - options.lateness,
+                                        options.webhook)
+            _emit(alerts, store, emit, stats)
+        if not options.follow:  # the input is over: every window is closed
+            with store.transaction():
+                alerts = detector.check(store, math.inf, options.webhook)
+            _emit(alerts, store, emit, stats)
+        seconds = time.perf_counter() - start
+        pending = outbox.stop(options.webhook_wait) if outbox else store.counts()["outbox_pending"]
+        outbox = None
+        return {"input": input, "db": str(db), **stats, "seconds": round(seconds, 3),
+                "events_per_s": round(stats["new_events"] / seconds, 1) if seconds > 0 else None,
+                "totals": store.counts(), "outbox_pending": pending}
+    finally:
+        if outbox is not None:
+            outbox.stop(0.0)
+        store.close()
+
+
+def _parse(batch: list[tuple[int, str]], stats: dict[str, int]) -> tuple[list[Event], list[Reject]]:
+    """Events (first of each id in the batch) and rejects."""
+    events: dict[str, Event] = {}
+    rejects = []
+    for number, line in batch:
+        item = parse_event(line, number)
+        if isinstance(item, Reject):
+            rejects.append(item)
+        elif item.id in events:
+            stats["duplicates"] += 1
+        else:
+            events[item.id] = item
+    return list(events.values()), rejects
+
+
+def _score(events: list[Event], predictor: Any, tagger: Any, names: dict[str, str],
+           signs: dict[str, int]) -> list[Scored]:
+    if not events:
+        return []
+    texts = [e.text for e in events]
+    records = predictor.predict_records(texts)
+    tagged = tagger.predict_records(texts) if tagger is not None else [None] * len(texts)
+    out = []
+    for event, record, tags in zip(events, records, tagged):
+        probs = {names[k]: float(v) for k, v in record["probs"].items()}
+        label = names[record["label"]]
+        score = sum(p * signs[k] for k, p in probs.items())
+        out.append(Scored(event, label, signs[label], score, probs, [ALL, *companies_of(event.text, tags)]))
+    return out
+
+
+def _emit(alerts: list[dict[str, Any]], store: Store, emit: Callable[[str], None], stats: dict[str, int]) -> None:
+    for alert in alerts:
+        emit(json.dumps(alert_record(alert, store)))
+    stats["new_alerts"] += len(alerts)
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def report(db: str | Path, out: str | Path, *, top: int = 12, examples: int = 5) -> dict[str, Any]:
+    """`stepwise monitor report`: the self-contained HTML page of a monitor database."""
+    from stepwise.monitor.report import build_report
+
+    if top < 0:
+        raise StepwiseError("--top must be 0 or more", fix="e.g. --top 12")
+    return build_report(db, out, top=top, examples=examples)
+
+
+def write_stream(path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """The team-written demo stream (see `stepwise.monitor.stream`)."""
+    from stepwise.monitor.stream import demo_stream
+
+    rows, info = demo_stream(**kwargs)
+    from stepwise.files import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return {"out": str(path), "events": len(rows), **info}
+
