@@ -132,6 +132,25 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_monitor_parser(sub, fmt)
 
+    p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
+                             formatter_class=fmt)
+    p_serve.add_argument("run", help="a run directory, or a directory written by `stepwise export`")
+    p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback unless you say otherwise)")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")
+    p_serve.add_argument("--max-batch", type=int, default=32, help="items per forward pass")
+    p_serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p_serve.add_argument("--max-text-chars", type=int, default=4096, help="longest text accepted")
+    p_serve.add_argument("--max-items", type=int, default=64, help="most texts in one request")
+    p_serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body")
+    p_serve.add_argument("--max-queue", type=int, default=1024, help="items waiting before requests get 503")
+    p_serve.add_argument("--timeout-s", type=float, default=30.0, help="a request waiting longer gets 503")
+    p_serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
+    p_serve.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
+    p_serve.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                         help="auto: ONNX Runtime for an exported directory, torch for a run")
+    p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+
     p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
                             formatter_class=fmt)
     p_runs.add_argument("dir", nargs="?", default="runs", help="where to look")
@@ -521,6 +540,20 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C; both drain in-flight requests and exit 0."""
+    from stepwise.recipes.serve import serve
+    from stepwise.serve.settings import ServeSettings
+
+    settings = ServeSettings(
+        host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, max_text_chars=args.max_text_chars, max_items=args.max_items,
+        max_body_bytes=args.max_body_bytes, max_queue=args.max_queue, timeout_s=args.timeout_s,
+        workers=args.workers, threads=args.threads, backend=args.backend)
+    serve(args.run, settings, access_log=args.access_log)
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from stepwise.rundir import list_runs
 
@@ -553,6 +586,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune": _cmd_prune,
             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "noise": _cmd_noise,
+            "serve": _cmd_serve,
             "monitor": _cmd_monitor,
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
