@@ -130,15 +130,15 @@ def _parser() -> argparse.ArgumentParser:
                          "duplicate_word, punctuation, spelling, casing")
     p_noise.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
-    _add_monitor_parser(sub, fmt)
-
     p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
                              formatter_class=fmt)
     p_serve.add_argument("run", help="a run directory, or a directory written by `stepwise export`")
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback unless you say otherwise)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")
-    p_serve.add_argument("--max-batch", type=int, default=32, help="items per forward pass")
+    p_serve.add_argument("--max-batch", type=int, default=32, help="most items merged from concurrent requests")
+    p_serve.add_argument("--sub-batch", type=int, default=8, help="a merged batch runs as length-sorted forward "
+                         "passes of this many items (less padding)")
     p_serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
     p_serve.add_argument("--max-text-chars", type=int, default=4096, help="longest text accepted")
     p_serve.add_argument("--max-items", type=int, default=64, help="most texts in one request")
@@ -150,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                          help="auto: ONNX Runtime for an exported directory, torch for a run")
     p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+
+    _add_monitor_parser(sub, fmt)
 
     p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
                             formatter_class=fmt)
@@ -494,6 +496,20 @@ def _cmd_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C; both drain in-flight requests and exit 0."""
+    from stepwise.recipes.serve import serve
+    from stepwise.serve.settings import ServeSettings
+
+    settings = ServeSettings(
+        host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
+        sub_batch=args.sub_batch, max_wait_ms=args.max_wait_ms, max_text_chars=args.max_text_chars,
+        max_items=args.max_items, max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
+        timeout_s=args.timeout_s, workers=args.workers, threads=args.threads, backend=args.backend)
+    serve(args.run, settings, access_log=args.access_log)
+    return 0
+
+
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from stepwise.recipes import monitor as recipe
 
@@ -539,21 +555,6 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM or Ctrl-C; both drain in-flight requests and exit 0."""
-    from stepwise.recipes.serve import serve
-    from stepwise.serve.settings import ServeSettings
-
-    settings = ServeSettings(
-        host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, max_text_chars=args.max_text_chars, max_items=args.max_items,
-        max_body_bytes=args.max_body_bytes, max_queue=args.max_queue, timeout_s=args.timeout_s,
-        workers=args.workers, threads=args.threads, backend=args.backend)
-    serve(args.run, settings, access_log=args.access_log)
-    return 0
-
-
 def _cmd_runs(args: argparse.Namespace) -> int:
     from stepwise.rundir import list_runs
 
@@ -586,8 +587,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune": _cmd_prune,
             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "noise": _cmd_noise,
-            "serve": _cmd_serve,
             "monitor": _cmd_monitor,
+            "serve": _cmd_serve,
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
 TRAINING = ("train", "rl", "distill", "prune")

@@ -93,3 +93,23 @@ def test_a_full_queue_turns_requests_away_and_a_cancelled_one_is_not_computed() 
 
     run(main())
     assert [items for items, _ in model.calls] == [[1], [2, 3]]
+
+
+def test_a_lone_client_never_waits_the_window_but_concurrent_traffic_does() -> None:
+    model = Recorder()
+
+    async def main() -> tuple[float, float]:
+        batcher = MicroBatcher(model, max_batch=8, max_wait_ms=400, max_queue=100)
+        batcher.start()
+        started = time.monotonic()
+        await batcher.submit([1], None)  # alone: runs at once
+        alone = time.monotonic() - started
+        await asyncio.gather(*(batcher.submit([i], None) for i in range(3)))  # merged: traffic is concurrent
+        started = time.monotonic()
+        await batcher.submit([9], None)  # now a batch waits for company
+        after_burst = time.monotonic() - started
+        await batcher.stop()
+        return alone, after_burst
+
+    alone, after_burst = run(main())
+    assert alone < 0.2 <= 0.35 < after_burst

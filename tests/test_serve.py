@@ -80,6 +80,17 @@ def predict(server: Server, body: Any, **kw: Any) -> tuple[int, Any]:
     return status, json.loads(content)
 
 
+def make_concurrent(server: Server) -> None:
+    """Bursts of simultaneous requests until one batch merged several: from then on a batch waits its window."""
+    for _ in range(20):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda t: predict(server, {"texts": [t]}), ["good"] * 8))
+        text = call(server.url + "/metrics")[2].decode()
+        if metric(text, "stepwise_batch_requests_sum") > metric(text, "stepwise_batch_requests_count"):
+            return
+    raise AssertionError("no burst of 8 simultaneous requests was merged")
+
+
 def metric(text: str, name: str) -> float:
     """The sum of a metric's samples (all label values)."""
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
@@ -274,6 +285,7 @@ def test_sigterm_finishes_in_flight_requests(cls_run: Path, tmp_path: Path) -> N
     """Requests waiting in a 2-second batching window when SIGTERM arrives are all answered; exit 0."""
     srv = Server(cls_run, "--max-wait-ms", "2000", log=tmp_path / "log")
     srv.wait_ready()
+    make_concurrent(srv)  # so the next batch waits its full window
     texts = [t for t, _ in toy_sentences(6, 8)]
     answers: list[tuple[int, Any]] = []
     threads = [threading.Thread(target=lambda t=t: answers.append(predict(srv, {"texts": [t]}))) for t in texts]
@@ -295,6 +307,10 @@ def test_request_timeout_is_503_with_retry_after(cls_run: Path, tmp_path: Path) 
     srv = Server(cls_run, "--max-wait-ms", "1500", "--timeout-s", "0.2", log=tmp_path / "log")
     try:
         srv.wait_ready()
+        try:
+            make_concurrent(srv)
+        except AssertionError:
+            pass  # the bursts themselves may time out: only the lone request below matters
         status, headers, content = call(srv.url + "/v1/predict", {"texts": ["good"]})
         assert status == 503 and headers.get("retry-after") == "1" and "timed out" in json.loads(content)["error"]
     finally:

@@ -178,6 +178,7 @@ class ServerState:
         """Load the model and run one small batch, so the first client does not pay for warm-up."""
         try:
             predictor = self.load_predictor()
+            predictor.batch_size = self.settings.sub_batch
             predictor.predict_records(["stepwise warm-up request", "ok"])
         except Exception as err:  # noqa: BLE001 — the server stays up to say why it is not ready
             self.failed = f"{type(err).__name__}: {err}"

@@ -17,7 +17,8 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key_env: str | None = None  # the NAME of an environment variable holding the key, never the key
-    max_batch: int = 32  # items per forward pass
+    max_batch: int = 32  # items merged from concurrent requests
+    sub_batch: int = 8  # a merged batch runs as length-sorted forward passes of this many (less padding)
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     max_text_chars: int = 4096
     max_items: int = 64  # items per request
@@ -30,7 +31,8 @@ class ServeSettings:
     graceful_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
 
     def __post_init__(self) -> None:
-        positive = {"port": self.port, "max_batch": self.max_batch, "max_text_chars": self.max_text_chars,
+        positive = {"port": self.port, "max_batch": self.max_batch, "sub_batch": self.sub_batch,
+                    "max_text_chars": self.max_text_chars,
                     "max_items": self.max_items, "max_body_bytes": self.max_body_bytes, "max_queue": self.max_queue,
                     "workers": self.workers, "timeout_s": self.timeout_s, "graceful_s": self.graceful_s}
         for name, value in positive.items():
