@@ -27,7 +27,7 @@ from stepwise.monitor.events import Event, Reject, parse_duration, parse_event
 from stepwise.monitor.store import Window, window_start
 from stepwise.monitor.stream import demo_stream
 from stepwise.recipes.monitor import MonitorOptions, monitor
-from tests.conftest import tiny_options, write_tsv
+from tests.conftest import tiny_options, toy_ner, write_conll, write_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1772409600.0  # 2026-03-02T00:00:00Z, a window boundary for 1h windows
@@ -114,6 +114,27 @@ def test_detector_judges_against_the_rolling_baseline() -> None:
     assert detector.judge(window(T0 + 3 * 3600, [1] * 12), flat) is None  # a positive turn: not by default
     both = Detector(3600, z=3, direction="both", baseline_windows=3)  # z = +3.6 here
     assert both.judge(window(T0 + 3 * 3600, [1] * 12), flat)["direction"] == "positive"
+
+
+def test_store_aggregates_an_event_once_even_when_added_twice(tmp_path: Path) -> None:
+    from stepwise.monitor.store import Scored, Store
+
+    store = Store(tmp_path / "s.sqlite")
+    store.settle({"window": 3600.0})
+    items = [Scored(Event("a", T0 + 10, "$X down", None, 1), "negative", -1, -0.8, {}, [ALL, "X"]),
+             Scored(Event("b", T0 + 20, "$X $Y up", None, 2), "positive", 1, 0.6, {}, [ALL, "X", "Y", "X"])]
+    for _ in range(2):  # a second writer, or a restart that did not filter known ids
+        with store.transaction():
+            added = store.add(items, 3600.0)
+    assert added == 0 and store.meta("watermark") == T0 + 20
+    rows = query(tmp_path / "s.sqlite", "SELECT company, n, negative, positive, round(score_sum, 6) FROM aggregates "
+                 "ORDER BY company")
+    assert rows == [(ALL, 2, 1, 1, -0.2), ("X", 2, 1, 1, -0.2), ("Y", 1, 0, 1, 0.6)]
+    with pytest.raises(RuntimeError), store.transaction():  # a failed batch leaves nothing behind
+        store.add([Scored(Event("c", T0 + 30, "t", None, 3), "neutral", 0, 0.0, {}, [ALL])], 3600.0)
+        raise RuntimeError
+    assert store.counts()["events"] == 2
+    store.close()
 
 
 # --- ingestion ------------------------------------------------------------------------------------------
@@ -248,6 +269,27 @@ def test_follow_picks_up_appended_lines_and_stops_when_idle(run_dir: Path, predi
     assert not worker.is_alive()
     assert result["new_events"] == 21 and result["new_rejects"] == 1 and _count(db) == 21
     assert query(db, "SELECT reason FROM rejects") == [("not JSON",)]
+
+
+def test_tagger_organisations_name_companies(tiny_model: str, run_dir: Path, predictor: Any, tmp_path: Path) -> None:
+    files = {"train": write_conll(tmp_path / "train.conll", toy_ner(200, 1)),
+             "dev": write_conll(tmp_path / "dev.conll", toy_ner(40, 2))}
+    tagger_run = stepwise.train(**tiny_options(tiny_model, {**files, "test": files["dev"]}, tmp_path / "ner",
+                                               task="tag", epochs=8)).path
+    texts = [" ".join(words) for words, _ in toy_ner(30, 7)]
+    rows = [{"id": i, "time": T0 + 60 * i, "text": f"$ZETA {t}" if i % 3 == 0 else t} for i, t in enumerate(texts)]
+    db = tmp_path / "tagged.sqlite"
+    monitor(run_dir, str(write_events(tmp_path / "e.jsonl", rows)), db, tagger=tagger_run, predictor=predictor,
+            emit=lambda line: None)
+    tagger = stepwise.load(tagger_run)
+    expected = {(str(r["id"]), c) for r, tags in zip(rows, tagger.predict_records([r["text"] for r in rows]))
+                for c in [ALL, *companies_of(r["text"], tags)]}
+    stored = set(query(db, "SELECT event_id, company FROM mentions"))
+    assert stored == expected
+    assert {c for _, c in stored} & {"Acme Corp", "Reuters", "United Nations"}  # the tagger found organisations
+    assert ("0", "ZETA") in stored
+    with pytest.raises(stepwise.StepwiseError, match="needs a tag run"):
+        monitor(run_dir, str(tmp_path / "e.jsonl"), db, tagger=run_dir, predictor=predictor)
 
 
 # --- alerts ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Alerts: a change detector over closed windows, and the webhook outbox that delivers them.
 
-The detector is a z-score of a window's mean sentiment against a rolling baseline, the company's previous
-`baseline_windows` windows: z = (mean_w - mean_b) / (sd_b * sqrt(1/n_w + 1/n_b)), sd_b the per-event
-standard deviation of the baseline (floored). It fires when |z| passes `z` *and* the mean moved by at
-least `min_shift` (a large stream makes tiny moves significant) *and* the window holds `min_count` events.
+The detector is a z-score of a window's mean sentiment against a rolling baseline, the company's
+previous `baseline_windows` windows that raised no alert (so a turn that lasts keeps alerting):
+z = (mean_w - mean_b) / (sd_b * sqrt(1/n_w + 1/n_b)), sd_b the per-event standard deviation of the
+baseline (floored). It fires when |z| passes `z` *and* the mean moved by at least `min_shift` (a large
+stream makes tiny moves significant) *and* the window holds `min_count` events.
 It is stateless apart from the store, so a restarted monitor judges every window exactly as before.
 
 The outbox is a table; a background thread POSTs each queued alert as JSON with retries and exponential
@@ -73,8 +74,9 @@ class Detector:
         windows = store.unchecked(closed_before)
         alerts = []
         for current in windows:
-            baseline = store.windows(current.company, current.start - self.baseline_windows * self.window,
-                                     current.start)
+            since = current.start - self.baseline_windows * self.window
+            alerted = store.alerted(current.company, since, current.start)  # a turn is not the norm
+            baseline = [w for w in store.windows(current.company, since, current.start) if w.start not in alerted]
             alert = self.judge(current, baseline)
             if alert is not None:
                 alert_id = store.add_alert(alert, webhook)
@@ -85,7 +87,7 @@ class Detector:
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def alert_record(alert: dict[str, Any], store: Store, examples: int = 3) -> dict[str, Any]:

@@ -233,6 +233,12 @@ class Store:
                               (cur.lastrowid, webhook, time.time()))
         return cur.lastrowid
 
+    def alerted(self, company: str, start: float, end: float) -> set[float]:
+        """Starts of a company's windows in [start, end) that raised an alert."""
+        rows = self.conn.execute("SELECT window_start FROM alerts WHERE company = ? AND window_start >= ? "
+                                 "AND window_start < ?", (company, start, end))
+        return {r[0] for r in rows}
+
     def alerts(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM alerts ORDER BY window_start, company")
         names = [d[0] for d in cur.description]

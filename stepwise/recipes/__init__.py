@@ -7,4 +7,5 @@
     export    ONNX / HF directory + parity  (`stepwise export`)
     distill   a shallower student           (`stepwise distill`)
     prune     fewer FFN neurons + recovery  (`stepwise prune`)
+    monitor   stream → sentiment per company per window → alerts, report  (`stepwise monitor`)
 """

@@ -1,0 +1,123 @@
+"""The sentiment monitor on a replay of twitter_fin valid: throughput, detection delay, false alarms.
+
+Run: cd bench && ../.venv/bin/python monitor.py --classifier ../runs/twitter_fin [--backends torch,onnx-int8]
+The classifier is a `stepwise train` run on twitter_fin (README, "Monitor"); its labels 0/1/2 are named
+bearish/bullish/neutral here. The replay: valid's texts, shuffled (seed 0), spread evenly over HOURS hours and each
+given one of four invented cashtags (prepended), so every company has a stationary stream of real finance tweets.
+The perturbed replay adds, for $ALFA from hour SURGE on for 2 hours, SURGE_PER_HOUR extra bearish tweets (valid's
+label 0, also with $ALFA). For each backend (torch on the run, ONNX Runtime on `stepwise export --int8`):
+ingestion events/s end to end (read, validate, predict, store, detect; model load excluded), alerts on the
+unperturbed replay (false alarms) and, on the perturbed one, the delay in windows to the first $ALFA alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from common import OUT, SHARED, emit, need
+
+COMPANIES = ["ALFA", "BRVO", "CHRL", "DLTA"]
+START = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()
+LABELS = {"0": "bearish", "1": "bullish", "2": "neutral"}
+
+
+def replay(path: Path, hours: int, surge_hour: int | None, surge_per_hour: int, seed: int = 0) -> list[dict]:
+    from stepwise.data.readers import read_examples
+
+    examples = read_examples(path)
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    rows = []
+    for k, i in enumerate(order):
+        when = START + (k + rng.random()) * hours * 3600 / len(order)
+        rows.append({"id": f"v{i}", "time": when, "text": f"${COMPANIES[k % len(COMPANIES)]} {examples[i].text}",
+                     "source": "twitter_fin valid"})
+    if surge_hour is not None:
+        bearish = [ex.text for ex in examples if ex.label == "0"]
+        for h in range(surge_hour, surge_hour + 2):
+            for j in range(surge_per_hour):
+                rows.append({"id": f"surge{h}-{j}", "time": START + (h + rng.random()) * 3600,
+                             "text": f"$ALFA {rng.choice(bearish)}", "source": "injected"})
+    rows.sort(key=lambda r: r["time"])
+    for r in rows:
+        r["time"] = datetime.fromtimestamp(r["time"], timezone.utc).isoformat().replace("+00:00", "Z")
+    return rows
+
+
+def run_backend(name: str, model: Path, streams: dict[str, Path], window: float, surge_hour: int,
+                threads: int | None) -> dict:
+    from stepwise.recipes.monitor import MonitorOptions, load_model, monitor
+
+    tick = time.perf_counter()
+    predictor = load_model(model, "classify", "--classifier", threads=threads)
+    load_s = time.perf_counter() - tick
+    row: dict = {"backend": name, "model_load_s": round(load_s, 1)}
+    for kind, stream in streams.items():
+        db = OUT / f"monitor_{name}_{kind}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        lines: list[str] = []
+        summary = monitor(model, str(stream), db, predictor=predictor, emit=lines.append,
+                          options=MonitorOptions(window=window, labels=LABELS))
+        alerts = [json.loads(line) for line in lines]
+        row[f"{kind}_events"] = summary["new_events"]
+        row[f"{kind}_events_per_s"] = summary["events_per_s"]
+        row[f"{kind}_alerts"] = len(alerts)
+        if kind == "surge":
+            surge_start = START + surge_hour * 3600
+            hits = [a for a in alerts if a["company"] == "ALFA" and a["direction"] == "negative"]
+            first = min((datetime.fromisoformat(a["window_start"].replace("Z", "+00:00")).timestamp() for a in hits),
+                        default=None)
+            row["detection_delay_windows"] = None if first is None else round((first - surge_start) / window)
+            row["surge_other_alerts"] = len([a for a in alerts if a["company"] not in ("ALFA", "*")])
+            row["alerts_detail"] = [(a["company"], a["window_start"], a["z"]) for a in alerts]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--classifier", required=True, help="the twitter_fin run")
+    parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--hours", type=int, default=36)
+    parser.add_argument("--surge-hour", type=int, default=28)
+    parser.add_argument("--surge-per-hour", type=int, default=30)
+    parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    parser.add_argument("--report", help="also write the perturbed replay's HTML report here")
+    args = parser.parse_args()
+    valid = need(SHARED / "twitter_fin") / "valid.csv"
+    OUT.mkdir(parents=True, exist_ok=True)
+    streams = {}
+    for kind, surge in (("flat", None), ("surge", args.surge_hour)):
+        streams[kind] = OUT / f"monitor_{kind}.jsonl"
+        streams[kind].write_text("".join(json.dumps(r) + "\n" for r in replay(valid, args.hours, surge,
+                                                                              args.surge_per_hour)))
+    rows = []
+    for name in args.backends.split(","):
+        model = Path(args.classifier)
+        if name == "onnx-int8":
+            model = model / "onnx-int8"
+            if not model.exists():
+                import stepwise
+
+                stepwise.export(args.classifier, int8=True)
+        rows.append(run_backend(name, model, streams, 3600.0, args.surge_hour, args.threads))
+    if args.report:
+        from stepwise.recipes.monitor import report
+
+        shutil.copy(OUT / f"monitor_{rows[-1]['backend']}_surge.sqlite", OUT / "monitor_report.sqlite")
+        report(OUT / "monitor_report.sqlite", args.report)
+    emit("monitor", rows, ["backend", "flat_events", "flat_events_per_s", "flat_alerts", "surge_events",
+                           "surge_events_per_s", "surge_alerts", "detection_delay_windows", "surge_other_alerts"],
+         {"hours": args.hours, "surge_hour": args.surge_hour, "surge_per_hour": args.surge_per_hour,
+          "window": "1h", "companies": COMPANIES})
+
+
+if __name__ == "__main__":
+    main()
