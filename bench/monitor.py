@@ -1,13 +1,16 @@
 """The sentiment monitor on a replay of twitter_fin valid: throughput, detection delay, false alarms.
 
-Run: cd bench && ../.venv/bin/python monitor.py --classifier ../runs/twitter_fin [--backends torch,onnx-int8]
-The classifier is a `stepwise train` run on twitter_fin (README, "Monitor"); its labels 0/1/2 are named
-bearish/bullish/neutral here. The replay: valid's texts, shuffled (seed 0), spread evenly over HOURS hours and each
-given one of four invented cashtags (prepended), so every company has a stationary stream of real finance tweets.
-The perturbed replay adds, for $ALFA from hour SURGE on for 2 hours, SURGE_PER_HOUR extra bearish tweets (valid's
-label 0, also with $ALFA). For each backend (torch on the run, ONNX Runtime on `stepwise export --int8`):
-ingestion events/s end to end (read, validate, predict, store, detect; model load excluded), alerts on the
-unperturbed replay (false alarms) and, on the perturbed one, the delay in windows to the first $ALFA alert.
+Run: make bench-monitor
+     (or cd bench && ../.venv/bin/python monitor.py [--classifier RUN] [--backends torch,onnx-int8])
+The classifier is a `stepwise train` run on twitter_fin (README, "Monitor"); without --classifier it is
+trained here first with the README's command (bench/out/twitter_fin). Its labels 0/1/2 are named
+bearish/bullish/neutral. The replay: valid's texts, shuffled (seed 0), spread evenly over HOURS hours, each
+given one of four invented cashtags (prepended), so every company has a stationary stream of real finance
+tweets. The perturbed replay adds, for $ALFA from hour SURGE on for 2 hours, SURGE_PER_HOUR extra bearish
+tweets (valid's label 0, also with $ALFA). For each backend (torch on the run, ONNX Runtime on
+`stepwise export --int8`): ingestion events/s end to end (read, validate, predict, store, detect; model load
+excluded), alerts on the unperturbed replay (false alarms) and, on the perturbed one, the delay in windows
+to the first $ALFA alert.
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ def replay(path: Path, hours: int, surge_hour: int | None, surge_per_hour: int, 
     return rows
 
 
+def train_classifier(data: Path) -> Path:
+    """The README's recipe: 2 epochs, defaults otherwise; dev split off train (7:2), valid as the test set."""
+    out = OUT / "twitter_fin"
+    if not (out / "results.json").exists():
+        import stepwise
+
+        shutil.rmtree(out, ignore_errors=True)
+        run = stepwise.train(task="classify", train=str(data / "train.csv"), test=str(data / "valid.csv"), epochs=2,
+                             out=str(out), quiet=True)
+        print(json.dumps({"classifier": str(out), "test": {k: run.results["test"][k] for k in ("accuracy", "macro_f1")},
+                          "train_seconds": run.results["train"]["seconds"]}))
+    return out
+
+
 def run_backend(name: str, model: Path, streams: dict[str, Path], window: float, surge_hour: int,
                 threads: int | None) -> dict:
     from stepwise.recipes.monitor import MonitorOptions, load_model, monitor
@@ -83,7 +100,7 @@ def run_backend(name: str, model: Path, streams: dict[str, Path], window: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--classifier", required=True, help="the twitter_fin run")
+    parser.add_argument("--classifier", help="the twitter_fin run (default: train one in bench/out/twitter_fin)")
     parser.add_argument("--backends", default="torch,onnx-int8")
     parser.add_argument("--hours", type=int, default=36)
     parser.add_argument("--surge-hour", type=int, default=28)
@@ -99,14 +116,15 @@ def main() -> None:
         streams[kind].write_text("".join(json.dumps(r) + "\n" for r in replay(valid, args.hours, surge,
                                                                               args.surge_per_hour)))
     rows = []
+    classifier = Path(args.classifier) if args.classifier else train_classifier(valid.parent)
     for name in args.backends.split(","):
-        model = Path(args.classifier)
+        model = classifier
         if name == "onnx-int8":
             model = model / "onnx-int8"
             if not model.exists():
                 import stepwise
 
-                stepwise.export(args.classifier, int8=True)
+                stepwise.export(classifier, int8=True)
         rows.append(run_backend(name, model, streams, 3600.0, args.surge_hour, args.threads))
     if args.report:
         from stepwise.recipes.monitor import report
