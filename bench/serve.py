@@ -157,15 +157,18 @@ def main() -> None:
     config = json.loads((hf_model / "config.json").read_text())
     hf_ids = {name: str(i) for name, i in (config.get("label2id") or {"LABEL_0": 0, "LABEL_1": 1}).items()}
 
-    stepwise_cmd = [PYTHON, "-m", "stepwise", "serve", "{run}", "--port", "{port}", "--threads", str(ARGS.threads),
-                    "--max-batch", str(ARGS.max_batch), "--max-wait-ms", str(ARGS.max_wait_ms), "--sub-batch",
-                    str(ARGS.sub_batch), "--no-access-log"]
+    def stepwise_command(path: Path, max_batch: int) -> list[str]:
+        return [PYTHON, "-m", "stepwise", "serve", str(path), "--port", "{port}", "--threads", str(ARGS.threads),
+                "--max-batch", str(max_batch), "--max-wait-ms", str(ARGS.max_wait_ms), "--sub-batch",
+                str(ARGS.sub_batch), "--no-access-log"]
+
     systems = [
         ("plain FastAPI + HF pipeline", [PYTHON, "-m", "uvicorn", "plain_server:app", "--port", "{port}",
                                          "--no-access-log", "--log-level", "warning"],
          {"PLAIN_MODEL": str(hf_model), "OMP_NUM_THREADS": str(ARGS.threads)}, hf_ids.get, False, ROOT / "bench"),
-        ("stepwise serve, torch", [c.replace("{run}", str(run)) for c in stepwise_cmd], {}, str, True, ROOT),
-        ("stepwise serve, ONNX int8", [c.replace("{run}", str(int8)) for c in stepwise_cmd], {}, str, True, ROOT),
+        ("stepwise serve, torch, --max-batch 1", stepwise_command(run, 1), {}, str, True, ROOT),
+        ("stepwise serve, torch", stepwise_command(run, ARGS.max_batch), {}, str, True, ROOT),
+        ("stepwise serve, ONNX int8", stepwise_command(int8, ARGS.max_batch), {}, str, True, ROOT),
     ]
     if ARGS.only:
         systems = [s for s in systems if any(key in s[0] for key in ARGS.only.split(","))]

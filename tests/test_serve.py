@@ -344,3 +344,20 @@ def test_tagger_takes_token_lists_and_refiner_options(tag_run: Path, tmp_path: P
         assert predict(srv, {"texts": [words], "steps": 21})[0] == 422
     finally:
         assert srv.stop() == 0, srv.log.read_text()
+
+
+def test_an_exported_directory_is_served_on_onnx_runtime(server: Server, cls_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from stepwise.cli import main
+
+    assert main(["export", str(cls_run), "--out", str(tmp_path / "onnx")]) == 0
+    srv = Server(tmp_path / "onnx", log=tmp_path / "log")
+    try:
+        srv.wait_ready()
+        assert json.loads(call(srv.url + "/v1/model")[2])["backend"] == "onnx"
+        texts = [t for t, _ in toy_sentences(10, 11)]
+        onnx_records = predict(srv, {"texts": texts})[1]["predictions"]
+        torch_records = predict(server, {"texts": texts})[1]["predictions"]
+        assert [r["label"] for r in onnx_records] == [r["label"] for r in torch_records]
+    finally:
+        assert srv.stop() == 0
