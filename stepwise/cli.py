@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="auto: ONNX Runtime for an exported directory, torch for a run")
     p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
 
+    _add_search_parser(sub)
     _add_monitor_parser(sub, fmt)
 
     p_runs = sub.add_parser("runs", help="list the runs under a directory (task, metric, date)",
@@ -164,6 +165,32 @@ def _parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", default="runs/demo", help="run directory")
     p_demo.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_search_parser(sub: Any) -> None:
+    p_search = sub.add_parser("search", help="hyperparameter search on Optuna: each trial a run under OUT/trials",
+                              description="Search training options (TPE, pruning on the dev metric) in trials that "
+                              "are normal run directories OUT/trials/NNNN; the study lives in OUT/study.db, so the "
+                              "same command again continues it (also from several processes at once). Writes "
+                              "OUT/trials.csv, trials.md, search.png and best.yaml (`stepwise train --config "
+                              "OUT/best.yaml` retrains the best). Training flags given here are fixed in every trial.")
+    p_search.add_argument("--trials", type=int, required=True, metavar="N",
+                          help="finished (complete or pruned) trials the study should hold, counting earlier runs")
+    p_search.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")
+    p_search.add_argument("--space", metavar="FILE", help="YAML search space, e.g. lr: {low: 1.0e-5, high: 1.0e-3, "
+                          "log: true}; batch_size: {choices: [16, 32]} (default: the README's default space, less "
+                          "the options fixed by flags)")
+    p_search.add_argument("--pruner", choices=["median", "halving"], default="median",
+                          help="median: stop a trial below the median of earlier trials at the same evaluation; "
+                          "halving: asynchronous successive halving (default: median)")
+    p_search.add_argument("--startup-trials", type=int, default=2, metavar="K",
+                          help="median pruner: trials that finish before any is pruned (default: 2)")
+    p_search.add_argument("--evals-per-epoch", type=int, default=2, metavar="E",
+                          help="dev evaluations per epoch in every trial: the points where trials are compared "
+                          "and pruned (default: 2)")
+    p_search.add_argument("--storage", metavar="URL", help="Optuna storage shared by several machines, an SQLAlchemy "
+                          "URL such as postgresql://host/db (default: sqlite OUT/study.db)")
+    _add_run_flags(p_search)
 
 
 def _add_monitor_parser(sub: Any, fmt: Any) -> None:
@@ -317,6 +344,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     run = train(build_config(_options(args), source=args.config or "command line"))
     return _print_run(run, args.json, run_quiet(args))
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from stepwise.recipes.search import search
+
+    options = _options(args)
+    out = options.pop("out")
+    echo = None if run_quiet(args) or args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    summary = search(trials=args.trials, out=out, timeout=args.timeout, space=args.space, pruner=args.pruner,
+                     startup_trials=args.startup_trials, evals_per_epoch=args.evals_per_epoch, storage=args.storage,
+                     echo=echo, **options)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    best = summary.get("best")
+    states = ", ".join(f"{v} {k.lower()}" for k, v in summary["trials"].items())
+    print(f"search in {out}: {states}")
+    if best:
+        metric = summary["metric"]
+        test = "".join(f", test {k} {v:.4f}" for k, v in best.get("test", {}).items() if k == metric)
+        print(f"best: trial {best['trial']} (dev {metric} {best[f'dev_{metric}']:.4f}{test}) — retrain it with "
+              f"`stepwise train --config {best['best_yaml']}`")
+    return 0
 
 
 def _cmd_rl(args: argparse.Namespace) -> int:
@@ -587,7 +637,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune": _cmd_prune,
             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "noise": _cmd_noise,
-            "monitor": _cmd_monitor,
+            "monitor": _cmd_monitor, "search": _cmd_search,
             "serve": _cmd_serve,
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
@@ -621,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         hint = "continue with the same command plus --resume" if args.command in TRAINING else "nothing written"
+        if args.command == "search":
+            hint = "finished trials are kept; rerun the same command to continue the study"
         print(f"stepwise: interrupted — {hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `stepwise predict ... | head`: the reader left; not an error

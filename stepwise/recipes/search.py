@@ -1,0 +1,219 @@
+"""Recipe: hyperparameter search on Optuna, each trial a normal `stepwise train` run directory.
+
+    validate (options, data, space) once                          nothing written yet
+    → open or continue the study in DIR/study.db
+    → until --trials trials are complete or pruned (counting every process sharing the study), or --timeout:
+        fail trials whose process died → retry them once;  draw parameters (TPE);
+        train DIR/trials/NNNN, reporting each dev evaluation → pruned trials stop early
+        → trials.csv, trials.md, search.png, best.yaml
+    → score the best trial on --test (once)
+
+    DIR/
+      study.db     the Optuna study (SQLite): rerun the same command to continue it
+      trials/0000  one run directory per trial (`stepwise show`, `evaluate`, `export` work on it)
+      trials.csv  trials.md  search.png  best.yaml (`stepwise train --config best.yaml` retrains the best)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepwise.config import build_config
+from stepwise.errors import StepwiseError
+from stepwise.search.report import trial_dir, write_outputs
+from stepwise.search.space import Param, default_space, load_space, space_spec
+from stepwise.search.study import PRUNERS
+
+__all__ = ["search"]
+
+PATH_OPTIONS = ("train", "dev", "test", "model", "init_from")
+NOT_COMPARED = ("quiet", "threads", "eval_batch_size")  # may differ between the processes of one study
+
+
+def search(*, trials: int, out: str, timeout: float | None = None, space: str | Path | None = None,
+           pruner: str = "median", startup_trials: int = 2, evals_per_epoch: int = 2, storage: str | None = None,
+           echo: Callable[[str], None] | None = None, **options: Any) -> dict[str, Any]:
+    """Search the training options of `space` (default: the documented default space) for the best dev metric.
+
+    `options` are the fixed training options (the `stepwise train` keywords: train, dev, test, task, model,
+    max_length, ...), the same in every trial; a search needs --dev so every trial is judged on the same
+    examples. Rerunning with the same arguments continues the study; `trials` counts every finished trial.
+    """
+    _check_arguments(trials, timeout, pruner, startup_trials, evals_per_epoch, out, options)
+    base = {k: v for k, v in options.items() if v is not None}
+    job = _prepare(base, out)
+    task, n_train = job.config.task, len(job.data["train"])
+    base["task"] = task
+    metric = job.config.dev_metric(job.task.default_metric)
+    fixed = {k: v for k, v in options.items() if v is not None}
+    params = load_space(space, fixed) if space is not None else default_space(task, fixed)
+    if not params:
+        raise StepwiseError("nothing left to search: every option of the default space is fixed",
+                            fix="drop a fixed flag, or give --space")
+
+    from stepwise.search import study as studies
+
+    with studies.quiet_optuna():
+        study = studies.open_study(out, storage=storage, pruner=pruner, startup_trials=startup_trials)
+        _check_same_search(study, base, params, out)
+        objective = _Objective(study, base, params, out, metric, n_train, evals_per_epoch, trials)
+        started = time.monotonic()
+        while True:
+            studies.recover(study)
+            count = studies.counts(study)
+            if count.get("COMPLETE", 0) + count.get("PRUNED", 0) + count.get("RUNNING", 0) >= trials:
+                break
+            if timeout is not None and time.monotonic() - started >= timeout:
+                break
+            objective.number = None
+            try:
+                study.optimize(objective, n_trials=1)
+            except KeyboardInterrupt:
+                if objective.number is not None:
+                    studies.retry(study, objective.number)  # interrupted, not bad: the next start reruns it
+                write_outputs(out, study.get_trials(), metric, base)
+                raise
+            best = write_outputs(out, study.get_trials(), metric, base)
+            if echo is not None and objective.number is not None:
+                echo(_trial_line(study, objective.number, metric, best))
+        all_trials = study.get_trials()
+        best = write_outputs(out, all_trials, metric, base)
+        test = _score_test(best, base) if best is not None and base.get("test") and not base.get("test_target") \
+            else None
+        if test:
+            write_outputs(out, all_trials, metric, base, test)
+        count = studies.counts(study)
+    summary: dict[str, Any] = {"out": str(out), "task": task, "metric": metric, "trials": count,
+                               "seconds": round(time.monotonic() - started, 1)}
+    if best is not None:
+        summary["best"] = {"trial": best.number, "params": best.params, f"dev_{metric}": best.value,
+                           "run": best.user_attrs["run"], "steps": best.user_attrs.get("steps"),
+                           "best_yaml": str(Path(out) / "best.yaml")}
+        if test:
+            summary["best"]["test"] = test
+    return summary
+
+
+class _Objective:
+    """One trial: draw the parameters, train DIR/trials/NNNN with the pruning callback, return the best dev metric."""
+
+    def __init__(self, study: Any, base: dict[str, Any], params: list[Param], out: str, metric: str, n_train: int,
+                 evals_per_epoch: int, trials: int) -> None:
+        self.study, self.base, self.params, self.out, self.metric = study, base, params, out, metric
+        self.n_train, self.evals_per_epoch = n_train, evals_per_epoch
+        self.startup = max(2, min(10, trials // 3))  # TPE's random start: a third of a small budget
+        self.number: int | None = None
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from stepwise.recipes.finetune import train
+        from stepwise.search.study import PruningCallback, make_sampler, mark_owner
+
+        self.number = trial.number
+        self.study.sampler = make_sampler(int(self.base.get("seed", 0)) * 100_003 + trial.number, self.startup)
+        mark_owner(trial)
+        values = {**self.base, **{p.name: p.suggest(trial) for p in self.params}}
+        run_dir = trial_dir(self.out, trial.number)
+        trial.set_user_attr("run", str(run_dir.resolve()))
+        values.update(out=str(run_dir), test=None, test_target=None, overwrite=True, resume=False, quiet=True)
+        values.setdefault("eval_every", self._eval_every(values))
+        callback = PruningCallback(trial, self.metric)
+        tick = time.perf_counter()
+        run = train(build_config(values, source="search trial"), callbacks=(callback,))
+        trial.set_user_attr("seconds", round(time.perf_counter() - tick, 1))
+        trial.set_user_attr("steps", run.results["train"]["steps"])
+        dev = run.results["train"][f"best_dev_{self.metric}"]
+        trial.set_user_attr("dev", dev)
+        if callback.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {callback.pruned_at}")
+        return dev
+
+    def _eval_every(self, values: dict[str, Any]) -> int:
+        """Optimizer steps between evaluations so that every trial is scored `evals_per_epoch` times an epoch."""
+        examples = self.n_train * (2 if values.get("augment") else 1)  # --augment adds a noisy copy of each
+        steps = math.ceil(math.ceil(examples / int(values.get("batch_size", 32))) / int(values.get("grad_accum", 1)))
+        return max(1, round(steps / self.evals_per_epoch))
+
+
+def _check_arguments(trials: int, timeout: float | None, pruner: str, startup_trials: int, evals_per_epoch: int,
+                     out: str, options: dict[str, Any]) -> None:
+    if trials < 1:
+        raise StepwiseError(f"--trials must be at least 1 (got {trials})", fix="e.g. --trials 20")
+    if timeout is not None and timeout <= 0:
+        raise StepwiseError(f"--timeout must be greater than 0 seconds (got {timeout:g})", fix="e.g. --timeout 3600")
+    if pruner not in PRUNERS:
+        raise StepwiseError(f"unknown pruner {pruner!r}", fix=f"use {' or '.join(PRUNERS)}")
+    if startup_trials < 0:
+        raise StepwiseError(f"--startup-trials must be at least 0 (got {startup_trials})", fix="e.g. 2")
+    if evals_per_epoch < 1:
+        raise StepwiseError(f"--evals-per-epoch must be at least 1 (got {evals_per_epoch})", fix="e.g. 2")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise StepwiseError("--out is a file, not a directory", path=out, fix="give --out a directory for the search")
+    if not options.get("dev"):
+        raise StepwiseError("--dev is required: every trial is judged on the same dev file",
+                            fix="pass --dev (e.g. a held-out slice of your training data)")
+    for flag in ("resume", "overwrite", "init_from"):
+        if options.get(flag):
+            raise StepwiseError(f"--{flag.replace('_', '-')} does not apply to a search",
+                                fix="rerun the same command to continue a search; use a new --out to start over")
+
+
+def _prepare(base: dict[str, Any], out: str) -> Any:
+    """Every check `stepwise train` makes on the data and options, once, before the study is touched."""
+    from stepwise.recipes.finetune import prepare
+
+    cfg = build_config({**base, "out": str(trial_dir(out, 0)), "augment": 0.0}, source="command line")
+    return prepare(cfg, "supervised")
+
+
+def _signature(base: dict[str, Any], params: list[Param]) -> dict[str, Any]:
+    fixed = {k: (str(Path(v).resolve()) if k in PATH_OPTIONS and isinstance(v, str) else v)
+             for k, v in sorted(base.items()) if k not in NOT_COMPARED}
+    return {"fixed": fixed, "space": space_spec(params)}
+
+
+def _check_same_search(study: Any, base: dict[str, Any], params: list[Param], out: str) -> None:
+    """A rerun continues the study only with the same fixed options and space; anything else is a new search."""
+    import json
+
+    signature = json.loads(json.dumps(_signature(base, params), default=str))
+    saved = study.user_attrs.get("search")
+    if saved is None:
+        study.set_user_attr("search", signature)
+        return
+    for part in ("fixed", "space"):
+        old, new = saved[part], signature[part]
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                what = f"--{key.replace('_', '-')}" if part == "fixed" else f"the searched option {key!r}"
+                raise StepwiseError(f"this study was started with {what} = {old.get(key)!r}, now "
+                                    f"{new.get(key)!r}", path=out,
+                                    fix="rerun with the study's options to continue it, or use a new --out")
+
+
+def _trial_line(study: Any, number: int, metric: str, best: Any) -> str:
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    dev = trial.user_attrs.get("dev")
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(trial.params.items()))
+    score = "" if dev is None else f" dev {metric} {dev:.4f},"
+    lead = f" (best: trial {best.number}, {best.value:.4f})" if best is not None else ""
+    return (f"trial {number:04d} {trial.state.name.lower()}:{score} {trial.user_attrs.get('steps', '?')} steps, "
+            f"{trial.user_attrs.get('seconds', '?')} s — {params}{lead}")
+
+
+def _score_test(best: Any, base: dict[str, Any]) -> dict[str, float]:
+    """The best trial's scores on --test: the only time the search looks at it."""
+    from stepwise.recipes.evaluate import evaluate
+
+    read = {"fmt": base.get("input_format"), "text_column": base.get("text_column"),
+            "label_column": base.get("label_column"), "tag_column": base.get("tag_column"),
+            "pair_column": base.get("pair_column")}
+    from stepwise.tasks import task_class
+
+    metrics = evaluate(best.user_attrs["run"], base["test"], **read)["metrics"]
+    return {k: round(float(metrics[k]), 6) for k in task_class(base["task"]).metric_names if k in metrics}
