@@ -6,11 +6,11 @@ The classifier is a `stepwise train` run on twitter_fin (README, "Monitor"); wit
 trained here first with the README's command (bench/out/twitter_fin). Its labels 0/1/2 are named
 bearish/bullish/neutral. The replay: valid's texts, shuffled (seed 0), spread evenly over HOURS hours, each
 given one of four invented cashtags (prepended), so every company has a stationary stream of real finance
-tweets. The perturbed replay adds, for $ALFA from hour SURGE on for 2 hours, SURGE_PER_HOUR extra bearish
-tweets (valid's label 0, also with $ALFA). For each backend (torch on the run, ONNX Runtime on
-`stepwise export --int8`): ingestion events/s end to end (read, validate, predict, store, detect; model load
-excluded), alerts on the unperturbed replay (false alarms) and, on the perturbed one, the delay in windows
-to the first $ALFA alert.
+tweets. Each perturbed replay adds, for $ALFA from hour SURGE on for 2 hours, N extra bearish tweets per hour
+(valid's label 0, also with $ALFA; N from --surge-per-hour, default 10, 20 and 30). For each backend (torch
+on the run, ONNX Runtime on `stepwise export --int8`): ingestion events/s end to end (read, validate, predict,
+store, detect; model load excluded), alerts on the unperturbed replay (false alarms) and, on each perturbed
+one, the delay in windows from the surge's start to the first $ALFA alert.
 """
 
 from __future__ import annotations
@@ -70,12 +70,13 @@ def train_classifier(data: Path) -> Path:
 
 def run_backend(name: str, model: Path, streams: dict[str, Path], window: float, surge_hour: int,
                 threads: int | None) -> dict:
+    """One backend on every stream: `flat`, and `surgeN` (N extra bearish $ALFA tweets per hour for 2 hours)."""
     from stepwise.recipes.monitor import MonitorOptions, load_model, monitor
 
     tick = time.perf_counter()
     predictor = load_model(model, "classify", "--classifier", threads=threads)
-    load_s = time.perf_counter() - tick
-    row: dict = {"backend": name, "model_load_s": round(load_s, 1)}
+    row: dict = {"backend": name, "model_load_s": round(time.perf_counter() - tick, 1), "alerts_detail": {}}
+    rates = []
     for kind, stream in streams.items():
         db = OUT / f"monitor_{name}_{kind}.sqlite"
         for suffix in ("", "-wal", "-shm"):
@@ -84,17 +85,20 @@ def run_backend(name: str, model: Path, streams: dict[str, Path], window: float,
         summary = monitor(model, str(stream), db, predictor=predictor, emit=lines.append,
                           options=MonitorOptions(window=window, labels=LABELS))
         alerts = [json.loads(line) for line in lines]
-        row[f"{kind}_events"] = summary["new_events"]
-        row[f"{kind}_events_per_s"] = summary["events_per_s"]
-        row[f"{kind}_alerts"] = len(alerts)
-        if kind == "surge":
-            surge_start = START + surge_hour * 3600
-            hits = [a for a in alerts if a["company"] == "ALFA" and a["direction"] == "negative"]
-            first = min((datetime.fromisoformat(a["window_start"].replace("Z", "+00:00")).timestamp() for a in hits),
-                        default=None)
-            row["detection_delay_windows"] = None if first is None else round((first - surge_start) / window)
-            row["surge_other_alerts"] = len([a for a in alerts if a["company"] not in ("ALFA", "*")])
-            row["alerts_detail"] = [(a["company"], a["window_start"], a["z"]) for a in alerts]
+        rates.append(summary["events_per_s"])
+        row["alerts_detail"][kind] = [(a["company"], a["window_start"], a["z"]) for a in alerts]
+        if kind == "flat":
+            row["flat_events"], row["flat_alerts"] = summary["new_events"], len(alerts)
+            continue
+        surge_start = START + surge_hour * 3600
+        hits = [a for a in alerts if a["company"] == "ALFA" and a["direction"] == "negative"]
+        first = min((datetime.fromisoformat(a["window_start"].replace("Z", "+00:00")).timestamp() for a in hits),
+                    default=None)
+        row[f"delay_{kind}"] = "missed" if first is None else round((first - surge_start) / window)
+        row[f"alerts_{kind}"] = len(alerts)
+        row[f"other_{kind}"] = len([a for a in alerts if a["company"] not in ("ALFA", "*")])
+    row["events_per_s"] = round(sum(rates) / len(rates), 1)
+    row["events_per_s_min_max"] = f"{min(rates)}-{max(rates)}"
     return row
 
 
@@ -104,17 +108,17 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,onnx-int8")
     parser.add_argument("--hours", type=int, default=36)
     parser.add_argument("--surge-hour", type=int, default=28)
-    parser.add_argument("--surge-per-hour", type=int, default=30)
+    parser.add_argument("--surge-per-hour", default="10,20,30", help="surge sizes, extra bearish tweets per hour")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
-    parser.add_argument("--report", help="also write the perturbed replay's HTML report here")
+    parser.add_argument("--report", help="also write the largest surge's HTML report here")
     args = parser.parse_args()
     valid = need(SHARED / "twitter_fin") / "valid.csv"
     OUT.mkdir(parents=True, exist_ok=True)
+    sizes = [int(x) for x in args.surge_per_hour.split(",")]
     streams = {}
-    for kind, surge in (("flat", None), ("surge", args.surge_hour)):
+    for kind, surge, size in [("flat", None, 0)] + [(f"surge{n}", args.surge_hour, n) for n in sizes]:
         streams[kind] = OUT / f"monitor_{kind}.jsonl"
-        streams[kind].write_text("".join(json.dumps(r) + "\n" for r in replay(valid, args.hours, surge,
-                                                                              args.surge_per_hour)))
+        streams[kind].write_text("".join(json.dumps(r) + "\n" for r in replay(valid, args.hours, surge, size)))
     rows = []
     classifier = Path(args.classifier) if args.classifier else train_classifier(valid.parent)
     for name in args.backends.split(","):
@@ -129,12 +133,12 @@ def main() -> None:
     if args.report:
         from stepwise.recipes.monitor import report
 
-        shutil.copy(OUT / f"monitor_{rows[-1]['backend']}_surge.sqlite", OUT / "monitor_report.sqlite")
-        report(OUT / "monitor_report.sqlite", args.report)
-    emit("monitor", rows, ["backend", "flat_events", "flat_events_per_s", "flat_alerts", "surge_events",
-                           "surge_events_per_s", "surge_alerts", "detection_delay_windows", "surge_other_alerts"],
-         {"hours": args.hours, "surge_hour": args.surge_hour, "surge_per_hour": args.surge_per_hour,
-          "window": "1h", "companies": COMPANIES})
+        db = OUT / f"monitor_{rows[-1]['backend']}_surge{max(sizes)}.sqlite"
+        report(db, args.report)
+    columns = ["backend", "events_per_s", "events_per_s_min_max", "flat_events", "flat_alerts"]
+    columns += [f"{c}_surge{n}" for n in sizes for c in ("delay", "alerts", "other")]
+    emit("monitor", rows, columns, {"hours": args.hours, "surge_hour": args.surge_hour, "window": "1h",
+                                    "companies": COMPANIES, "threads": args.threads})
 
 
 if __name__ == "__main__":

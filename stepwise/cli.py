@@ -214,7 +214,8 @@ def _add_monitor_parser(sub: Any, fmt: Any) -> None:
     p_str.add_argument("--days", type=int, default=3)
     p_str.add_argument("--per-hour", type=float, default=12.0, help="events per company per hour")
     p_str.add_argument("--surge", default="ACMR", help="ticker with the injected negative surge ('' for none)")
-    p_str.add_argument("--surge-hour", type=int, default=50, help="hour the surge starts")
+    p_str.add_argument("--surge-hour", type=int, default=50, help="hour the surge starts (it lasts 2 hours)")
+    p_str.add_argument("--surge-per-hour", type=float, default=40.0, help="extra events per surge hour, 90%% negative")
     p_str.add_argument("--seed", type=int, default=0)
     p_mon.add_argument("--classifier", metavar="RUN", help="sentiment classifier: a run or an exported directory")
     p_mon.add_argument("--tagger", metavar="RUN", help="optional NER tagger: its ORG entities name companies too")
@@ -225,12 +226,13 @@ def _add_monitor_parser(sub: Any, fmt: Any) -> None:
     p_mon.add_argument("--stop-after-idle", type=float, metavar="S", help="stop after S seconds without a new line")
     p_mon.add_argument("--labels", metavar="L=NAME,...", help="name the classifier's labels, e.g. "
                        "0=bearish,1=bullish,2=neutral (negative/bearish and positive/bullish names set the direction)")
-    p_mon.add_argument("--batch-size", type=int, default=64, help="events predicted together")
+    p_mon.add_argument("--batch-size", type=int, default=256,
+                       help="most events predicted together (a slow stream's batches are smaller)")
     p_mon.add_argument("--lateness", default="0s", help="how long a window stays open after a later event")
-    p_mon.add_argument("--z", type=float, default=4.0, help="alert when |z| of a window's mean sentiment against the "
-                       "rolling baseline reaches this")
+    p_mon.add_argument("--z", type=float, default=4.0, help="alert when a window's share of negative events is this "
+                       "significant against the rolling baseline (exact binomial tail, as a normal z)")
     p_mon.add_argument("--min-count", type=int, default=10, help="events a window needs to be judged")
-    p_mon.add_argument("--min-shift", type=float, default=0.3, help="and the mean must move at least this much")
+    p_mon.add_argument("--min-shift", type=float, default=0.2, help="and the share must rise by at least this much")
     p_mon.add_argument("--baseline-windows", type=int, default=24, help="previous windows forming the baseline")
     p_mon.add_argument("--alert-on", choices=["negative", "both"], default="negative", help="turns that alert")
     p_mon.add_argument("--webhook", metavar="URL", help="POST each alert as JSON here (queued, retried with backoff)")
@@ -571,7 +573,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if args.monitor_command == "stream":
         check_output_path(args.stream_out, "--out")
         info = recipe.write_stream(args.stream_out, days=args.days, per_hour=args.per_hour, surge=args.surge or None,
-                                   surge_hour=args.surge_hour, seed=args.seed)
+                                   surge_hour=args.surge_hour, surge_per_hour=args.surge_per_hour, seed=args.seed)
         print(f"{info['events']} events written to {info['out']}")
         return 0
     from stepwise.monitor.alerts import Detector

@@ -4,6 +4,7 @@ demo stream's own style, real SQLite, a real local HTTP server and (where instal
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import pytest
 
 import stepwise
 from stepwise.cli import main
-from stepwise.monitor.alerts import Detector
+from stepwise.monitor.alerts import Detector, binomial_tail
 from stepwise.monitor.companies import ALL, cashtags, companies_of
 from stepwise.monitor.events import Event, Reject, parse_duration, parse_event
 from stepwise.monitor.store import Window, window_start
@@ -97,23 +98,32 @@ def test_cashtags_and_tagger_organisations() -> None:
     assert companies_of("$AAPL falls as Acme Corp sues", tagged) == ["AAPL", "Acme Corp"]
 
 
-def test_detector_judges_against_the_rolling_baseline() -> None:
-    detector = Detector(3600, z=4, min_count=10, min_shift=0.3, baseline_windows=3, min_baseline=30)
+def test_detector_judges_the_negative_share_against_the_rolling_baseline() -> None:
+    detector = Detector(3600, z=4, min_count=10, min_shift=0.2, baseline_windows=3, min_baseline=30)
 
-    def window(start: float, scores: list[float]) -> Window:
-        neg = sum(s < 0 for s in scores)
-        return Window("X", start, len(scores), neg, sum(s == 0 for s in scores), sum(s > 0 for s in scores),
-                      sum(scores), sum(s * s for s in scores))
+    def window(hour: int, negative: int, neutral: int, positive: int) -> Window:
+        return Window("X", T0 + hour * 3600, negative + neutral + positive, negative, neutral, positive,
+                      float(positive - negative))
 
-    flat = [window(T0 + i * 3600, [1, -1, 0, 1, 0, 0, -1, 1, 0, 0, 1, 0]) for i in range(3)]
-    assert detector.judge(window(T0 + 3 * 3600, [1, -1, 0, 0, 1, 0, -1, 0, 0, 1, 0, 0]), flat) is None
-    turn = detector.judge(window(T0 + 3 * 3600, [-1] * 11 + [0]), flat)
-    assert turn is not None and turn["direction"] == "negative" and turn["z"] < -4 and turn["n"] == 12
-    assert detector.judge(window(T0 + 3 * 3600, [-1] * 9), flat) is None  # fewer than --min-count events
-    assert detector.judge(window(T0 + 3 * 3600, [-1] * 12), flat[:1]) is None  # a baseline of 12 < 30 events
-    assert detector.judge(window(T0 + 3 * 3600, [1] * 12), flat) is None  # a positive turn: not by default
-    both = Detector(3600, z=3, direction="both", baseline_windows=3)  # z = +3.6 here
-    assert both.judge(window(T0 + 3 * 3600, [1] * 12), flat)["direction"] == "positive"
+    flat = [window(h, 3, 10, 7) for h in range(3)]  # 15% negative, 60 events
+    assert detector.judge(window(3, 4, 10, 6), flat) is None
+    assert detector.judge(window(3, 7, 8, 5), flat) is None  # 35% negative: z 1.9, not significant
+    surge = detector.judge(window(3, 12, 6, 2), flat)  # 60% negative
+    assert surge is not None and surge["direction"] == "negative" and surge["n"] == 20 and surge["share"] == 0.6
+    assert surge["baseline_share"] == round(10 / 62, 4) and surge["baseline_n"] == 60
+    assert surge["p_value"] == pytest.approx(binomial_tail(12, 20, 10 / 62)) and surge["z"] > 4
+    assert surge["mean"] == pytest.approx(-0.5) and surge["baseline_mean"] == pytest.approx(12 / 60)
+    assert detector.judge(window(3, 9, 0, 0), flat) is None  # fewer than --min-count events
+    assert detector.judge(window(3, 12, 6, 2), flat[:1]) is None  # a baseline of 20 < 30 events
+    assert detector.judge(window(3, 0, 2, 18), flat) is None  # a positive surge: not by default
+    assert Detector(3600, direction="both").judge(window(3, 0, 2, 18), flat)["direction"] == "positive"
+    big = [Window("X", T0 + h * 3600, 10000, 1500, 6000, 2500, 1000.0) for h in range(3)]
+    # significant (z > 8) but only 3 points more negative: below --min-shift
+    assert detector.judge(Window("X", T0 + 3 * 3600, 10000, 1800, 6000, 2200, 400.0), big) is None
+    # the exact tail against a direct sum
+    assert binomial_tail(8, 16, 0.15) == pytest.approx(sum(math.comb(16, i) * 0.15 ** i * 0.85 ** (16 - i)
+                                                           for i in range(8, 17)), rel=1e-9)
+    assert binomial_tail(0, 5, 0.3) == 1.0
 
 
 def test_store_aggregates_an_event_once_even_when_added_twice(tmp_path: Path) -> None:
@@ -317,9 +327,9 @@ def test_alert_on_the_injected_surge_only(surge_db: tuple[Path, dict[str, Any], 
     assert info["surge_start"] <= first < info["surge_start"] + 2 * 3600  # within 2 windows of the surge
     assert len(printed) == len(alerts) and {a["company"] for a in printed} == companies
     surge_alert = next(a for a in printed if a["company"] == "ACMR")
-    assert surge_alert["direction"] == "negative" and surge_alert["z"] <= -4 and surge_alert["mean"] < -0.3
+    assert surge_alert["direction"] == "negative" and surge_alert["z"] >= 4 and surge_alert["share"] >= 0.5
     assert surge_alert["window_start"].startswith("2026-03-04T02:")  # hour 50
-    assert len(surge_alert["most_negative"]) == 3 and all("ACMR" in t["text"] for t in surge_alert["most_negative"])
+    assert len(surge_alert["examples"]) == 3 and all("ACMR" in t["text"] for t in surge_alert["examples"])
 
 
 def test_no_alert_on_a_flat_stream(run_dir: Path, predictor: Any, tmp_path: Path) -> None:
@@ -387,12 +397,13 @@ def test_webhook_retries_until_delivered_and_never_blocks_ingestion(run_dir: Pat
         assert {e for (e,) in query(db, "SELECT last_error FROM outbox")} == {"HTTP 500"}
         # 2. it is back: the next run (nothing new to ingest) delivers every queued alert, once
         receiver.down = False
+        options.webhook_wait = 10
         again = monitor(run_dir, str(stream), db, predictor=predictor, detector=detector, options=options,
                         emit=lambda line: None)
         assert again["new_events"] == 0 and again["outbox_pending"] == 0
     alert_ids = {i for (i,) in query(db, "SELECT id FROM alerts")}
     assert sorted(key for key, _ in receiver.received) == sorted(f"stepwise-alert-{i}" for i in alert_ids)
-    assert all(body["company"] and body["most_negative"] for _, body in receiver.received)
+    assert all(body["company"] and body["examples"] for _, body in receiver.received)
     # 3. within one run: 500 twice, then accepted after the backoff
     with Receiver(fail=2) as flaky:
         db2 = tmp_path / "flaky.sqlite"

@@ -1,10 +1,11 @@
 """Alerts: a change detector over closed windows, and the webhook outbox that delivers them.
 
-The detector is a z-score of a window's mean sentiment against a rolling baseline, the company's
-previous `baseline_windows` windows that raised no alert (so a turn that lasts keeps alerting):
-z = (mean_w - mean_b) / (sd_b * sqrt(1/n_w + 1/n_b)), sd_b the per-event standard deviation of the
-baseline (floored). It fires when |z| passes `z` *and* the mean moved by at least `min_shift` (a large
-stream makes tiny moves significant) *and* the window holds `min_count` events.
+The detector tests each closed window of a company for a surge of negative texts: k negative out of n
+against the company's rolling baseline, its previous `baseline_windows` windows that raised no alert (so a
+surge that lasts keeps alerting), whose negative share is p. The one-sided exact binomial tail
+P(X >= k | n, p) gives the significance, reported as a normal z. It fires when z reaches `z` *and* the share
+rose by at least `min_shift` (a large stream makes tiny moves significant) *and* the window holds `min_count`
+events. With `direction="both"` a surge of positive texts alerts too.
 It is stateless apart from the store, so a restarted monitor judges every window exactly as before.
 
 The outbox is a table; a background thread POSTs each queued alert as JSON with retries and exponential
@@ -22,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from statistics import NormalDist
 from typing import Any
 
 from stepwise.errors import StepwiseError
@@ -31,17 +33,16 @@ from stepwise.monitor.store import Store, Window
 @dataclass
 class Detector:
     window: float
-    z: float = 4.0
+    z: float = 4.0  # one-sided significance as a normal z: p = P(Z >= z), 4.0 → p ≈ 3e-5
     min_count: int = 10
-    min_shift: float = 0.3
+    min_shift: float = 0.2  # the share must rise by at least this much over the baseline share
     baseline_windows: int = 24
     min_baseline: int = 30
-    sd_floor: float = 0.1
     direction: str = "negative"  # or "both"
 
     def __post_init__(self) -> None:
         checks = [(self.z > 0, "--z must be greater than 0"), (self.min_count >= 1, "--min-count must be at least 1"),
-                  (self.min_shift >= 0, "--min-shift must be 0 or more"),
+                  (0 <= self.min_shift < 1, "--min-shift must be in [0, 1)"),
                   (self.baseline_windows >= 1, "--baseline-windows must be at least 1"),
                   (self.direction in ("negative", "both"), "--alert-on must be negative or both")]
         for ok, problem in checks:
@@ -53,21 +54,25 @@ class Detector:
         n_b = sum(w.n for w in baseline)
         if current.n < self.min_count or n_b < self.min_baseline:
             return None
-        mean_b = sum(w.score_sum for w in baseline) / n_b
-        var_b = max(sum(w.score_sq for w in baseline) / n_b - mean_b ** 2, 0.0)
-        sd_b = max(math.sqrt(var_b), self.sd_floor)
-        shift = current.mean - mean_b
-        z = shift / (sd_b * math.sqrt(1 / current.n + 1 / n_b))
-        if z <= -self.z and shift <= -self.min_shift:
-            direction = "negative"
-        elif self.direction == "both" and z >= self.z and shift >= self.min_shift:
-            direction = "positive"
-        else:
-            return None
-        return {"company": current.company, "window_start": current.start, "window_end": current.start + self.window,
-                "direction": direction, "n": current.n, "mean": round(current.mean, 6),
-                "baseline_mean": round(mean_b, 6), "baseline_n": n_b, "z": round(z, 3),
-                "negative_share": round(current.negative / current.n, 4), "created": time.time()}
+        sides = [("negative", current.negative, sum(w.negative for w in baseline))]
+        if self.direction == "both":
+            sides.append(("positive", current.positive, sum(w.positive for w in baseline)))
+        for direction, count, base in sides:
+            rate = (base + 1) / (n_b + 2)  # the baseline share, smoothed: never 0 or 1
+            share = count / current.n
+            if share - rate < self.min_shift:
+                continue
+            p = binomial_tail(count, current.n, rate)
+            z = -NormalDist().inv_cdf(max(p, 1e-300))
+            if z < self.z:
+                continue
+            mean_b = sum(w.score_sum for w in baseline) / n_b
+            return {"company": current.company, "window_start": current.start,
+                    "window_end": current.start + self.window, "direction": direction, "n": current.n,
+                    "share": round(share, 4), "baseline_share": round(rate, 4), "baseline_n": n_b, "z": round(z, 3),
+                    "p_value": p, "mean": round(current.mean, 6), "baseline_mean": round(mean_b, 6),
+                    "created": time.time()}
+        return None
 
     def check(self, store: Store, closed_before: float, webhook: str | None = None) -> list[dict[str, Any]]:
         """Judge every window closed before `closed_before` not judged yet (inside the caller's transaction)."""
@@ -86,18 +91,29 @@ class Detector:
         return alerts
 
 
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (exact for the window sizes seen here)."""
+    if k <= 0:
+        return 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) *
+            math.log1p(-p) for i in range(k, n + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def alert_record(alert: dict[str, Any], store: Store, examples: int = 3) -> dict[str, Any]:
-    """An alert as printed and POSTed: times in ISO 8601 and the window's most negative texts."""
-    texts = store.events_in(alert["company"], alert["window_start"], examples)
+    """An alert as printed and POSTed: times in ISO 8601 and the window's texts most in the alert's direction."""
+    texts = store.events_in(alert["company"], alert["window_start"], examples, alert["direction"])
     return {"alert_id": alert["id"], "company": alert["company"], "direction": alert["direction"],
             "window_start": iso(alert["window_start"]), "window_end": iso(alert["window_end"]),
-            "n": alert["n"], "mean": alert["mean"], "baseline_mean": alert["baseline_mean"],
-            "baseline_n": alert["baseline_n"], "z": alert["z"], "negative_share": alert["negative_share"],
-            "most_negative": [{"id": t["id"], "text": t["text"], "score": round(t["score"], 4)} for t in texts]}
+            "n": alert["n"], "share": alert["share"], "baseline_share": alert["baseline_share"],
+            "baseline_n": alert["baseline_n"], "z": alert["z"], "p_value": alert["p_value"], "mean": alert["mean"],
+            "baseline_mean": alert["baseline_mean"],
+            "examples": [{"id": t["id"], "text": t["text"], "score": round(t["score"], 4)} for t in texts]}
 
 
 class Outbox:
@@ -137,6 +153,8 @@ class Outbox:
     def _run(self) -> None:
         store = Store(self.db)
         try:
+            with store.transaction():  # a new run tries what earlier runs left queued at once
+                store.conn.execute("UPDATE outbox SET next_try = ? WHERE delivered IS NULL", (time.time(),))
             while not self._stop.is_set():
                 if not self.deliver_due(store):
                     self._stop.wait(self.poll)

@@ -60,7 +60,8 @@ def build_report(db: str | Path, out: str | Path, *, top: int = 12, examples: in
         shown += [c for c, _ in volume if c in alerted and c not in shown]
         sections = [_company_section(c, store.windows(c), [a for a in alerts if a["company"] == c], window)
                     for c in shown]
-        alert_blocks = [_alert_block(a, store.events_in(a["company"], a["window_start"], examples)) for a in alerts]
+        alert_blocks = [_alert_block(a, store.events_in(a["company"], a["window_start"], examples, a["direction"]))
+                        for a in alerts]
         counts = store.counts()
         span = store.conn.execute("SELECT MIN(time), MAX(time) FROM events").fetchone()
         html = _page(counts, span, window, sections, alert_blocks, store.reject_reasons(), len(volume) - len(shown))
@@ -112,12 +113,13 @@ def _alert_block(alert: dict[str, Any], texts: list[dict[str, Any]]) -> str:
     name = "all events" if alert["company"] == ALL else alert["company"]
     rows = "".join(f"<tr><td class='score'>{t['score']:+.2f}</td><td>{escape(t['label'])}</td>"
                    f"<td>{escape(t['text'])}</td></tr>" for t in texts)
+    mean = f"mean sentiment {alert['mean']:+.2f} (baseline {alert['baseline_mean']:+.2f})"
     return (f'<div class="alert {escape(alert["direction"])}" data-alert="{alert["id"]}">'
-            f'<b>{escape(name)}</b>: {escape(alert["direction"])} turn in {escape(iso(alert["window_start"]))} – '
-            f'{escape(iso(alert["window_end"]))} · mean {alert["mean"]:+.2f} vs baseline {alert["baseline_mean"]:+.2f} '
-            f'({alert["baseline_n"]} events) · z {alert["z"]:+.1f} · {alert["n"]} events, '
-            f'{100 * alert["negative_share"]:.0f}% negative'
-            f'<table><tr><th>score</th><th>label</th><th>most negative texts</th></tr>{rows}</table></div>')
+            f'<b>{escape(name)}</b>: {escape(alert["direction"])} surge in {escape(iso(alert["window_start"]))} – '
+            f'{escape(iso(alert["window_end"]))} · {100 * alert["share"]:.0f}% {escape(alert["direction"])} of '
+            f'{alert["n"]} events vs {100 * alert["baseline_share"]:.0f}% in the baseline ({alert["baseline_n"]} '
+            f'events) · z {alert["z"]:.1f} · {mean}<table><tr><th>score</th><th>label</th>'
+            f'<th>most {escape(alert["direction"])} texts</th></tr>{rows}</table></div>')
 
 
 def _plot(name: str, windows: list[Window], alerts: list[dict[str, Any]], window: float) -> str:

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS mentions (
 CREATE TABLE IF NOT EXISTS aggregates (
     company TEXT NOT NULL, window_start REAL NOT NULL, n INTEGER NOT NULL DEFAULT 0,
     negative INTEGER NOT NULL DEFAULT 0, neutral INTEGER NOT NULL DEFAULT 0, positive INTEGER NOT NULL DEFAULT 0,
-    score_sum REAL NOT NULL DEFAULT 0, score_sq REAL NOT NULL DEFAULT 0, checked INTEGER NOT NULL DEFAULT 0,
+    score_sum REAL NOT NULL DEFAULT 0, checked INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (company, window_start));
 CREATE INDEX IF NOT EXISTS aggregates_unchecked ON aggregates (checked, window_start);
 CREATE TABLE IF NOT EXISTS rejects (
@@ -41,8 +41,9 @@ CREATE TABLE IF NOT EXISTS rejects (
     at REAL NOT NULL, UNIQUE (input, line, raw));
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, company TEXT NOT NULL, window_start REAL NOT NULL, window_end REAL NOT NULL,
-    direction TEXT NOT NULL, n INTEGER NOT NULL, mean REAL NOT NULL, baseline_mean REAL NOT NULL,
-    baseline_n INTEGER NOT NULL, z REAL NOT NULL, negative_share REAL NOT NULL, created REAL NOT NULL,
+    direction TEXT NOT NULL, n INTEGER NOT NULL, share REAL NOT NULL, baseline_share REAL NOT NULL,
+    baseline_n INTEGER NOT NULL, z REAL NOT NULL, p_value REAL NOT NULL, mean REAL NOT NULL,
+    baseline_mean REAL NOT NULL, created REAL NOT NULL,
     UNIQUE (company, window_start, direction));
 CREATE TABLE IF NOT EXISTS outbox (
     alert_id INTEGER PRIMARY KEY REFERENCES alerts (id), url TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -74,7 +75,6 @@ class Window:
     neutral: int
     positive: int
     score_sum: float
-    score_sq: float
 
     @property
     def mean(self) -> float:
@@ -173,10 +173,9 @@ class Store:
                 self.conn.execute("INSERT INTO mentions (company, window_start, event_id) VALUES (?, ?, ?)",
                                   (company, start, ev.id))
                 self.conn.execute(
-                    f"INSERT INTO aggregates (company, window_start, n, {cls}, score_sum, score_sq) "
-                    f"VALUES (?, ?, 1, 1, ?, ?) ON CONFLICT (company, window_start) DO UPDATE SET n = n + 1, "
-                    f"{cls} = {cls} + 1, score_sum = score_sum + excluded.score_sum, "
-                    f"score_sq = score_sq + excluded.score_sq", (company, start, item.score, item.score ** 2))
+                    f"INSERT INTO aggregates (company, window_start, n, {cls}, score_sum) VALUES (?, ?, 1, 1, ?) "
+                    f"ON CONFLICT (company, window_start) DO UPDATE SET n = n + 1, {cls} = {cls} + 1, "
+                    "score_sum = score_sum + excluded.score_sum", (company, start, item.score))
         if newest is not None and newest > self.meta("watermark", -math.inf):
             self.set_meta("watermark", newest)
         return added
@@ -211,21 +210,23 @@ class Store:
         return [(c, n) for c, n in self.conn.execute(
             "SELECT company, SUM(n) AS total FROM aggregates GROUP BY company ORDER BY total DESC, company")]
 
-    def events_in(self, company: str, start: float, limit: int) -> list[dict[str, Any]]:
-        """A window's most negative events (lowest score first)."""
+    def events_in(self, company: str, start: float, limit: int, most: str = "negative") -> list[dict[str, Any]]:
+        """A window's most negative events (lowest score first), or its most positive ones."""
+        order = "e.score DESC" if most == "positive" else "e.score"
         rows = self.conn.execute(
             "SELECT e.id, e.time, e.text, e.source, e.label, e.score FROM mentions m "
             "JOIN events e ON e.id = m.event_id WHERE m.company = ? AND m.window_start = ? "
-            "ORDER BY e.score, e.time LIMIT ?", (company, start, limit))
+            f"ORDER BY {order}, e.time LIMIT ?", (company, start, limit))
         return [dict(zip(("id", "time", "text", "source", "label", "score"), r)) for r in rows]
 
     # --- alerts -----------------------------------------------------------------------------------
     def add_alert(self, alert: dict[str, Any], webhook: str | None) -> int | None:
         """Store an alert (once per company, window and direction) and queue it for the webhook."""
         cur = self.conn.execute(
-            "INSERT OR IGNORE INTO alerts (company, window_start, window_end, direction, n, mean, baseline_mean, "
-            "baseline_n, z, negative_share, created) VALUES (:company, :window_start, :window_end, :direction, :n, "
-            ":mean, :baseline_mean, :baseline_n, :z, :negative_share, :created)", alert)
+            "INSERT OR IGNORE INTO alerts (company, window_start, window_end, direction, n, share, baseline_share, "
+            "baseline_n, z, p_value, mean, baseline_mean, created) VALUES (:company, :window_start, :window_end, "
+            ":direction, :n, :share, :baseline_share, :baseline_n, :z, :p_value, :mean, :baseline_mean, :created)",
+            alert)
         if cur.rowcount != 1:
             return None
         if webhook:
@@ -256,7 +257,7 @@ class Store:
         return list(self.conn.execute("SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY 2 DESC"))
 
 
-WINDOW_COLUMNS = "company, window_start, n, negative, neutral, positive, score_sum, score_sq"
+WINDOW_COLUMNS = "company, window_start, n, negative, neutral, positive, score_sum"
 
 
 def window_start(t: float, window: float) -> float:

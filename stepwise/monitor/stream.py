@@ -40,8 +40,8 @@ def headline(rng: random.Random, label: str, ticker: str, name: str) -> str:
 
 
 def demo_stream(*, days: int = 3, per_hour: float = 12.0, seed: int = 0, surge: str | None = "ACMR",
-                surge_hour: int = 50, surge_hours: int = 2, surge_per_hour: float = 30.0,
-                surge_negative: float = 0.85, start: float = START) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                surge_hour: int = 50, surge_hours: int = 2, surge_per_hour: float = 40.0,
+                surge_negative: float = 0.9, start: float = START) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Events (sorted by time) for every company at `per_hour` per hour on average, and, for `surge`, from hour
     `surge_hour` on for `surge_hours` hours, `surge_per_hour` more events per hour, mostly negative."""
     rng = random.Random(seed)

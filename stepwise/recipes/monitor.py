@@ -33,7 +33,7 @@ POSITIVE = {"positive", "pos", "bullish", "good", "up", "buy"}
 @dataclass
 class MonitorOptions:
     window: float = 3600.0  # seconds
-    batch_size: int = 64
+    batch_size: int = 256
     follow: bool = False
     stop_after_idle: float | None = None
     poll: float = 0.2
@@ -101,7 +101,7 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
     emit = emit or _print_line
     check_webhook(options.webhook)
     if options.batch_size < 1:
-        raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 64")
+        raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 256")
     if Path(db).is_dir():
         raise StepwiseError("--db is a directory", path=db, fix="give --db a file name, e.g. monitor.sqlite")
     if predictor is None:
