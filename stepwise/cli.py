@@ -398,6 +398,10 @@ def run_quiet(args: argparse.Namespace) -> bool:
 
 def _print_run(run: Any, as_json: bool, quiet: bool) -> int:
     from stepwise.rundir import REPORT_TXT
+    from stepwise.training.distributed import from_environment
+
+    if not from_environment().is_main:  # under torchrun, rank 0 speaks for the run
+        return 0
 
     if as_json:
         print(json.dumps(run.results))

@@ -58,18 +58,25 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
 def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
                transform: Callable[[Prepared], None] | None = None) -> Run:
     """`transform(job)`, when given, reshapes the loaded job (e.g. a smaller model, a teacher) before any writing."""
+    from stepwise.training.distributed import from_environment
+
     run = RunDir(cfg.out)
-    run.check_writable()
+    if from_environment().is_main:
+        run.check_writable()
+    if cfg.doc_context and from_environment().active:
+        raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
+                            fix="run it as one process (drop torchrun), or drop --doc-context")
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
 
     from stepwise.scope import seeded
+    from stepwise.training.distributed import default_threads, process_group
 
-    with seeded(cfg.seed, cfg.threads):
+    with process_group() as dist, seeded(cfg.seed, cfg.threads or (default_threads(dist) if dist.active else None)):
         load_model(job)  # a missing or damaged model is still reported before anything is written
         if transform is not None:
             transform(job)
-        resuming = run.begin(resume=cfg.resume, overwrite=cfg.overwrite)
-        return execute(job, run, objective, resuming, callbacks)
+        resuming = dist.on_main(lambda: run.begin(resume=cfg.resume, overwrite=cfg.overwrite))
+        return execute(job, run, objective, resuming, callbacks, dist)
 
 
 def prepare(cfg: TrainConfig, objective: str) -> Prepared:
@@ -180,8 +187,16 @@ class DevEvaluator:
         return score["metrics"]
 
 
-def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple) -> Run:
-    """Write the run's inputs, train with the shared loop, score the best model and write the reports."""
+def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple, dist: Any = None) -> Run:
+    """Write the run's inputs, train with the shared loop, score the best model and write the reports.
+
+    Under torchrun (`dist`) every rank trains; rank 0 alone writes, scores and reports.
+    """
+    from stepwise.training.distributed import Dist
+
+    dist = dist or Dist()
+    if not dist.is_main:
+        return _train_only(job, run, objective, resuming, callbacks, dist)
     from stepwise.precision import resolve_precision
     from stepwise.predictor import Predictor, load
     from stepwise.training.loop import fit
@@ -220,7 +235,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         step_inputs = DocContextTraining(cfg.seed)
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
-                callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs)
+                callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs, dist=dist)
     if doc_notes is not None:  # the benchmark compares at equal total training time
         doc_notes["final_train_seconds"] = round(state.train_seconds, 2)
         doc_notes["total_train_seconds"] = round(state.train_seconds + doc_notes["fold_train_seconds"], 2)
@@ -234,12 +249,31 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             scores[split] = best.score(data[split], features[split])
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
     result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
-                            {**job.notes, "examples": len(data["train"])})
+                            {**job.notes, "examples": len(data["train"]), **({"processes": dist.world} if
+                                                                            dist.active else {})})
     if cfg.doc_context:
         from stepwise.recipes.doc_context import finish
 
         finish(run)
+    dist.broadcast(result.results)
     return result
+
+
+def _train_only(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple, dist: Any) -> Run:
+    """A rank other than 0: train on its shards, then take rank 0's results (it writes everything)."""
+    from stepwise.precision import resolve_precision
+    from stepwise.training.loop import fit
+    from stepwise.training.objectives import ObjectiveContext, build_objective
+
+    cfg, task = job.config, job.task
+    precision = resolve_precision(cfg.precision)
+    features = task.encode(job.tokenizer, job.data["train"], cfg.max_length)
+    loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features, job.reward,
+                                                       job.teacher))
+    fit(job.model, task, features, lambda: {}, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
+        precision=precision, save_best=lambda: None, callbacks=callbacks, objective=loss, resume=resuming,
+        step_inputs=task.step_inputs(cfg, job.tokenizer, precision), dist=dist)
+    return Run(Path(run.path), dist.broadcast(None))
 
 
 def _split_line(ex: Example) -> str:

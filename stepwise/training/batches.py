@@ -31,5 +31,11 @@ class BatchSource:
             batches = shuffled_batches(len(self.lengths), self.batch_size, self.seed, epoch)
         if self.world == 1:
             return batches
-        return [batch[self.rank * len(batch) // self.world:(self.rank + 1) * len(batch) // self.world]
-                for batch in batches]
+        return [self._shard(batch) for batch in batches]
+
+    def _shard(self, batch: list[int]) -> list[int]:
+        """This rank's contiguous part; a batch smaller than the world lends its examples round-robin (no rank
+        is left without data: DDP needs every rank in every gradient exchange)."""
+        if len(batch) < self.world:
+            return [batch[self.rank % len(batch)]]
+        return batch[self.rank * len(batch) // self.world:(self.rank + 1) * len(batch) // self.world]

@@ -23,6 +23,7 @@ from stepwise.rundir import CHECKPOINT, METRICS
 from stepwise.tasks.base import Task
 from stepwise.training.batches import BatchSource
 from stepwise.training.checkpoint import Checkpointer
+from stepwise.training.distributed import Dist
 from stepwise.training.early_stopping import EarlyStopping
 from stepwise.training.flops import matmul_peak
 from stepwise.training.logger import Logger, MetricsLog, ProgressBar
@@ -82,16 +83,19 @@ class Window:
 def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator, cfg: TrainConfig,
         run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
         callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None,
-        resume: bool | None = None, loggers: list[Logger] | None = None, rank: int = 0, world: int = 1,
+        resume: bool | None = None, loggers: list[Logger] | None = None, dist: Dist | None = None,
         step_inputs: Any | None = None) -> LoopState:
     """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights.
 
     `step_inputs` turns each micro-batch's features into model inputs (`inputs(model, feats)`, with a seeded
     `rng` saved in checkpoints); default: a refiner's previous predictions when the model reads them.
+    Under torchrun (`dist`), each rank trains on its shard of every global batch; rank 0 alone evaluates,
+    saves, checkpoints and logs, and its decisions (scores, early stop) reach the others by broadcast.
     """
+    dist = dist or Dist()
     metric = cfg.dev_metric(task.default_metric)
     source = BatchSource([len(f["input_ids"]) for f in train_features], cfg.batch_size, seed=cfg.seed,
-                         group_by_length=cfg.group_by_length, pool=cfg.group_pool, rank=rank, world=world)
+                         group_by_length=cfg.group_by_length, pool=cfg.group_pool, rank=dist.rank, world=dist.world)
     total = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(source) / cfg.grad_accum))
     warmup = warmup_steps(total, cfg.warmup_ratio)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -99,19 +103,24 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
                                                                             train_features))
     refiner = step_inputs or (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
                               if PREV in model.extra_inputs else None)
-    train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner)
+    train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner,
+                           dist=dist)
     stopping = EarlyStopping(cfg.patience, cfg.eval_every)
     checkpointer = Checkpointer(run_dir / CHECKPOINT, {"refiner": refiner.rng} if refiner else {})
-    peak = matmul_peak(precision)
+    peak = matmul_peak(precision) * dist.world  # every rank's share of the machine(s) counts
 
     state = LoopState()
-    saved = checkpointer.load() if (cfg.resume if resume is None else resume) else None
+    saved = checkpointer.load() if (cfg.resume if resume is None else resume) and dist.is_main else None
+    saved = dist.broadcast(saved)  # the other ranks (other machines, maybe) get rank 0's checkpoint
     if saved is not None:
         state = LoopState(**saved["state"])
         if not state.done:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
-    if loggers is None:
+    train_step.attach(dist.wrap(model))  # after loading: DDP starts every rank from rank 0's weights
+    if not dist.is_main:
+        loggers = []
+    elif loggers is None:
         loggers = [MetricsLog(run_dir / METRICS, state.step if saved is not None else None),
                    ProgressBar(total, state.step, disable=cfg.quiet)]
 
@@ -121,18 +130,20 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     def evaluation() -> bool:
         """Score dev, keep the best weights, checkpoint; True when early stopping says stop."""
         start = time.perf_counter()
-        scores = evaluate()
+        scores = dist.broadcast(evaluate() if dist.is_main else None)
         improved, state.bad_evals, state.stopped_early = stopping.update(state.best, state.bad_evals, scores[metric])
         if improved:
             state.best, state.best_step = scores[metric], state.step
-            save_best()
+            if dist.is_main:
+                save_best()
         state.eval_seconds += time.perf_counter() - start
         record = {"step": state.step, "epoch": epoch_position(),
                   "dev": {k: v for k, v in scores.items() if isinstance(v, (int, float))}, "best": state.best}
         state.history.append(record)
         for logger in loggers:
             logger.evaluation(record)
-        checkpointer.save(asdict(state), model, optimizer)
+        if dist.is_main:
+            checkpointer.save(asdict(state), model, optimizer)
         return state.stopped_early
 
     model.train()
@@ -161,6 +172,8 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
                     logger.train(record)
                 window = Window()
             stop = any([bool(callback(state)) for callback in callbacks])
+            if dist.active and callbacks:  # one rank's callback stopping the run stops every rank
+                stop = dist.sum([float(stop)])[0] > 0
             if not stop and stopping.due(state.step, total, epoch_ended=False):
                 stop = evaluation()
         if state.batch_in_epoch >= len(batches):
@@ -175,5 +188,6 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
             evaluation()
         state.done = True
         state.peak_flops = peak
-        checkpointer.save(asdict(state))  # a finished run keeps only its state: the best weights are in model/
+        if dist.is_main:
+            checkpointer.save(asdict(state))  # a finished run keeps only its state: the best weights are in model/
     return state
