@@ -93,13 +93,13 @@ def load_space(path: str | Path, fixed: dict[str, Any] | None = None) -> list[Pa
     params = []
     for name, spec in data.items():
         line = lines.get(name)
-        if fixed and name in fixed:
-            raise StepwiseError(f"{name!r} is both fixed (--{name.replace('_', '-')} or --config) and searched",
-                                path=path, line=line, fix="drop one of the two")
         try:
             params.append(parse_param(name, spec, str(path)))
         except StepwiseError as err:
             raise StepwiseError(err.problem, path=path, line=line, fix=err.fix) from None
+        if fixed and name in fixed:
+            raise StepwiseError(f"{name!r} is both fixed (--{name.replace('_', '-')} or --config) and searched",
+                                path=path, line=line, fix="drop one of the two")
     return params
 
 

@@ -65,10 +65,10 @@ def open_study(out: str | Path, *, storage: str | None, pruner: str, startup_tri
     url = storage_url(out, storage)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        rdb = optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
         with _file_lock(Path(out) / ".study.lock"):  # two processes starting together create the tables once
+            rdb = optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
             return optuna.create_study(study_name=STUDY_NAME, storage=rdb, direction="maximize",
                                        pruner=make_pruner(pruner, startup_trials), load_if_exists=True)
     except (ImportError, ValueError) as err:  # a driver that is not installed, a malformed URL
