@@ -205,7 +205,7 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
         yield
         state.draining = True
         await loading
-        await state.batcher.stop()
+        await state.batcher.stop(settings.graceful_s)
 
     app = FastAPI(title="stepwise", version=stepwise.__version__, lifespan=lifespan,
                   description=f"A stepwise {task_name} model behind HTTP: `POST /v1/predict`.")

@@ -55,9 +55,10 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop the worker."""
-        while self._jobs:
+    async def stop(self, timeout_s: float = 60.0) -> None:
+        """Finish what is queued (for at most `timeout_s`), then stop the worker."""
+        deadline = time.monotonic() + timeout_s
+        while self._jobs and time.monotonic() < deadline and self._worker is not None and not self._worker.done():
             await asyncio.sleep(0.005)
         if self._worker is not None:
             self._worker.cancel()
