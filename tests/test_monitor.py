@@ -333,7 +333,7 @@ def test_alert_on_the_injected_surge_only(surge_db: tuple[Path, dict[str, Any], 
 
 
 def test_no_alert_on_a_flat_stream(run_dir: Path, predictor: Any, tmp_path: Path) -> None:
-    rows, _ = demo_stream(days=3, per_hour=6, seed=1, surge=None)
+    rows, _ = demo_stream(days=2, per_hour=6, seed=1, surge=None)
     printed: list[str] = []
     summary = monitor(run_dir, str(write_events(tmp_path / "flat.jsonl", rows)), tmp_path / "flat.sqlite",
                       predictor=predictor, detector=Detector(3600, min_count=5), emit=printed.append)
@@ -381,7 +381,7 @@ class Receiver:
 
 def test_webhook_retries_until_delivered_and_never_blocks_ingestion(run_dir: Path, predictor: Any,
                                                                     tmp_path: Path) -> None:
-    rows, _ = demo_stream(days=3, per_hour=6, seed=1, surge="ACMR", surge_hour=50)
+    rows, _ = demo_stream(days=2, per_hour=4, seed=2, surge="ACMR", surge_hour=30)
     stream = write_events(tmp_path / "surge.jsonl", rows)
     detector = Detector(3600, min_count=5)
     # 1. the receiver is down for the whole run: every event is stored anyway, the alerts stay queued
