@@ -254,7 +254,8 @@ def _count(db: Path) -> int:
         return 0
 
 
-def test_follow_picks_up_appended_lines_and_stops_when_idle(run_dir: Path, predictor: Any, tmp_path: Path) -> None:
+def test_follow_picks_up_appended_lines_and_rotation_and_stops_when_idle(run_dir: Path, predictor: Any,
+                                                                         tmp_path: Path) -> None:
     rows, _ = demo_stream(days=1, per_hour=1, seed=5, surge=None)
     stream = write_events(tmp_path / "grow.jsonl", rows[:10])
     db = tmp_path / "follow.sqlite"
@@ -275,10 +276,13 @@ def test_follow_picks_up_appended_lines_and_stops_when_idle(run_dir: Path, predi
         time.sleep(0.5)
         f.write(last[15:] + "\n")
         f.write("{broken\n")
+    time.sleep(0.5)
+    stream.rename(tmp_path / "grow.jsonl.1")  # rotated: a new file, which repeats one event
+    write_events(stream, [rows[0], *rows[21:24]])
     worker.join(30)
     assert not worker.is_alive()
-    assert result["new_events"] == 21 and result["new_rejects"] == 1 and _count(db) == 21
-    assert query(db, "SELECT reason FROM rejects") == [("not JSON",)]
+    assert result["new_events"] == 24 and result["new_rejects"] == 1 and result["duplicates"] == 1
+    assert _count(db) == 24 and query(db, "SELECT reason FROM rejects") == [("not JSON",)]
 
 
 def test_tagger_organisations_name_companies(tiny_model: str, run_dir: Path, predictor: Any, tmp_path: Path) -> None:

@@ -91,8 +91,9 @@ def read_lines(path: str, *, follow: bool = False, batch_size: int = 64, stop_af
 
     A batch is handed over when it is full or when no more input is there right now, so a slow stream is
     not held back. With `follow`, the end of a regular file is not the end: new lines are read as they are
-    appended (a last line without its newline waits for it). `stop_after_idle` ends after that many seconds
-    without a new line (with `follow`, or on a pipe).
+    appended (a last line without its newline waits for it), and a file that is rotated (replaced) or
+    truncated is read again from its start (event ids make that harmless). `stop_after_idle` ends after that
+    many seconds without a new line (with `follow`, or on a pipe).
     """
     fd = 0 if path == "-" else _open(path)
     regular = stat.S_ISREG(os.fstat(fd).st_mode)
@@ -128,6 +129,10 @@ def read_lines(path: str, *, follow: bool = False, batch_size: int = 64, stop_af
             if stop_after_idle is not None and time.monotonic() - idle_since >= stop_after_idle:
                 return
             if regular:
+                if _replaced(path, fd):  # rotated or truncated: read the new file from its start
+                    os.close(fd)
+                    fd, buffer, number = _open(path), b"", 0
+                    continue
                 time.sleep(poll)
     finally:
         if fd != 0:
@@ -144,6 +149,16 @@ def _open(path: str) -> int:
                             fix="check the path, or use --input - for stdin") from None
     except OSError as err:
         raise StepwiseError(f"cannot read the input ({err.strerror})", path=path) from None
+
+
+def _replaced(path: str, fd: int) -> bool:
+    """Whether the file at `path` is no longer the one open at `fd`, or is shorter than what was read."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False  # between a rotation's rename and the new file: keep waiting
+    mine = os.fstat(fd)
+    return now.st_ino != mine.st_ino or now.st_size < os.lseek(fd, 0, os.SEEK_CUR)
 
 
 def _decode(line: bytes) -> str:
