@@ -154,6 +154,8 @@ def retry(study: Any, number: int) -> None:
     import optuna
 
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    if trial.state.name != "FAIL":  # an interrupt between trials leaves a finished trial as it is
+        return
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
