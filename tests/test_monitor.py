@@ -259,7 +259,7 @@ def test_follow_picks_up_appended_lines_and_rotation_and_stops_when_idle(run_dir
     rows, _ = demo_stream(days=1, per_hour=1, seed=5, surge=None)
     stream = write_events(tmp_path / "grow.jsonl", rows[:10])
     db = tmp_path / "follow.sqlite"
-    options = MonitorOptions(follow=True, stop_after_idle=1.5, poll=0.05, batch_size=8)
+    options = MonitorOptions(follow=True, stop_after_idle=3.0, poll=0.05, batch_size=8)
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(monitor(run_dir, str(stream), db, predictor=predictor,
                                                                    options=options, emit=lambda line: None)))
