@@ -127,7 +127,8 @@ def _spawn(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path, sig):
     space = write_space(tmp_path / "space.yaml", "lr: {low: 3.0e-3, high: 3.0e-2, log: true}\n")
     out = tmp_path / "search"
     args = command(tiny_model, files, out, space, 3, "--batch-size", "8", "--startup-trials", "5")
@@ -135,11 +136,16 @@ def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path):
     deadline = time.monotonic() + 60
     while not (out / "trials" / "0001").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # mid-trial 1, with no chance to tidy up
-    proc.wait()
+    proc.send_signal(sig)  # mid-trial 1: SIGKILL leaves no chance to tidy up; SIGTERM stops like Ctrl-C
+    _, err = proc.communicate(timeout=60)
     first = json.loads((out / "trials" / "0000" / "results.json").read_text())
     killed = {t.number: t for t in study_trials(out)}
-    assert killed[0].state.name == "COMPLETE" and killed[1].state.name == "RUNNING"
+    assert killed[0].state.name == "COMPLETE"
+    if sig == signal.SIGTERM:  # failed and queued for a retry at once; one line, exit 130
+        assert proc.returncode == 130 and "rerun the same command" in err and err.count("\n") == 1, err
+        assert killed[1].state.name == "FAIL" and killed[2].state.name == "WAITING"
+    else:  # still RUNNING in the study: the rerun finds its process gone
+        assert killed[1].state.name == "RUNNING"
 
     assert main(args) == 0
     trials = {t.number: t for t in study_trials(out)}
