@@ -122,23 +122,29 @@ def batch_counts(port: int) -> tuple[float, float]:
     return value("stepwise_batch_items_sum"), value("stepwise_batch_items_count")
 
 
-def measure(name: str, server: Server, texts: list[str], gold: list[str], label_of, stepwise: bool) -> list[dict]:
-    rows = []
-    load(server.port, texts[:32], 8)  # warm-up: every thread and code path once
-    for concurrency in ARGS.concurrency:
-        before = batch_counts(server.port) if stepwise else None
-        result = load(server.port, texts, concurrency)
-        row = {"system": name, "concurrency": concurrency, **{k: v for k, v in result.items() if k != "labels"}}
-        if stepwise:
-            items, batches = (a - b for a, b in zip(batch_counts(server.port), before))
-            row["mean_batch"] = round(items / max(batches, 1), 1)
-        else:
-            row["mean_batch"] = 1.0
-        served = result["labels"]
-        row["accuracy"] = round(float(np.mean([label_of(served[i]) == gold[i] for i in served])), 4)
-        rows.append(row)
-        print(row, flush=True)
-    return rows
+def measure_once(name: str, server: Server, texts: list[str], gold: list[str], label_of, stepwise: bool,
+                 concurrency: int) -> dict:
+    before = batch_counts(server.port) if stepwise else None
+    result = load(server.port, texts, concurrency)
+    row = {"system": name, "concurrency": concurrency, **{k: v for k, v in result.items() if k != "labels"}}
+    if stepwise:
+        items, batches = (a - b for a, b in zip(batch_counts(server.port), before))
+        row["mean_batch"] = round(items / max(batches, 1), 1)
+    else:
+        row["mean_batch"] = 1.0
+    served = result["labels"]
+    row["accuracy"] = round(float(np.mean([label_of(served[i]) == gold[i] for i in served])), 4)
+    print(row, flush=True)
+    return row
+
+
+def median_row(rounds: list[dict]) -> dict:
+    """The round with the median req/s (its latencies and batch size with it), errors summed over all rounds."""
+    ordered = sorted(rounds, key=lambda r: r["req_per_s"])
+    row = dict(ordered[len(ordered) // 2])
+    row["errors"] = sum(r["errors"] for r in rounds)
+    row["req_per_s_all"] = [r["req_per_s"] for r in rounds]
+    return row
 
 
 def main() -> None:
@@ -172,13 +178,24 @@ def main() -> None:
     ]
     if ARGS.only:
         systems = [s for s in systems if any(key in s[0] for key in ARGS.only.split(","))]
-    rows = []
-    for name, command, env, label_of, is_stepwise, cwd in systems:
-        server = Server(command, env, cwd)
-        try:
-            rows += measure(name, server, texts, gold, label_of, is_stepwise)
-        finally:
+    # All servers up at once; every (concurrency, round) measures each system in turn, so a slow spell of
+    # this shared host falls on all systems alike. The table keeps each system's median round.
+    servers = []
+    try:
+        for name, command, env, label_of, is_stepwise, cwd in systems:
+            servers.append((name, Server(command, env, cwd), label_of, is_stepwise))
+            load(servers[-1][1].port, texts[:32], 8)  # warm-up: every thread and code path once
+        rows = []
+        for concurrency in ARGS.concurrency:
+            rounds: dict[str, list[dict]] = {name: [] for name, *_ in servers}
+            for _ in range(ARGS.rounds):
+                for name, server, label_of, is_stepwise in servers:
+                    rounds[name].append(measure_once(name, server, texts, gold, label_of, is_stepwise, concurrency))
+            rows += [median_row(measured) for measured in rounds.values()]
+    finally:
+        for _, server, _, _ in servers:
             server.stop()
+    rows.sort(key=lambda r: ([s[0] for s in systems].index(r["system"]), r["concurrency"]))
 
     def rps(system: str, c: int) -> float:
         return next((r["req_per_s"] for r in rows if r["system"] == system and r["concurrency"] == c), float("nan"))
@@ -192,7 +209,7 @@ def main() -> None:
     emit("serve", rows, ["system", "concurrency", "req_per_s", "p50_ms", "p99_ms", "errors", "mean_batch",
                          "accuracy"],
          {"requests": len(texts), "max_batch": ARGS.max_batch, "max_wait_ms": ARGS.max_wait_ms,
-          "sub_batch": ARGS.sub_batch, "threads": ARGS.threads,
+          "sub_batch": ARGS.sub_batch, "threads": ARGS.threads, "rounds": ARGS.rounds,
           "ratios": summary})
     print(json.dumps(summary, indent=1))
 
@@ -206,5 +223,6 @@ if __name__ == "__main__":
     parser.add_argument("--sub-batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="model threads of every server")
     parser.add_argument("--only", help="comma-separated substrings of system names")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per system and concurrency (median kept)")
     ARGS = parser.parse_args()
     main()
