@@ -138,9 +138,12 @@ def _plot(name: str, windows: list[Window], alerts: list[dict[str, Any]], window
     width = window / 86400 * 0.85  # matplotlib dates are days
     top.axhline(0, color="#999", lw=0.8)
     top.plot(mids, [w.mean for w in windows], marker="o", ms=3, lw=1.4, color=COLORS["line"], label="mean sentiment")
+    starts = {(a["window_start"], a["direction"]) for a in alerts}
     for a in alerts:
         color = COLORS["negative"] if a["direction"] == "negative" else COLORS["positive"]
         top.axvspan(when(a["window_start"]), when(a["window_end"]), color=color, alpha=0.18)
+        if (a["window_start"] - window, a["direction"]) in starts:
+            continue  # one label per run of alerting windows
         top.annotate("alert", (when(a["window_start"] + window / 2), a["mean"]), xytext=(0, -16 if a["mean"] < 0
                      else 10), textcoords="offset points", ha="center", color=color, fontsize=8, weight="bold")
     top.set_ylim(-1.05, 1.05)

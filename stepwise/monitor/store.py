@@ -211,11 +211,11 @@ class Store:
             "SELECT company, SUM(n) AS total FROM aggregates GROUP BY company ORDER BY total DESC, company")]
 
     def events_in(self, company: str, start: float, limit: int, most: str = "negative") -> list[dict[str, Any]]:
-        """A window's most negative events (lowest score first), or its most positive ones."""
-        order = "e.score DESC" if most == "positive" else "e.score"
-        rows = self.conn.execute(
-            "SELECT e.id, e.time, e.text, e.source, e.label, e.score FROM mentions m "
-            "JOIN events e ON e.id = m.event_id WHERE m.company = ? AND m.window_start = ? "
+        """A window's most negative events (lowest score first), or its most positive ones; one per text."""
+        pick, order = ("MAX", "score DESC") if most == "positive" else ("MIN", "score")
+        rows = self.conn.execute(  # SQLite takes the bare columns from the row holding the MIN/MAX
+            f"SELECT e.id, e.time, e.text, e.source, e.label, {pick}(e.score) AS score FROM mentions m "
+            "JOIN events e ON e.id = m.event_id WHERE m.company = ? AND m.window_start = ? GROUP BY e.text "
             f"ORDER BY {order}, e.time LIMIT ?", (company, start, limit))
         return [dict(zip(("id", "time", "text", "source", "label", "score"), r)) for r in rows]
 
