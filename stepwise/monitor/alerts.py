@@ -63,7 +63,7 @@ class Detector:
             if share - rate < self.min_shift:
                 continue
             p = binomial_tail(count, current.n, rate)
-            z = -NormalDist().inv_cdf(max(p, 1e-300))
+            z = -NormalDist().inv_cdf(min(max(p, 1e-300), 0.5))  # p > 0.5 is no surge: z 0
             if z < self.z:
                 continue
             mean_b = sum(w.score_sum for w in baseline) / n_b
