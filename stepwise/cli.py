@@ -69,6 +69,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from stepwise import __version__
+    from stepwise.llm.cli import add_llm_flags
 
     parser = Parser(prog="stepwise", description="Fine-tune, evaluate and serve text classifiers and taggers "
                     "through multi-step optimization.")
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--plot", help="write a PNG of quality against steps and latency")
     _add_read_flags(p_eval)
     _add_refine_flags(p_eval)
+    add_llm_flags(p_eval)
 
     p_pred = sub.add_parser("predict", help="predict labels for a file or stdin", formatter_class=fmt)
     p_pred.add_argument("run")
@@ -104,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--output", help="write here instead of stdout (atomically)")
     _add_read_flags(p_pred)
     _add_refine_flags(p_pred)
+    add_llm_flags(p_pred)
 
     p_export = sub.add_parser("export", help="a deployable ONNX (or Hugging Face) directory, with a parity gate",
                               formatter_class=fmt)
@@ -414,7 +417,7 @@ def _print_run(run: Any, as_json: bool, quiet: bool) -> int:
 
 
 def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
-    if args.steps is not None and args.steps > 1 and not predictor.is_refiner:
+    if args.steps is not None and args.steps > 1 and not getattr(predictor, "is_refiner", True):
         print(f"stepwise: note: {args.run} is a single-step model (trained without --refine-steps); "
               f"--steps {args.steps} has no effect", file=sys.stderr)
 
@@ -454,13 +457,16 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from stepwise.llm.cli import check_llm_flags, llm_predictor, llm_summary, wants_llm
     from stepwise.recipes.evaluate import evaluate, read_labeled
 
     options = _predict_options(args)
+    check_llm_flags(args)
     check_output_path(args.plot, "--plot")
     check_output_path(args.trace, "--trace", inputs=[args.data])
     examples = read_labeled(_open_run(args.run, args), args.data, **_read_options(args))
     predictor = _load(args)
+    predictor = llm_predictor(predictor, args) if wants_llm(args) else predictor
     _warn_steps(predictor, args)
     score = evaluate(args.run, args.data, steps=options.steps, confidence=options.confidence,
                      time_budget_ms=options.time_budget_ms, keep=options.keep, predictor=predictor,
@@ -477,10 +483,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         plot_steps(score["steps"], args.plot)
     if args.json:
         metrics = {k: v for k, v in score["metrics"].items() if k != "confusion_matrix"}
+        llm = {"llm": predictor.report()} if wants_llm(args) else {}
         print(json.dumps({"task": predictor.task.name, "data": str(args.data), **metrics, "steps": score["steps"],
-                          "mean_steps": score["mean_steps"]}))
+                          "mean_steps": score["mean_steps"], **llm}))
     else:
         print(score["report"])
+        if wants_llm(args):
+            print(llm_summary(predictor.report()))
         if len(score["steps"]) > 1:
             for row in score["steps"]:
                 print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -490,9 +499,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from stepwise.files import atomic_write_text
+    from stepwise.llm.cli import check_llm_flags, llm_predictor, llm_summary, wants_llm
     from stepwise.recipes.predict import predict, read_inputs, trace_lines
 
     options = _predict_options(args)
+    check_llm_flags(args)
     check_output_path(args.output, "--output", inputs=[args.input])
     check_output_path(args.trace, "--trace", inputs=[args.input])
     task = _open_run(args.run, args)
@@ -500,8 +511,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     task.check_output_format(args.output_format)
     examples = read_inputs(task, args.input, **_read_options(args))
     predictor = _load(args)
+    predictor = llm_predictor(predictor, args) if wants_llm(args) else predictor
     _warn_steps(predictor, args)
     text, result = predict(predictor, examples, options, args.output_format)
+    if wants_llm(args):
+        print(f"stepwise: {llm_summary(predictor.report())}", file=sys.stderr)
     if args.trace:
         atomic_write_text(args.trace, trace_lines(predictor.task, result))
     if args.output:

@@ -246,6 +246,41 @@ class Task(ABC):
 
         return ModelPolicy(backend, self, examples, features, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
 
+    # --- prompting an LLM (stepwise.llm): what a prompt shows, and how a reply is read ---------
+    #: label → the word an LLM sees for it (e.g. SST-2's 0/1 as negative/positive); unmapped labels show as is
+    label_words: dict[str, str] = {}
+
+    def word(self, label: str) -> str:
+        return self.label_words.get(label, label)
+
+    def llm_text(self, example: Example) -> str:
+        """The input as a prompt shows it."""
+        return str(example.text)
+
+    def llm_gold(self, example: Example) -> Any:
+        """A labeled example's answer, as prediction ids (a few-shot example's answer)."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
+    def llm_wrong(self, example: Example) -> Any:
+        """A wrong first draft for a few-shot example of the revise prompt (ids)."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
+    def llm_answer(self, ids: Any, example: Example) -> str:
+        """A prediction (ids) as a prompt shows it."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
+    def llm_parse(self, reply: str, example: Example) -> Any | None:
+        """The prediction ids in an LLM's reply, or None when the reply is not a valid answer."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
+    def llm_max_tokens(self, example: Example) -> int:
+        """Generation budget for one answer."""
+        return 8
+
+    def llm_output(self, ids: Any, example: Example) -> Any:
+        """The raw output of an LLM step, in the form records and `to_labels` read (one-hot probabilities)."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
     @abstractmethod
     def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
         """The part of an example's prediction that one feature (window) covers."""

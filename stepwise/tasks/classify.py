@@ -91,6 +91,27 @@ class ClassifyTask(Task):
     def to_labels(self, probs: np.ndarray) -> str:
         return self.labels[int(np.argmax(probs))]
 
+    # --- LLM prompts: a label is shown as its word (`label_words`); a reply must start with one ----
+    def llm_gold(self, example: Example) -> Any:
+        return self.label_to_id[str(example.label)]
+
+    def llm_wrong(self, example: Example) -> Any:
+        return (self.llm_gold(example) + 1) % len(self.labels)
+
+    def llm_answer(self, ids: Any, example: Example) -> str:
+        return self.word(self.labels[int(ids)])
+
+    def llm_parse(self, reply: str, example: Example) -> Any | None:
+        text = reply.strip().strip("\"'*:.-").strip().lower()
+        words = sorted(((self.word(label).lower(), i) for i, label in enumerate(self.labels)), key=lambda w: -len(w[0]))
+        for word, i in words:
+            if text.startswith(word) and (len(text) == len(word) or not text[len(word)].isalnum()):
+                return i
+        return None
+
+    def llm_output(self, ids: Any, example: Example) -> Any:
+        return np.eye(len(self.labels), dtype=np.float32)[int(ids)]
+
     def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
         return example_ids
 

@@ -36,6 +36,18 @@ def references(label: Any) -> list[str]:
     return [] if label is None else [label] if isinstance(label, str) else list(label)
 
 
+def split_punctuation(tokens: list[str], known: set[str]) -> list[str]:
+    """Whitespace tokens with a final . , ! ? ; : split off, as JFLEG and CoNLL are tokenized (a token the
+    source already has, e.g. "U.S.", stays whole)."""
+    out = []
+    for token in tokens:
+        if len(token) > 1 and token[-1] in ".,!?;:" and token not in known:
+            out += [token[:-1], token[-1]]
+        else:
+            out.append(token)
+    return out
+
+
 def ops_for(source: list[str], target: list[str]) -> list[list[str]]:
     """Edit operations per position, cached: the vocabulary, the labels and own-output retagging all need them."""
     return _ops(tuple(source), tuple(target))
@@ -220,6 +232,38 @@ class EditTask(TagTask):
 
     def apply(self, tokens: list[str], tags: list[str]) -> list[str]:
         return apply_tags(tokens, tags, speller())
+
+    # --- LLM prompts: a sentence in, the corrected sentence out (one line, tokenized like the data) --
+    def llm_gold(self, example: Example) -> Any:
+        refs = references(example.label)
+        return tuple(refs[0].split()) if refs else tuple(words_of(example))
+
+    def llm_wrong(self, example: Example) -> Any:
+        return tuple(words_of(example))
+
+    def llm_answer(self, ids: Any, example: Example) -> str:
+        return " ".join(ids)
+
+    def llm_parse(self, reply: str, example: Example) -> Any | None:
+        lines = reply.strip().splitlines()
+        tokens = split_punctuation(lines[0].split() if lines else [], set(words_of(example)))
+        n = len(words_of(example))
+        if not n / 2 - 1 <= len(tokens) <= 1.5 * n + 3:  # empty, cut off, or rambling on
+            return None
+        if not any(c.isalnum() for c in "".join(tokens)):  # punctuation only
+            return None
+        return tuple(tokens)
+
+    def llm_max_tokens(self, example: Example) -> int:
+        return 2 * len(words_of(example)) + 12
+
+    def llm_output(self, ids: Any, example: Example) -> Any:
+        from stepwise.edit.metrics import token_edits
+
+        source = words_of(example)
+        edits = [{"position": a, "source": " ".join(source[a:b]), "replacement": " ".join(r)}
+                 for a, b, r in token_edits(source, list(ids))]
+        return {"tokens": list(ids), "edits": [edits]}
 
     # --- output -------------------------------------------------------------------------------
     def to_labels(self, out: Any) -> str:

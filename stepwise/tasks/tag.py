@@ -182,6 +182,33 @@ class TagTask(Task):
         """Repaired tags as ids, so the next step sees a well-formed sequence."""
         return np.array([self.label_to_id[t] for t in self.to_labels(probs)], dtype=np.int64)
 
+    # --- LLM prompts: the words, then one tag per word; a reply must have as many known tags -------
+    def llm_text(self, example: Example) -> str:
+        return " ".join(words_of(example))
+
+    def llm_gold(self, example: Example) -> Any:
+        return np.array([self.label_to_id[t] for t in example.label], dtype=np.int64)
+
+    def llm_wrong(self, example: Example) -> Any:
+        outside = self.label_to_id.get("O", 0)
+        return np.full(len(words_of(example)), outside, dtype=np.int64)
+
+    def llm_answer(self, ids: Any, example: Example) -> str:
+        return " ".join(self.labels[int(i)] for i in ids)
+
+    def llm_parse(self, reply: str, example: Example) -> Any | None:
+        lines = reply.strip().splitlines()
+        tags = lines[0].split() if lines else []
+        if len(tags) != len(words_of(example)) or any(t not in self.label_to_id for t in tags):
+            return None
+        return np.array([self.label_to_id[t] for t in tags], dtype=np.int64)
+
+    def llm_max_tokens(self, example: Example) -> int:
+        return 4 * len(words_of(example)) + 4
+
+    def llm_output(self, ids: Any, example: Example) -> Any:
+        return np.eye(len(self.labels), dtype=np.float32)[np.asarray(ids, dtype=np.int64)]
+
     def slice_prediction(self, feature: Feature, example_ids: np.ndarray) -> np.ndarray:
         start = feature["_start"]
         return example_ids[start:start + sum(feature["word_mask"])]
