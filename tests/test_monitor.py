@@ -477,6 +477,7 @@ def test_bad_options_are_one_line_errors(run_dir: Path, tmp_path: Path, capsys: 
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "m.sqlite").exists()  # nothing was written by a refused command
     assert main(base + ["--window", "1h"]) == 0
     capsys.readouterr()
     assert main(base + ["--window", "15m"]) == 2  # the database was built with 1h windows

@@ -104,6 +104,9 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
         raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 256")
     if Path(db).is_dir():
         raise StepwiseError("--db is a directory", path=db, fix="give --db a file name, e.g. monitor.sqlite")
+    if input != "-" and not Path(input).is_file():  # before the model loads and the database is created
+        raise StepwiseError("input file not found" if not Path(input).exists() else "input is not a file", path=input,
+                            fix="check the path, or use --input - for stdin")
     if predictor is None:
         predictor = load_model(classifier, "classify", "--classifier", options.backend, options.threads)
     if tagger is not None and tagger_predictor is None:
