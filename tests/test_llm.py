@@ -425,6 +425,12 @@ def test_edit_policy_with_llm_fallback_keeps_the_source(tmp_path: Path, tiny_mod
         source = " ".join(ex.text.split()) if isinstance(ex.text, str) else " ".join(ex.text)
         assert pred == (source.capitalize() if "cat" in source else source)
     assert 0 <= score["metrics"]["gleu"] <= 1 and len(score["steps"]) >= 1
+    # llm-first: an LLM that copies the source does not end the loop; the editor still takes step 2
+    with FakeLLM(lambda p, n: ("ok", " " + query(p))) as fake:
+        hybrid = _llm_predictor({"run": str(tmp_path / "ed"), "train": str(files["train"])}, fake.url,
+                                hybrid="llm-first", threshold=0.0)
+        result = hybrid.run(examples, PredictOptions(steps=2))
+    assert hybrid.report()["replaced_by_model"] == len(examples) and min(result.steps_used) == 2
 
 
 # --- the real thing: llama-cpp-python's server with the packaged Gemma 3 270M ------------------------------

@@ -52,16 +52,10 @@ class LLMPolicy:
                  shots: list[list[Example]]) -> None:
         self.task, self.examples, self.client, self.prompts = task, examples, client, prompts
         self.shots = [[shot_of_cached(task, s) for s in row] for row in shots]
-        self.defaults = [self._default(row) for row in shots]
+        self.defaults = [task.llm_fallback(ex, row) for ex, row in zip(examples, shots)]
         self.seen = [0] * len(examples)
         self.step = 0
         self.stats = LLMStats()
-
-    def _default(self, shots: list[Example]) -> Any:
-        if self.task.name != "classify":
-            return None
-        votes = Counter(self.task.llm_gold(s) for s in shots)
-        return votes.most_common(1)[0][0] if votes else 0
 
     def act(self, indices: list[int], previous: list[Any | None], *, step: int | None = None,
             critiques: list[str | None] | None = None) -> tuple[list[Any], list[float], list[Any]]:

@@ -67,9 +67,11 @@ class LLMPredictor:
             return _with_gaps(RefineResult([], [], [], [], [], []), [False] * len(examples))
         self.policy = self.make_policy(present)
         confidence = self.threshold if self.hybrid == "model-first" else options.confidence
+        # an editor's source is the state before step 1, so an LLM that changes nothing stops there; in a hybrid
+        # the next step is another policy, so step 1 never stops an example for changing nothing
+        initial = None if self.hybrid else self.task.initial_states(present)
         result = refine(self.policy, len(present), steps=options.steps or 1, confidence=confidence,
-                        time_budget_ms=options.time_budget_ms, keep=options.keep,
-                        initial=self.task.initial_states(present))
+                        time_budget_ms=options.time_budget_ms, keep=options.keep, initial=initial)
         return result if len(present) == len(examples) else _with_gaps(result, [_has_text(ex) for ex in examples])
 
     def report(self) -> dict[str, Any]:

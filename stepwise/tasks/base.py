@@ -265,6 +265,10 @@ class Task(ABC):
         """A wrong first draft for a few-shot example of the revise prompt (ids)."""
         raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
 
+    def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
+        """The prediction (ids) when an LLM gives no valid answer at the first step."""
+        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         """A prediction (ids) as a prompt shows it."""
         raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")

@@ -98,8 +98,18 @@ class ClassifyTask(Task):
     def llm_wrong(self, example: Example) -> Any:
         return (self.llm_gold(example) + 1) % len(self.labels)
 
+    def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
+        """The majority label of the example's few-shot examples (zero-shot: the first label)."""
+        from collections import Counter
+
+        votes = Counter(self.llm_gold(s) for s in shots)
+        return votes.most_common(1)[0][0] if votes else 0
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         return self.word(self.labels[int(ids)])
+
+    def llm_max_tokens(self, example: Example) -> int:
+        return 4
 
     def llm_parse(self, reply: str, example: Example) -> Any | None:
         text = reply.strip().strip("\"'*:.-").strip().lower()

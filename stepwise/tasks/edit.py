@@ -241,6 +241,9 @@ class EditTask(TagTask):
     def llm_wrong(self, example: Example) -> Any:
         return tuple(words_of(example))
 
+    def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
+        return tuple(words_of(example))  # the source: no edits
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         return " ".join(ids)
 

@@ -193,6 +193,9 @@ class TagTask(Task):
         outside = self.label_to_id.get("O", 0)
         return np.full(len(words_of(example)), outside, dtype=np.int64)
 
+    def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
+        return self.llm_wrong(example)  # all O
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         return " ".join(self.labels[int(i)] for i in ids)
 
