@@ -53,16 +53,16 @@ def test_trials_are_runs_tables_and_best_yaml_reproduces(tiny_model, files, tmp_
     space = write_space(tmp_path / "space.yaml", "lr: {low: 3.0e-3, high: 3.0e-2, log: true}\n"
                         "batch_size: {choices: [16, 32]}\n")
     out = tmp_path / "search"
-    args = command(tiny_model, files, out, space, 3, "--test", str(files["test"]), "--startup-trials", "5")
+    args = command(tiny_model, files, out, space, 2, "--test", str(files["test"]), "--startup-trials", "5")
     assert main([*args, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["trials"] == {"COMPLETE": 3}
+    assert summary["trials"] == {"COMPLETE": 2}
     runs = sorted((out / "trials").iterdir())
-    assert [p.name for p in runs] == ["0000", "0001", "0002"]
+    assert [p.name for p in runs] == ["0000", "0001"]
     assert all((p / "results.json").is_file() and (p / "model").is_dir() for p in runs)
     rows = table(out)
-    assert [r["trial"] for r in rows] == ["0", "1", "2"] and {r["state"] for r in rows} == {"COMPLETE"}
-    assert len({(r["lr"], r["batch_size"]) for r in rows}) == 3  # parameters are actually drawn
+    assert [r["trial"] for r in rows] == ["0", "1"] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert len({(r["lr"], r["batch_size"]) for r in rows}) == 2  # parameters are actually drawn
     for row, run in zip(rows, runs):  # the table holds each run's own numbers
         results = json.loads((run / "results.json").read_text())
         assert float(row["dev_accuracy"]) == pytest.approx(results["train"]["best_dev_accuracy"], abs=1e-4)
@@ -87,15 +87,15 @@ def test_trials_are_runs_tables_and_best_yaml_reproduces(tiny_model, files, tmp_
     assert again["train"]["steps"] == best["steps"]
     assert again["test"]["accuracy"] == pytest.approx(best["test"]["accuracy"])
 
-    # the same command with more trials continues the study: the three runs stay as they were
+    # the same command with more trials continues the study: the two runs stay as they were
     stamps = [(p / "results.json").stat().st_mtime_ns for p in runs]
-    assert main(command(tiny_model, files, out, space, 4, "--test", str(files["test"]), "--startup-trials", "5")) == 0
-    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0002", "0003"]
+    assert main(command(tiny_model, files, out, space, 3, "--test", str(files["test"]), "--startup-trials", "5")) == 0
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0002"]
     assert [(p / "results.json").stat().st_mtime_ns for p in runs] == stamps
-    assert len(table(out)) == 4
+    assert len(table(out)) == 3
 
     # ... but not with other fixed options or another space: that is another search
-    assert main(command(tiny_model, files, out, space, 4, "--max-length", "64")) == 2
+    assert main(command(tiny_model, files, out, space, 3, "--max-length", "64")) == 2
     assert "--max-length" in capsys.readouterr().err
 
 
@@ -131,7 +131,7 @@ def _spawn(args: list[str]) -> subprocess.Popen:
 def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path, sig):
     space = write_space(tmp_path / "space.yaml", "lr: {low: 3.0e-3, high: 3.0e-2, log: true}\n")
     out = tmp_path / "search"
-    args = command(tiny_model, files, out, space, 3, "--batch-size", "8", "--startup-trials", "5")
+    args = command(tiny_model, files, out, space, 2, "--batch-size", "8", "--startup-trials", "5")
     proc = _spawn(args)
     deadline = time.monotonic() + 60
     while not (out / "trials" / "0001").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -150,7 +150,7 @@ def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path, sig):
     assert main(args) == 0
     trials = {t.number: t for t in study_trials(out)}
     states = [t.state.name for t in trials.values()]
-    assert states.count("COMPLETE") == 3  # the total reaches --trials, counting the trial finished before
+    assert states.count("COMPLETE") == 2  # the total reaches --trials, counting the trial finished before
     assert trials[0].value == killed[0].value and trials[0].params == killed[0].params
     assert json.loads((out / "trials" / "0000" / "results.json").read_text()) == first
     assert trials[1].state.name == "FAIL"  # its process is gone: failed, then retried with the same parameters
@@ -163,15 +163,15 @@ def test_killed_search_continues_when_rerun(tiny_model, files, tmp_path, sig):
 def test_two_processes_share_one_study(tiny_model, files, tmp_path):
     space = write_space(tmp_path / "space.yaml", "lr: {low: 3.0e-3, high: 3.0e-2, log: true}\n")
     out = tmp_path / "search"
-    args = command(tiny_model, files, out, space, 4, "--startup-trials", "5")
+    args = command(tiny_model, files, out, space, 3, "--startup-trials", "5")
     procs = [_spawn(args) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     trials = study_trials(out)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    # each process starts a trial only while fewer than 4 are finished or running: at most one extra at the end
-    assert 4 <= len(complete) <= 5 and all(t.state.name == "COMPLETE" for t in trials)
+    # each process starts a trial only while fewer than 3 are finished or running: at most one extra at the end
+    assert 3 <= len(complete) <= 4 and all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["pid"] for t in complete}) == 2  # both worked on it
     assert len({t.params["lr"] for t in complete}) == len(complete)  # no two trials drew the same parameters
     assert sorted(p.name for p in (out / "trials").iterdir()) == [f"{t.number:04d}" for t in complete]
