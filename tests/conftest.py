@@ -67,6 +67,13 @@ def toy_files(tmp_path: Path) -> dict[str, Path]:
             "test": write_tsv(tmp_path / "test.tsv", toy_sentences(40, 3))}
 
 
+def toy_splits(tmp: Path) -> dict[str, Path]:
+    """train/dev/test TSVs of toy sentences (160/40/40, seeds 1/2/3): the standard small classification job."""
+    return {"train": write_tsv(tmp / "train.tsv", toy_sentences(160, 1)),
+            "dev": write_tsv(tmp / "dev.tsv", toy_sentences(40, 2)),
+            "test": write_tsv(tmp / "test.tsv", toy_sentences(40, 3))}
+
+
 def tiny_options(tiny_model: str, files: dict[str, Path], out: Path, **overrides: object) -> dict[str, object]:
     """Fast training settings for the tiny model; fp32 so results are exact across machines."""
     options: dict[str, object] = {"task": "classify", "train": str(files["train"]), "dev": str(files["dev"]),

@@ -12,15 +12,13 @@ import pytest
 import stepwise
 from stepwise.cli import main
 from stepwise.data.batching import pad
-from tests.conftest import tiny_options, toy_ner, toy_sentences, write_conll, write_tsv
+from tests.conftest import tiny_options, toy_ner, toy_sentences, toy_splits, write_conll, write_tsv
 
 
 @pytest.fixture(scope="module")
 def cls_run(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("export_cls")
-    files = {"train": write_tsv(tmp / "train.tsv", toy_sentences(160, 1)),
-             "dev": write_tsv(tmp / "dev.tsv", toy_sentences(40, 2)),
-             "test": write_tsv(tmp / "test.tsv", toy_sentences(40, 3))}
+    files = toy_splits(tmp)
     return stepwise.train(**tiny_options(tiny_model, files, tmp / "run", epochs=6)).path
 
 

@@ -10,15 +10,13 @@ import pytest
 
 import stepwise
 from stepwise.cli import main
-from tests.conftest import tiny_options, toy_sentences, write_tsv
+from tests.conftest import tiny_options, toy_sentences, toy_splits, write_tsv
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("predict")
-    files = {"train": write_tsv(tmp / "train.tsv", toy_sentences(160, 1)),
-             "dev": write_tsv(tmp / "dev.tsv", toy_sentences(40, 2)),
-             "test": write_tsv(tmp / "test.tsv", toy_sentences(40, 3))}
+    files = toy_splits(tmp)
     return stepwise.train(**tiny_options(tiny_model, files, tmp / "run", epochs=6)).path
 
 

@@ -18,7 +18,7 @@ import torch
 import stepwise
 from stepwise.cli import main
 from stepwise.training.loop import LoopState
-from tests.conftest import tiny_options
+from tests.conftest import tiny_options, toy_splits
 
 # 160 examples / batch 16 = 10 steps per epoch; 2 epochs; evaluation (and checkpoint) at every epoch end.
 OPTIONS = {"epochs": 2}
@@ -32,12 +32,9 @@ def cli_args(tiny_model: str, files: dict, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from tests.conftest import toy_sentences, write_tsv
 
     tmp = tmp_path_factory.mktemp("reference")
-    files = {"train": write_tsv(tmp / "train.tsv", toy_sentences(160, 1)),
-             "dev": write_tsv(tmp / "dev.tsv", toy_sentences(40, 2)),
-             "test": write_tsv(tmp / "test.tsv", toy_sentences(40, 3))}
+    files = toy_splits(tmp)
     run = stepwise.train(**tiny_options(tiny_model, files, tmp / "full", **OPTIONS))
     return {"files": files, "results": run.results}
 
