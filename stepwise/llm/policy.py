@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any
 
 from stepwise.data.readers import Example
-from stepwise.llm.prompts import Prompts, Shot
+from stepwise.llm.prompts import Prompts, Shot, shot_of
 from stepwise.tasks.base import Task
 
 
@@ -49,9 +49,12 @@ class LLMStats:
 
 class LLMPolicy:
     def __init__(self, task: Task, examples: list[Example], client: Any, prompts: Prompts,
-                 shots: list[list[Example]]) -> None:
+                 shots: list[list[Example]], rendered: dict[int, Shot] | None = None) -> None:
+        """`shots[i]`: example i's few-shot examples; `rendered`: a cache of their renderings by `id()`, kept by
+        the owner of the examples (the same pool example is a shot for many inputs)."""
         self.task, self.examples, self.client, self.prompts = task, examples, client, prompts
-        self.shots = [[shot_of_cached(task, s) for s in row] for row in shots]
+        rendered = {} if rendered is None else rendered
+        self.shots = [[_render(task, s, rendered) for s in row] for row in shots]
         self.defaults = [task.llm_fallback(ex, row) for ex, row in zip(examples, shots)]
         self.seen = [0] * len(examples)
         self.step = 0
@@ -94,17 +97,10 @@ class LLMPolicy:
         return preds, scores, outs
 
 
-_SHOTS: dict[tuple[int, int], Shot] = {}
-
-
-def shot_of_cached(task: Task, example: Example) -> Shot:
-    """One rendering per pool example and task (the same example is a shot for many inputs)."""
-    from stepwise.llm.prompts import shot_of
-
-    key = (id(task), id(example))
-    if key not in _SHOTS:
-        _SHOTS[key] = shot_of(task, example)
-    return _SHOTS[key]
+def _render(task: Task, example: Example, cache: dict[int, Shot]) -> Shot:
+    if id(example) not in cache:
+        cache[id(example)] = shot_of(task, example)
+    return cache[id(example)]
 
 
 class ModelFirstPolicy:

@@ -38,6 +38,7 @@ class LLMPredictor:
                                      cache_dir=cache_dir)
         self.prompts = Prompts(self.task, template, revise_template)
         self.hybrid, self.threshold = hybrid, threshold
+        self.rendered: dict[int, Any] = {}  # pool example id → its rendering as a shot (self.pool keeps them alive)
         self.last: LLMPolicy | None = None
         self.policy: Any = None
 
@@ -50,7 +51,8 @@ class LLMPredictor:
 
     def make_policy(self, examples: list[Example]) -> Any:
         picks = self.selector.select([self.task.llm_text(ex) for ex in examples], exclude=self._exclude(examples))
-        llm = LLMPolicy(self.task, examples, self.client, self.prompts, [[self.pool[j] for j in row] for row in picks])
+        llm = LLMPolicy(self.task, examples, self.client, self.prompts, [[self.pool[j] for j in row] for row in picks],
+                        self.rendered)
         self.last = llm
         if self.hybrid is None:
             return llm
