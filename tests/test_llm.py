@@ -20,6 +20,12 @@ from stepwise.llm.gguf import free_port
 from tests.conftest import NEGATIVE, POSITIVE, tiny_options, toy_edits, toy_sentences, write_pairs, write_tsv
 
 
+@pytest.fixture(autouse=True)
+def _shot_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI keeps pool embeddings in ~/.cache/stepwise/shots: in the tests, a temporary directory."""
+    monkeypatch.setenv("STEPWISE_CACHE_DIR", str(tmp_path / "shot-cache"))
+
+
 class FakeLLM:
     """A real HTTP server on 127.0.0.1 speaking the OpenAI completions format; `mode(prompt, n)` → what to do
     with the n-th request: ("ok", text) | ("status", code) | ("sleep", seconds) | ("garbage", body)."""
@@ -259,6 +265,24 @@ def test_encoder_shots_are_the_nearest_neighbours() -> None:
     fixed = ShotSelector(pool, 2, "fixed").select(queries)
     assert fixed[0] == fixed[1] == fixed[2] and len(fixed[0]) == 2
     assert ShotSelector(pool, 0, "encoder").select(queries) == [[], [], []]
+
+
+def test_pool_embeddings_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepwise.llm import fewshot
+
+    pool = ["a red apple", "a green pear", "the stock market fell", "rates rose again"]
+    first = fewshot.ShotSelector(pool, 2, "encoder", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("shots-*.npy"))) == 1
+
+    def no_pool_embedding(texts, model_dir=None):
+        assert texts != pool, "the pool was embedded again"
+        return real(texts, model_dir)
+
+    real = fewshot.embed
+    monkeypatch.setattr(fewshot, "embed", no_pool_embedding)
+    again = fewshot.ShotSelector(pool, 2, "encoder", cache_dir=tmp_path)
+    assert again.select(["bond yields climbed"]) == first.select(["bond yields climbed"])
+    assert sorted(again.select(["bond yields climbed"])[0]) == [2, 3]
 
 
 # --- the policy in the loop, on a trained tiny run ---------------------------------------------------------

@@ -131,7 +131,15 @@ def llm_predictor(predictor: Any, args: argparse.Namespace) -> Any:
     hybrid = args.hybrid or ("model-first" if args.hybrid_threshold is not None else None)
     return LLMPredictor(predictor, client, pool=_shot_pool(task, args), shots=args.shots,
                         selection=args.shot_selection, template=args.template, revise_template=args.revise_template,
-                        hybrid=hybrid, threshold=args.hybrid_threshold)
+                        hybrid=hybrid, threshold=args.hybrid_threshold, cache_dir=cache_dir())
+
+
+def cache_dir() -> str:
+    """Where the shot pool's embeddings are kept between runs: $STEPWISE_CACHE_DIR, else ~/.cache/stepwise/shots."""
+    import os
+    from pathlib import Path
+
+    return os.environ.get("STEPWISE_CACHE_DIR") or str(Path.home() / ".cache" / "stepwise" / "shots")
 
 
 def llm_summary(report: dict[str, Any]) -> str:
