@@ -457,6 +457,34 @@ def test_edit_policy_with_llm_fallback_keeps_the_source(tmp_path: Path, tiny_mod
     assert hybrid.report()["replaced_by_model"] == len(examples) and min(result.steps_used) == 2
 
 
+def test_tagger_with_llm_tag_sequences_are_validated(tmp_path: Path, tiny_model: str) -> None:
+    """A tagger run: a reply with one known tag per word is the prediction; a wrong count falls back to all O."""
+    import stepwise
+    from stepwise.predictor import PredictOptions
+    from stepwise.recipes.evaluate import read_labeled
+    from tests.conftest import toy_ner, write_conll
+
+    files = {k: write_conll(tmp_path / f"{k}.conll", toy_ner(n, seed)) for k, n, seed in
+             (("train", 60, 1), ("dev", 10, 2), ("test", 8, 3))}
+    stepwise.train(**tiny_options(tiny_model, files, tmp_path / "ner", task="tag", epochs=1))
+
+    def mode(prompt: str, n: int):
+        words = query(prompt).split()
+        tags = ["B-LOC" if w == "Paris" else "O" for w in words]
+        return ("ok", " " + " ".join(tags)) if len(words) % 2 else ("ok", " O")  # even length: a wrong count
+
+    with FakeLLM(mode) as fake:
+        llm = _llm_predictor({"run": str(tmp_path / "ner"), "train": str(files["train"])}, fake.url)
+        examples = read_labeled(llm.task, str(files["test"]))
+        result = llm.run(examples, PredictOptions(steps=1))
+    step = llm.report()["per_step"][0]
+    odd = sum(len(ex.text) % 2 for ex in examples)
+    assert 0 < odd < len(examples) and step["valid"] == odd and step["invalid"] == len(examples) - odd
+    for ex, pred in zip(examples, result.predictions):
+        gold_like = [("B-LOC" if w == "Paris" else "O") for w in ex.text]
+        assert llm.task.ids_to_labels(pred) == (gold_like if len(ex.text) % 2 else ["O"] * len(ex.text))
+
+
 # --- the real thing: llama-cpp-python's server with the packaged Gemma 3 270M ------------------------------
 
 def _real_model() -> str:
