@@ -29,6 +29,7 @@ from stepwise.data.readers import Example
 from stepwise.serve.batcher import MicroBatcher, Overloaded
 from stepwise.serve.metrics import ServeMetrics
 from stepwise.serve.settings import MAX_STEPS, ServeSettings
+from stepwise.tasks import task_class
 
 log = logging.getLogger("stepwise.serve")
 
@@ -75,14 +76,14 @@ def unavailable(message: str) -> JSONResponse:
     return error(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def request_model(task_name: str, settings: ServeSettings, pairs: bool = False) -> type[BaseModel]:
-    """The request body, with the server's limits in the schema (clients and fuzzers see them).
+def request_model(task: Any, settings: ServeSettings, pairs: bool = False) -> type[BaseModel]:
+    """The request body for a task class, with the server's limits in the schema (clients and fuzzers see them).
 
     `pairs`: the model was trained on text pairs, so a request may give each text its second half.
     """
     text = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
-    item: Any = Union[text, list[text]] if task_name == "tag" else text
-    item_help = ("texts (split on whitespace) or token lists" if task_name == "tag" else "texts")
+    item: Any = Union[text, list[text]] if task.takes_token_lists else text
+    item_help = "texts (split on whitespace) or token lists" if task.takes_token_lists else "texts"
     fields: dict[str, Any] = {
         "texts": (list[item], Field(min_length=1, max_length=settings.max_items,
                                     description=f"{item_help}, at most {settings.max_items} per request")),
@@ -195,8 +196,9 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
     settings = settings or ServeSettings()
     meta = meta or {}
     task_name = meta.get("task", "classify")
+    task = task_class(task_name)
     state = ServerState(load_predictor, settings, meta)
-    Body = request_model(task_name, settings, pairs=task_name == "classify" and bool(meta.get("token_types")))
+    Body = request_model(task, settings, pairs=task.takes_text_pairs and bool(meta.get("token_types")))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202 — FastAPI's protocol
@@ -246,16 +248,13 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
     @app.get("/v1/model", response_model=ModelInfo, responses=ERROR_RESPONSES)
     async def model_info() -> Any:
         """What is being served."""
-        from stepwise.tasks import task_class
-
-        cls = task_class(task_name)
         backend = state.predictor.backend.name if state.predictor is not None else (
             "onnx" if meta.get("export") else "torch")
-        steps = meta.get("refine_steps") or cls.default_steps
+        steps = meta.get("refine_steps") or task.default_steps
         model = {"name": meta.get("name"), "pooling": meta.get("pooling"), "max_length": meta.get("max_length"),
                  "text_pairs": bool(meta.get("token_types")), "export": meta.get("export")}
         return {"task": task_name, "labels": list(meta.get("labels", [])), "backend": backend,
-                "version": stepwise.__version__, "multi_step": bool(cls.iterative or steps > 1),
+                "version": stepwise.__version__, "multi_step": bool(task.iterative or steps > 1),
                 "default_steps": steps, "model": {k: v for k, v in model.items() if v is not None}}
 
     @app.get("/healthz", responses=ERROR_RESPONSES)
@@ -386,17 +385,17 @@ def app_from_environment() -> Any:
     """The app for `uvicorn --factory` in each of several worker processes (settings come by environment)."""
     import os
 
-    from stepwise.predictor import load, model_meta
+    from stepwise.predictor import load_in_process
 
     spec = json.loads(os.environ["STEPWISE_SERVE"])
     settings = ServeSettings(**spec["settings"])
     run = spec["run"]
+    return create_app(lambda: load_in_process(run, backend=settings.backend, threads=settings.threads), settings,
+                      served_meta(run))
 
-    def load_predictor() -> Any:
-        if settings.threads and settings.backend != "onnx":
-            import torch
 
-            torch.set_num_threads(settings.threads)
-        return load(run, backend=settings.backend, threads=settings.threads)
+def served_meta(run: str | Path) -> dict[str, Any]:
+    """The metadata of what is served (a run or an exported directory), with its directory's name."""
+    from stepwise.predictor import model_meta
 
-    return create_app(load_predictor, settings, {**model_meta(run), "name": Path(run).resolve().name})
+    return {**model_meta(run), "name": Path(run).resolve().name}

@@ -55,6 +55,10 @@ class Task(ABC):
     iterative: bool = False
     #: passes at prediction time when the run does not say
     default_steps: int = 1
+    #: an input may come as a list of words instead of a string (a tagger's CoNLL tokens)
+    takes_token_lists: bool = False
+    #: an input may carry a second text (text-pair classification), when the model was trained on pairs
+    takes_text_pairs: bool = False
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         check_classes(labels)

@@ -26,6 +26,7 @@ def _label_key(label: str) -> tuple[int, float | str]:
 class ClassifyTask(Task):
     name = "classify"
     noun = "classifier"
+    takes_text_pairs = True
     pooling = "mean"
     default_metric = "accuracy"
     metric_names = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")

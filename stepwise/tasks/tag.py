@@ -46,6 +46,7 @@ class TagTask(Task):
     read_format = "conll"  # CoNLL-2003 itself is shipped as .txt
     rewards = ("entity_f1", "accuracy", "bleu", "rouge_l", "loglik")
     output_formats = ("jsonl", "tsv", "conll")
+    takes_token_lists = True
     #: a second step that sees the step-1 tags of the same word form elsewhere in the document
     doc_context: bool = False
 
