@@ -444,13 +444,9 @@ def _edit_knobs(args: argparse.Namespace | None) -> dict[str, float]:
 
 def _load(args: argparse.Namespace) -> Any:
     """The predictor on the chosen backend; --threads sets ONNX Runtime's or (for this process) torch's."""
-    from stepwise.predictor import load
+    from stepwise.predictor import load_in_process
 
-    if args.threads and args.backend != "onnx":
-        import torch
-
-        torch.set_num_threads(args.threads)
-    predictor = load(args.run, backend=args.backend, threads=args.threads)
+    predictor = load_in_process(args.run, backend=args.backend, threads=args.threads)
     for name, value in _edit_knobs(args).items():
         setattr(predictor.task, name, value)
     return predictor

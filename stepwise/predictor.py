@@ -168,6 +168,17 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
     return Predictor(model, tokenizer, task_from_meta(meta), **predictor_options(meta, overrides))
 
 
+def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | None = None,
+                    **overrides: Any) -> Predictor:
+    """`load` for a process that owns its threads (the CLI, the server, the monitor): `threads` sets ONNX
+    Runtime's session and, unless the backend is ONNX, this process's torch thread count."""
+    if threads and backend != "onnx":
+        import torch
+
+        torch.set_num_threads(threads)
+    return load(run, backend=backend, threads=threads, **overrides)
+
+
 def predictor_options(meta: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Predictor options saved with a model, each replaced by an override that is not None."""
     from stepwise.tasks import task_class

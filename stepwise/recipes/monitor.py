@@ -79,17 +79,13 @@ def check_webhook(url: str | None) -> None:
 
 def load_model(path: str | Path, task: str, flag: str, backend: str = "auto", threads: int | None = None) -> Any:
     """A Predictor for a run or an exported directory, which must be a model of `task`."""
-    from stepwise.predictor import load, model_meta
+    from stepwise.predictor import load_in_process, model_meta
 
     meta = model_meta(path)
     if meta.get("task") != task:
         raise StepwiseError(f"{flag} needs a {task} run, this is a {meta.get('task')} run", path=path,
                             fix=f"pass a run trained with --task {task}")
-    if threads and backend != "onnx":
-        import torch
-
-        torch.set_num_threads(threads)
-    return load(path, backend=backend, threads=threads)
+    return load_in_process(path, backend=backend, threads=threads)
 
 
 def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger: str | Path | None = None,

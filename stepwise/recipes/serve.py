@@ -46,10 +46,11 @@ def drained_signals() -> Iterator[None]:
 def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", access_log: bool = True) -> None:
     import uvicorn
 
-    from stepwise.predictor import load, model_meta
+    from stepwise.predictor import load_in_process
+    from stepwise.serve.app import create_app, served_meta
 
     run = str(run)
-    meta = {**model_meta(run), "name": Path(run).resolve().name}  # a bad path fails here, in one line
+    meta = served_meta(run)  # a bad path fails here, in one line
     check_port(settings.host, settings.port)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": log_level,
                               "access_log": access_log, "timeout_graceful_shutdown": settings.graceful_s,
@@ -61,13 +62,7 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
         with drained_signals():
             uvicorn.run("stepwise.serve.app:app_from_environment", factory=True, workers=settings.workers, **common)
         return
-    from stepwise.serve.app import create_app
-
-    if settings.threads and settings.backend != "onnx":
-        import torch
-
-        torch.set_num_threads(settings.threads)
-    predictor = load(run, backend=settings.backend, threads=settings.threads)
+    predictor = load_in_process(run, backend=settings.backend, threads=settings.threads)
     server = uvicorn.Server(uvicorn.Config(create_app(lambda: predictor, settings, meta), **common))
     with drained_signals():
         server.run()
