@@ -60,10 +60,10 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
     """`transform(job)`, when given, reshapes the loaded job (e.g. a smaller model, a teacher) before any writing."""
     from stepwise.training.distributed import from_environment
 
-    run = RunDir(cfg.out)
-    if from_environment().is_main:
+    run, launch = RunDir(cfg.out), from_environment()
+    if launch.is_main:
         run.check_writable()
-    if cfg.doc_context and from_environment().active:
+    if cfg.doc_context and launch.active:
         raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
                             fix="run it as one process (drop torchrun), or drop --doc-context")
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
@@ -190,40 +190,42 @@ class DevEvaluator:
 def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple, dist: Any = None) -> Run:
     """Write the run's inputs, train with the shared loop, score the best model and write the reports.
 
-    Under torchrun (`dist`) every rank trains; rank 0 alone writes, scores and reports.
+    Under torchrun (`dist`) every rank trains on its shards; rank 0 alone writes, evaluates, scores and
+    reports, and the other ranks return its results.
     """
-    from stepwise.training.distributed import Dist
-
-    dist = dist or Dist()
-    if not dist.is_main:
-        return _train_only(job, run, objective, resuming, callbacks, dist)
     from stepwise.precision import resolve_precision
     from stepwise.predictor import Predictor, load
+    from stepwise.training.distributed import Dist
     from stepwise.training.loop import fit
     from stepwise.training.objectives import ObjectiveContext, build_objective
 
+    dist = dist or Dist()
     cfg, task, data = job.config, job.task, job.data
     started = time.perf_counter()
-    # data paths resolved: export's parity check and `show` find them from any working directory
-    paths = {k: str(Path(v).resolve()) for k in ("train", "dev", "test") if (v := getattr(cfg, k)) is not None}
-    paths |= {k: [str(Path(t).resolve()) for t in v] for k in ("train_target", "dev_target", "test_target")
-              if (v := getattr(cfg, k))}
-    save_config(cfg.model_copy(update=paths), run / CONFIG)
-    atomic_write_json(run / LABELS, task.labels)
-    if job.split_made:
-        for split, part in data.items():
-            atomic_write_text(run.split_file(split), "".join(_split_line(ex) for ex in part))
+    if dist.is_main:
+        # data paths resolved: export's parity check and `show` find them from any working directory
+        paths = {k: str(Path(v).resolve()) for k in ("train", "dev", "test") if (v := getattr(cfg, k)) is not None}
+        paths |= {k: [str(Path(t).resolve()) for t in v] for k in ("train_target", "dev_target", "test_target")
+                  if (v := getattr(cfg, k))}
+        save_config(cfg.model_copy(update=paths), run / CONFIG)
+        atomic_write_json(run / LABELS, task.labels)
+        if job.split_made:
+            for split, part in data.items():
+                atomic_write_text(run.split_file(split), "".join(_split_line(ex) for ex in part))
 
     precision = resolve_precision(cfg.precision)
-    features = {split: task.encode(job.tokenizer, exs, cfg.max_length) for split, exs in data.items()}
-    predictor = Predictor(job.model, job.tokenizer, task, max_length=cfg.max_length,
-                          batch_size=cfg.eval_batch_size, precision=precision, steps=job.refine_steps)
+    encoded = data if dist.is_main else {"train": data["train"]}  # dev and test are rank 0's to score
+    features = {split: task.encode(job.tokenizer, exs, cfg.max_length) for split, exs in encoded.items()}
     meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
             "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
             "refine_steps": job.refine_steps}
     metric = cfg.dev_metric(task.default_metric)
-    use_reward = job.reward is not None and metric == "reward"
-    evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
+    evaluate = None
+    if dist.is_main:
+        predictor = Predictor(job.model, job.tokenizer, task, max_length=cfg.max_length,
+                              batch_size=cfg.eval_batch_size, precision=precision, steps=job.refine_steps)
+        use_reward = job.reward is not None and metric == "reward"
+        evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
     loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
                                                        job.teacher))
     step_inputs, doc_notes = task.step_inputs(cfg, job.tokenizer, precision), None
@@ -236,6 +238,8 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
                 callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs, dist=dist)
+    if not dist.is_main:
+        return Run(Path(run.path), dist.broadcast(None))
     if doc_notes is not None:  # the benchmark compares at equal total training time
         doc_notes["final_train_seconds"] = round(state.train_seconds, 2)
         doc_notes["total_train_seconds"] = round(state.train_seconds + doc_notes["fold_train_seconds"], 2)
@@ -257,23 +261,6 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         finish(run)
     dist.broadcast(result.results)
     return result
-
-
-def _train_only(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple, dist: Any) -> Run:
-    """A rank other than 0: train on its shards, then take rank 0's results (it writes everything)."""
-    from stepwise.precision import resolve_precision
-    from stepwise.training.loop import fit
-    from stepwise.training.objectives import ObjectiveContext, build_objective
-
-    cfg, task = job.config, job.task
-    precision = resolve_precision(cfg.precision)
-    features = task.encode(job.tokenizer, job.data["train"], cfg.max_length)
-    loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features, job.reward,
-                                                       job.teacher))
-    fit(job.model, task, features, lambda: {}, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
-        precision=precision, save_best=lambda: None, callbacks=callbacks, objective=loss, resume=resuming,
-        step_inputs=task.step_inputs(cfg, job.tokenizer, precision), dist=dist)
-    return Run(Path(run.path), dist.broadcast(None))
 
 
 def _split_line(ex: Example) -> str:

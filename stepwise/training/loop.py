@@ -80,7 +80,7 @@ class Window:
                 **{k: v / self.steps for k, v in self.logs.items()}}
 
 
-def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator, cfg: TrainConfig,
+def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: Evaluator | None, cfg: TrainConfig,
         run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
         callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None,
         resume: bool | None = None, loggers: list[Logger] | None = None, dist: Dist | None = None,
@@ -89,8 +89,9 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
 
     `step_inputs` turns each micro-batch's features into model inputs (`inputs(model, feats)`, with a seeded
     `rng` saved in checkpoints); default: a refiner's previous predictions when the model reads them.
-    Under torchrun (`dist`), each rank trains on its shard of every global batch; rank 0 alone evaluates,
-    saves, checkpoints and logs, and its decisions (scores, early stop) reach the others by broadcast.
+    Under torchrun (`dist`), each rank trains on its shard of every global batch; rank 0 alone evaluates
+    (`evaluate` is None on the other ranks), saves, checkpoints and logs, and its decisions (scores, early
+    stop) reach the others by broadcast.
     """
     dist = dist or Dist()
     metric = cfg.dev_metric(task.default_metric)
