@@ -80,6 +80,16 @@ def predict(server: Server, body: Any, **kw: Any) -> tuple[int, Any]:
     return status, json.loads(content)
 
 
+def predict_when_loaded(server: Server, body: Any, timeout: float = 90) -> tuple[int, Any]:
+    """As a client of several workers should: a 503 with Retry-After (a worker still loading) is retried."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, headers, content = call(server.url + "/v1/predict", body)
+        if status != 503 or "retry-after" not in {k.lower() for k in headers} or time.monotonic() > deadline:
+            return status, json.loads(content)
+        time.sleep(0.2)
+
+
 def make_concurrent(server: Server) -> None:
     """Bursts of simultaneous requests until one batch merged several: from then on a batch waits its window."""
     for _ in range(20):
@@ -329,7 +339,8 @@ def test_tagger_takes_token_lists_and_refiner_options(tag_run: Path, tmp_path: P
     try:
         srv.wait_ready()
         words = ["John", "Smith", "visited", "Paris", "with", "Acme", "Corp"]
-        status, body = predict(srv, {"texts": [words, " ".join(words)], "steps": 2, "keep": "best"})
+        # readyz answered from one worker; the other may still be loading (503 + Retry-After until it is)
+        status, body = predict_when_loaded(srv, {"texts": [words, " ".join(words)], "steps": 2, "keep": "best"})
         assert status == 200
         first, second = body["predictions"]
         assert first["tokens"] == words and len(first["tags"]) == len(words) and "entities" in first
