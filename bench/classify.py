@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import HF_SETTINGS, SHARED, emit, hf_training_args, need, timed_train
+from common import HF_SETTINGS, SHARED, emit, hf_training_args, levers_off, need, timed_train
 
 
 def hf_trainer(train_path, test_path, epochs: float, save=None) -> dict:
@@ -69,7 +69,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="hf,same,defaults")
+    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, before, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     args = parser.parse_args()
     data = need(SHARED / "sst2")
@@ -82,6 +82,9 @@ def main() -> None:
         same = {**HF_SETTINGS, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0, "max_length": 256,
                 "patience": None}
         rows.append(stepwise_run("same settings", train, dev, test, **same))
+    if "before" in parts:  # the same settings with issue 17's levers off (trained word embeddings, torch dropout)
+        with levers_off() as off:
+            rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended defaults", train, dev, test))
     extra = {}

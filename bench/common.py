@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,6 +54,20 @@ def hf_training_args(name: str, epochs: float, seed: int = HF_SETTINGS["seed"]):
                              weight_decay=HF_SETTINGS["weight_decay"], warmup_steps=HF_SETTINGS["warmup_ratio"],
                              num_train_epochs=epochs, seed=seed, eval_strategy="no",
                              save_strategy="no", report_to=[], logging_steps=100, use_cpu=True, disable_tqdm=True)
+
+
+@contextmanager
+def levers_off():
+    """Training as before issue 17, for a before/after row in one process: the word embeddings trained and
+    torch's own dropout (the swap to MaskDropout disabled). Yields the option that turns the first off."""
+    import stepwise.training.loop as loop
+
+    swap = loop.use_mask_dropout
+    loop.use_mask_dropout = lambda model: 0
+    try:
+        yield {"freeze_embeddings": False}
+    finally:
+        loop.use_mask_dropout = swap
 
 
 def timed_train(task: str, name: str, train_path, dev_path, test_path, **options):

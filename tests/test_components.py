@@ -119,3 +119,39 @@ def test_early_stopping_policy() -> None:
     every = EarlyStopping(patience=None, eval_every=4)
     assert every.due(8, 30, epoch_ended=False) and not every.due(8, 30, epoch_ended=True)
     assert every.update(0.9, 5, 0.1)[2] is False
+
+
+def test_mask_dropout_is_inverted_dropout_with_rate_p() -> None:
+    from stepwise.training.dropout import MaskDropout
+
+    torch.manual_seed(0)
+    x = torch.randn(400, 500, requires_grad=True)
+    layer = MaskDropout(0.1)
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005, dropped
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / 0.9)
+    y.sum().backward()  # the gradient flows through the kept entries only, scaled like them
+    assert torch.allclose(x.grad, kept.float() / 0.9)
+    layer.eval()
+    assert layer(x) is x
+    bf16 = MaskDropout(0.5)(torch.ones(1000, 100, dtype=torch.bfloat16))
+    assert bf16.dtype == torch.bfloat16 and set(bf16.unique().tolist()) == {0.0, 2.0}
+
+
+def test_use_mask_dropout_swaps_every_dropout_and_keeps_eval_outputs() -> None:
+    from stepwise.training.dropout import MaskDropout, use_mask_dropout
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    model = BertModel(config).eval()
+    ids = torch.randint(0, 50, (3, 7))
+    before = model(input_ids=ids).last_hidden_state
+    plain = sum(type(m) is torch.nn.Dropout for m in model.modules())
+    assert use_mask_dropout(model) == plain > 0
+    assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+    assert all(not m.training for m in model.modules() if isinstance(m, MaskDropout))
+    assert torch.equal(model(input_ids=ids).last_hidden_state, before)
+    assert sorted(model.state_dict()) == sorted(BertModel(config).state_dict())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import stepwise
 from stepwise.training.loop import LoopState
@@ -120,3 +121,29 @@ def test_a_callback_can_stop_the_run(tiny_model: str, toy_files: dict, tmp_path:
     run = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "r", epochs=3), callbacks=(stop_at_seven,))
     assert seen == list(range(1, 8)) and run.results["train"]["steps"] == 7
     assert (run.path / "model" / "stepwise.json").exists() and "test" in run.results
+
+
+def test_embedding_layer_frozen_by_default_and_trained_on_request(tiny_model: str, toy_files: dict,
+                                                                   tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from stepwise.config import TrainConfig
+
+    def embeddings(path: Path) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in load_file(str(path / "model.safetensors")).items() if "embeddings." in k}
+
+    def layer0(path: Path) -> torch.Tensor:
+        weights = load_file(str(path / "model.safetensors"))
+        return next(v for k, v in weights.items() if "layer.0.attention.self.query.weight" in k)
+
+    assert TrainConfig(train="-", out="-").freeze_embeddings
+    frozen = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "frozen", epochs=1,
+                                           freeze_embeddings=True))
+    trained = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "trained", epochs=1))
+    pretrained = embeddings(Path(tiny_model))
+    assert len(pretrained) >= 4  # word, position, token type, LayerNorm
+    kept = embeddings(frozen.path / "model")
+    assert all(torch.equal(kept[k], v) for k, v in pretrained.items())
+    assert not torch.equal(layer0(frozen.path / "model"), layer0(Path(tiny_model)))  # the layers above train
+    changed = embeddings(trained.path / "model")
+    assert not all(torch.equal(changed[k], v) for k, v in pretrained.items())

@@ -24,11 +24,12 @@ from stepwise.tasks.base import Task
 from stepwise.training.batches import BatchSource
 from stepwise.training.checkpoint import Checkpointer
 from stepwise.training.distributed import Dist
+from stepwise.training.dropout import use_mask_dropout
 from stepwise.training.early_stopping import EarlyStopping
 from stepwise.training.flops import matmul_peak
 from stepwise.training.logger import Logger, MetricsLog, ProgressBar
 from stepwise.training.objectives import Objective, ObjectiveContext, build_objective
-from stepwise.training.optim import build_optimizer
+from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.schedule import lr_at, warmup_steps
 from stepwise.training.step import StepResult, TrainStep
 
@@ -99,6 +100,9 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
                          group_by_length=cfg.group_by_length, pool=cfg.group_pool, rank=dist.rank, world=dist.world)
     total = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(source) / cfg.grad_accum))
     warmup = warmup_steps(total, cfg.warmup_ratio)
+    if cfg.freeze_embeddings:  # before the optimizer: it only sees what trains
+        freeze_embeddings(model)
+    use_mask_dropout(model)  # same dropout, a cheaper mask (training/dropout.py)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
                                                                             train_features))

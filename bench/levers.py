@@ -1,0 +1,107 @@
+"""Each training-speed lever of issue 17 alone, on the same batches, interleaved in one process.
+
+Run: cd bench && ../.venv/bin/python levers.py [--task classify|tag] [--steps 40] [--levers off,freeze,...]
+Every lever gets its own copy of the model (same seed) and its own optimizer; each batch is stepped by
+every lever in turn (the order alternating), so a noisy neighbour slows them all alike. Reports each
+lever's speed against `off` (training as before issue 17): the ratio of summed step times and the median
+of per-batch ratios, plus the one-time warm-up (compilation, for `compile`).
+
+Levers: off (trained embeddings, torch dropout), freeze_words (the word-embedding matrix frozen), freeze
+(the whole embedding layer frozen, as `--freeze-embeddings` does: no gradient below layer 1), dropout
+(MaskDropout), both (what `stepwise train` does now), fused (both + AdamW(fused=True) instead of foreach),
+compile (both + torch.compile(dynamic=True) of the model), fp32 is used throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from common import SHARED, emit, need
+
+from stepwise.config import TrainConfig
+from stepwise.data.batching import length_grouped_batches
+from stepwise.data.readers import read_examples
+from stepwise.model import TaskModel, load_tokenizer
+from stepwise.tasks import get_task
+from stepwise.training.dropout import use_mask_dropout
+from stepwise.training.flops import matmul_peak
+from stepwise.training.objectives import ObjectiveContext, build_objective
+from stepwise.training.optim import build_optimizer, freeze_embeddings
+from stepwise.training.step import TrainStep
+
+LEVERS = ("off", "freeze_words", "freeze", "dropout", "both", "fused", "compile")
+
+
+def build(lever: str, task, labels: list[str], features, pad_id: int, cfg: TrainConfig) -> TrainStep:
+    torch.manual_seed(0)
+    model = TaskModel.from_encoder(None, len(labels), "mean" if task.name == "classify" else "token")
+    if lever == "freeze_words":
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    if lever in ("freeze", "both", "fused", "compile"):
+        freeze_embeddings(model)
+    if lever in ("dropout", "both", "fused", "compile"):
+        use_mask_dropout(model)
+    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
+    if lever == "fused":
+        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
+    objective = build_objective("supervised", ObjectiveContext(task, model, cfg, "fp32", features))
+    step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=1.0)
+    if lever == "compile":
+        step.attach(torch.compile(model, dynamic=True))
+    model.train()
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", default="classify", choices=["classify", "tag"])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--levers", default="off,freeze_words,freeze,dropout,both,fused")
+    args = parser.parse_args()
+    levers = args.levers.split(",")
+    unknown = set(levers) - set(LEVERS)
+    if unknown or levers[0] != "off":
+        parser.error(f"--levers: the first must be 'off', the others from {', '.join(LEVERS)}")
+    tokenizer = load_tokenizer(None)
+    if args.task == "classify":
+        examples = read_examples(need(SHARED / "sst2" / "train.tsv"))[:4096]
+        labels = ["0", "1"]
+    else:
+        examples = read_examples(need(SHARED / "conll2003" / "train.txt"))[:4096]
+        labels = sorted({t for e in examples for t in e.tags})
+    task = get_task(args.task, labels)
+    cfg = TrainConfig(train="-", out="-", task=args.task, casing=False)
+    features = task.encode(tokenizer, examples, 256)
+    batches = length_grouped_batches([len(f["input_ids"]) for f in features], 32, seed=0, epoch=0)
+    steps = {lever: build(lever, task, labels, features, tokenizer.pad_token_id, cfg) for lever in levers}
+    warm, times, flops = {}, {lever: [] for lever in levers}, {lever: 0.0 for lever in levers}
+    for lever in levers:
+        start = time.perf_counter()
+        for idx in batches[:3]:
+            steps[lever]([[features[i] for i in idx]], 5e-5)
+        warm[lever] = time.perf_counter() - start
+    for k, idx in enumerate(batches[3:3 + args.steps]):
+        for lever in levers if k % 2 == 0 else levers[::-1]:
+            start = time.perf_counter()
+            result = steps[lever]([[features[i] for i in idx]], 5e-5)
+            times[lever].append(time.perf_counter() - start)
+            flops[lever] += result.flops
+    peak = matmul_peak("fp32")
+    rows = []
+    for lever in levers:
+        ratios = [b / t for b, t in zip(times["off"], times[lever])]
+        rows.append({"lever": lever, "seconds": round(sum(times[lever]), 2),
+                     "speed_vs_off": round(sum(times["off"]) / sum(times[lever]), 3),
+                     "median_batch_speed_vs_off": round(statistics.median(ratios), 3),
+                     "warmup_s": round(warm[lever], 1),
+                     "mfu": round(flops[lever] / sum(times[lever]) / peak, 3)})
+    emit(f"levers_{args.task}", rows, ["lever", "seconds", "speed_vs_off", "median_batch_speed_vs_off", "warmup_s",
+                                        "mfu"], {"steps": args.steps, "peak_gflops_per_s": round(peak / 1e9, 1),
+                                                 "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+
+
+if __name__ == "__main__":
+    main()
