@@ -69,8 +69,9 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, before, defaults")
+    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, dense, frozen, before, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of the stepwise rows")
     args = parser.parse_args()
     data = need(SHARED / "sst2")
     train, dev, test = data / "train.tsv", data / "dev.tsv", data / "test.tsv"
@@ -78,11 +79,15 @@ def main() -> None:
     parts = args.only.split(",")
     if "hf" in parts:
         rows.append(hf_trainer(train, test, args.hf_epochs))
+    same = {**HF_SETTINGS, "seed": args.seed, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0,
+            "max_length": 256, "patience": None}
     if "same" in parts:
-        same = {**HF_SETTINGS, "epochs": args.hf_epochs, "schedule": "linear", "clip": 1.0, "max_length": 256,
-                "patience": None}
         rows.append(stepwise_run("same settings", train, dev, test, **same))
-    if "before" in parts:  # the same settings with issue 17's levers off (trained word embeddings, torch dropout)
+    for kind in ("dense", "frozen"):  # the other ways to train the word embeddings (default: sparse rows)
+        if kind in parts:
+            rows.append(stepwise_run(f"same settings, {kind} embeddings", train, dev, test, **same,
+                                     embeddings=kind))
+    if "before" in parts:  # the same settings with issue 17's levers off (dense embeddings, torch dropout)
         with levers_off() as off:
             rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
     if "defaults" in parts:
@@ -94,8 +99,9 @@ def main() -> None:
                  "inference_speed_ratio": round(sw["inference_examples_per_s"] / hf["inference_examples_per_s"], 2),
                  "accuracy_delta": round(sw["test_accuracy"] - hf["test_accuracy"], 4)}
         print(f"ratios (stepwise same settings / HF Trainer): {extra}")
-    emit("classify", rows, ["system", "test_accuracy", "test_macro_f1", "train_seconds", "train_examples_per_s",
-                            "wall_seconds", "inference_examples_per_s", "mfu"], extra)
+    name = "classify" + (f"_seed{args.seed}" if args.seed else "")
+    emit(name, rows, ["system", "test_accuracy", "test_macro_f1", "train_seconds", "train_examples_per_s",
+                      "wall_seconds", "inference_examples_per_s", "mfu"], extra)
 
 
 if __name__ == "__main__":

@@ -74,20 +74,12 @@ def toy_splits(tmp: Path) -> dict[str, Path]:
             "test": write_tsv(tmp / "test.tsv", toy_sentences(40, 3))}
 
 
-TINY_FLAGS = ["--no-freeze-embeddings"]
-
-
 def tiny_options(tiny_model: str, files: dict[str, Path], out: Path, **overrides: object) -> dict[str, object]:
-    """Fast training settings for the tiny model; fp32 so results are exact across machines.
-
-    CLI tests that train the tiny model pass TINY_FLAGS for the same reason as `freeze_embeddings` here."""
+    """Fast training settings for the tiny model; fp32 so results are exact across machines."""
     options: dict[str, object] = {"task": "classify", "train": str(files["train"]), "dev": str(files["dev"]),
                                   "test": str(files["test"]), "out": str(out), "model": tiny_model, "epochs": 3,
                                   "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1,
-                                  "patience": None,
-                                  # a random encoder has no pretrained embeddings worth keeping (the default
-                                  # freezes them): frozen random ones leave a 32-wide model unable to learn
-                                  "freeze_embeddings": False}
+                                  "patience": None}
     options.update(overrides)
     return options
 

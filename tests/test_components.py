@@ -155,3 +155,83 @@ def test_use_mask_dropout_swaps_every_dropout_and_keeps_eval_outputs() -> None:
     assert all(not m.training for m in model.modules() if isinstance(m, MaskDropout))
     assert torch.equal(model(input_ids=ids).last_hidden_state, before)
     assert sorted(model.state_dict()) == sorted(BertModel(config).state_dict())
+
+
+def test_clip_gradients_takes_sparse_rows_like_their_dense_equivalent() -> None:
+    from stepwise.training.optim import clip_gradients
+
+    torch.manual_seed(0)
+    ids = torch.tensor([[1, 2, 2, 5], [5, 7, 1, 1]])
+    norms, grads = [], []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        embedding = torch.nn.Embedding(10, 4, sparse=sparse)
+        linear = torch.nn.Linear(4, 3)
+        (linear(embedding(ids)) ** 2).sum().backward()
+        norms.append(clip_gradients([embedding.weight, *linear.parameters()], 0.5))
+        grads.append([embedding.weight.grad.to_dense(), linear.weight.grad, linear.bias.grad])
+    assert norms[0] > 0.5 and torch.allclose(norms[0], norms[1])
+    for sparse_grad, dense_grad in zip(*grads):
+        assert torch.allclose(sparse_grad, dense_grad, atol=1e-6)
+    assert torch.allclose(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads[0]])), torch.tensor(0.5))
+
+
+def test_sparse_embedding_optimizer_steps_used_rows_and_checkpoints_as_one() -> None:
+    from stepwise.training.optim import Optimizers, build_optimizer
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=16, max_position_embeddings=16)
+            self.encoder = BertModel(config, add_pooling_layer=False)
+
+    torch.manual_seed(0)
+    model = Model()
+    optimizer = build_optimizer(model, "adamw", 1e-2, 0.01, embeddings="sparse")
+    assert isinstance(optimizer, Optimizers) and model.encoder.get_input_embeddings().sparse
+    before = model.encoder.get_input_embeddings().weight.detach().clone()
+    for group in optimizer.param_groups:
+        group["lr"] = 0.05  # the schedule reaches every part
+    model.encoder(input_ids=torch.tensor([[3, 4, 4]])).last_hidden_state.sum().backward()
+    optimizer.step()
+    after = model.encoder.get_input_embeddings().weight.detach()
+    moved = (after != before).any(1).nonzero().flatten().tolist()
+    assert moved == [3, 4]
+    state = optimizer.state_dict()
+    again = build_optimizer(model, "adamw", 1e-2, 0.01, embeddings="sparse")
+    again.load_state_dict(state)
+    assert [g["lr"] for g in again.param_groups] == [0.05] * 3
+    assert torch.equal(again.optimizers[1].state_dict()["state"][0]["exp_avg"],
+                       state["optimizers"][1]["state"][0]["exp_avg"])
+    assert not isinstance(build_optimizer(model, "adamw", 1e-2, 0.01, embeddings="dense"), Optimizers)
+
+
+def test_row_adamw_is_dense_adamw_for_the_rows_it_steps() -> None:
+    from stepwise.training.optim import RowAdamW
+
+    torch.manual_seed(0)
+    start = torch.randn(40, 6)
+    # rows 0..11 in every batch (some twice), rows 30 and 31 in batch 11 only, rows 12..29 and 32.. never
+    batches = [torch.cat([torch.arange(12), torch.randint(0, 12, (4,))]) for _ in range(30)]
+    batches[10] = torch.cat([batches[10], torch.tensor([30, 31])])
+
+    def train(window: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = torch.nn.Embedding.from_pretrained(start.clone(), freeze=False, sparse=window is not None)
+        optimizer = (torch.optim.AdamW(embedding.parameters(), lr=0.01, weight_decay=0.0) if window is None
+                     else RowAdamW(embedding.parameters(), lr=0.01, weight_decay=0.0, window=window))
+        for ids in batches:
+            (embedding(ids) ** 2).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return embedding.weight.detach(), optimizer.state_dict()
+
+    dense, _ = train(None)
+    wide, _ = train(window=100)  # every row used once stays in the window: exactly AdamW
+    assert torch.allclose(wide, dense, atol=1e-6)
+    narrow, state = train(window=3)  # rows 30, 31 stop after 3 steps of drift; rows 0..11 are always used
+    assert torch.allclose(narrow[:30], dense[:30], atol=1e-6)
+    drift_dense, drift_narrow = (dense[30:32] - start[30:32]).norm(), (narrow[30:32] - start[30:32]).norm()
+    assert 0 < drift_narrow < drift_dense  # 4 of the 20 steps of momentum dense AdamW gives them
+    assert torch.equal(narrow[32:], start[32:])
+    assert int(state["state"][0]["stepped"][30]) == 14  # stepped at 11 (used) and the 3 steps after

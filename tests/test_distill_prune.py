@@ -45,7 +45,7 @@ def options(data: dict[str, Path], out: Path, **overrides: object) -> dict[str, 
     """Training options for a recipe that starts from a run (task and model come from the run)."""
     return {"train": str(data["train"]), "dev": str(data["dev"]), "test": str(data["test"]), "out": str(out),
             "batch_size": 16, "lr": 1e-2, "precision": "fp32", "quiet": True, "threads": 1, "patience": None,
-            "freeze_embeddings": False, **overrides}  # the tiny encoder is random: see tiny_options
+            **overrides}
 
 
 def parameters(run: Path) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_FLAGS, toy_sentences, write_tsv
+from tests.conftest import toy_sentences, write_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 1 vs 2 processes differ only in float summation order (and gloo's averaging): losses agree this closely
@@ -30,7 +30,7 @@ def command(model: str, data: dict[str, Path], out: Path, processes: int, *extra
     train = ["train", "--train", str(data["train"]), "--dev", str(data["dev"]), "--out", str(out), "--model", model,
              "--batch-size", "16", "--lr", "5e-3", "--precision", "fp32", "--threads", "1",
              "--dropout", "0",  # no dropout: the processes' random number streams then do not matter
-             "--quiet", "--patience", "100", *TINY_FLAGS, *extra]
+             "--quiet", "--patience", "100", *extra]
     if processes == 1:
         return [sys.executable, "-m", "stepwise", *train]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),

@@ -66,8 +66,7 @@ def test_cli_train_yaml_config_and_override(tiny_model: str, tmp_path: Path, cap
     train = write_tsv(tmp_path / "train.tsv", toy_sentences(60, 1))
     dev = write_tsv(tmp_path / "dev.tsv", toy_sentences(20, 2))
     config = tmp_path / "cfg.yaml"
-    config.write_text(f"model: {tiny_model}\nepochs: 1\nbatch_size: 8\nlr: 0.02\nprecision: fp32\nquiet: true\n"
-                      "freeze_embeddings: false\n")
+    config.write_text(f"model: {tiny_model}\nepochs: 1\nbatch_size: 8\nlr: 0.02\nprecision: fp32\nquiet: true\n")
     out = tmp_path / "run"
     code = main(["train", "--train", str(train), "--dev", str(dev), "--out", str(out), "--config", str(config),
                  "--lr", "0.01", "--json"])

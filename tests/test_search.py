@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stepwise.cli import main
-from tests.conftest import TINY_FLAGS, toy_sentences, write_tsv
+from tests.conftest import toy_sentences, write_tsv
 
 optuna = pytest.importorskip("optuna")
 
@@ -32,7 +32,7 @@ def command(tiny_model: str, files: dict[str, Path], out: Path, space: Path, tri
     """A search on the tiny model: fp32, one thread, quiet, no early stopping (patience larger than the run)."""
     return ["search", "--train", str(files["train"]), "--dev", str(files["dev"]), "--model", tiny_model,
             "--out", str(out), "--space", str(space), "--trials", str(trials), "--precision", "fp32",
-            "--threads", "1", "--quiet", "--patience", "100", "--epochs", "2", *TINY_FLAGS, *extra]
+            "--threads", "1", "--quiet", "--patience", "100", "--epochs", "2", *extra]
 
 
 def write_space(path: Path, text: str) -> Path:

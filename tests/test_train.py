@@ -123,27 +123,25 @@ def test_a_callback_can_stop_the_run(tiny_model: str, toy_files: dict, tmp_path:
     assert (run.path / "model" / "stepwise.json").exists() and "test" in run.results
 
 
-def test_embedding_layer_frozen_by_default_and_trained_on_request(tiny_model: str, toy_files: dict,
-                                                                   tmp_path: Path) -> None:
+def test_word_embeddings_train_sparse_rows_by_default_or_dense_or_not_at_all(tiny_model: str, toy_files: dict,
+                                                                              tmp_path: Path) -> None:
     from safetensors.torch import load_file
+    from transformers import AutoTokenizer
 
-    from stepwise.config import TrainConfig
-
-    def embeddings(path: Path) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in load_file(str(path / "model.safetensors")).items() if "embeddings." in k}
-
-    def layer0(path: Path) -> torch.Tensor:
+    def words(path: Path) -> torch.Tensor:
         weights = load_file(str(path / "model.safetensors"))
-        return next(v for k, v in weights.items() if "layer.0.attention.self.query.weight" in k)
+        return next(v for k, v in weights.items() if k.endswith("word_embeddings.weight"))
 
-    assert TrainConfig(train="-", out="-").freeze_embeddings
-    frozen = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "frozen", epochs=1,
-                                           freeze_embeddings=True))
-    trained = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "trained", epochs=1))
-    pretrained = embeddings(Path(tiny_model))
-    assert len(pretrained) >= 4  # word, position, token type, LayerNorm
-    kept = embeddings(frozen.path / "model")
-    assert all(torch.equal(kept[k], v) for k, v in pretrained.items())
-    assert not torch.equal(layer0(frozen.path / "model"), layer0(Path(tiny_model)))  # the layers above train
-    changed = embeddings(trained.path / "model")
-    assert not all(torch.equal(changed[k], v) for k, v in pretrained.items())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = [line.split("\t")[0] for line in toy_files["train"].read_text().splitlines()]
+    used = sorted({i for ids in tokenizer(texts)["input_ids"] for i in ids})
+    unused = sorted(set(range(tokenizer.vocab_size)) - set(used))
+    pretrained = words(Path(tiny_model))
+    runs = {kind: words(stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / kind, epochs=1,
+                                                      **({"embeddings": kind} if kind != "default" else {}))).path
+                        / "model") for kind in ("default", "dense", "frozen")}
+    assert torch.equal(runs["default"][unused], pretrained[unused])  # sparse: rows no batch used stay put
+    assert not torch.equal(runs["default"][used], pretrained[used])
+    assert (runs["default"][used] != pretrained[used]).any(1).all()  # ... and every used row moved
+    assert not torch.equal(runs["dense"][unused], pretrained[unused])  # dense: weight decay moves them all
+    assert torch.equal(runs["frozen"], pretrained)
