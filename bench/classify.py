@@ -69,7 +69,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, dense, frozen, before, defaults")
+    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, frozen, before, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of the stepwise rows")
     args = parser.parse_args()
@@ -83,11 +83,10 @@ def main() -> None:
             "max_length": 256, "patience": None}
     if "same" in parts:
         rows.append(stepwise_run("same settings", train, dev, test, **same))
-    for kind in ("dense", "frozen"):  # the other ways to train the word embeddings (default: sparse rows)
-        if kind in parts:
-            rows.append(stepwise_run(f"same settings, {kind} embeddings", train, dev, test, **same,
-                                     embeddings=kind))
-    if "before" in parts:  # the same settings with issue 17's levers off (dense embeddings, torch dropout)
+    if "frozen" in parts:  # --freeze-embeddings: faster, measured lower (docs/benchmarks.md, issue 17)
+        rows.append(stepwise_run("same settings, frozen word embeddings", train, dev, test, **same,
+                                 freeze_embeddings=True))
+    if "before" in parts:  # the same settings with issue 17's levers off (torch's dropout)
         with levers_off() as off:
             rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
     if "defaults" in parts:

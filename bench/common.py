@@ -58,14 +58,14 @@ def hf_training_args(name: str, epochs: float, seed: int = HF_SETTINGS["seed"]):
 
 @contextmanager
 def levers_off():
-    """Training as before issue 17, for a before/after row in one process: the word embeddings trained
-    densely and torch's own dropout (the swap to MaskDropout disabled). Yields the option for the first."""
+    """Training as before issue 17, for a before/after row in one process: torch's own dropout (the swap to
+    MaskDropout disabled). Yields the options that go with it (the word embeddings trained)."""
     import stepwise.training.loop as loop
 
     swap = loop.use_mask_dropout
     loop.use_mask_dropout = lambda model: 0
     try:
-        yield {"embeddings": "dense"}
+        yield {"freeze_embeddings": False}
     finally:
         loop.use_mask_dropout = swap
 

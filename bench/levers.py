@@ -6,11 +6,10 @@ every lever in turn (the order alternating), so a noisy neighbour slows them all
 lever's speed against `off` (training as before issue 17): the ratio of summed step times and the median
 of per-batch ratios, plus the one-time warm-up (compilation, for `compile`).
 
-Levers: off (dense word-embedding updates, torch dropout), sparse (only the rows a batch used, lazy Adam:
-`--embeddings sparse`), frozen (`--embeddings frozen`), frozen_layer (the whole embedding layer frozen: no
-gradient below layer 1), dropout (MaskDropout), both (sparse + dropout: what `stepwise train` does now),
-fused (both, with AdamW(fused=True) instead of foreach for the dense part), compile (both +
-torch.compile(dynamic=True) of the model). fp32 throughout.
+Levers: off (training as before issue 17), dropout (MaskDropout: what `stepwise train` does now), and on
+top of it: frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer (the whole embedding
+layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
+(torch.compile(dynamic=True) of the model). fp32 throughout.
 """
 
 from __future__ import annotations
@@ -30,25 +29,24 @@ from stepwise.tasks import get_task
 from stepwise.training.dropout import use_mask_dropout
 from stepwise.training.flops import matmul_peak
 from stepwise.training.objectives import ObjectiveContext, build_objective
-from stepwise.training.optim import build_optimizer
+from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.step import TrainStep
 
-LEVERS = ("off", "sparse", "frozen", "frozen_layer", "dropout", "both", "fused", "compile")
+LEVERS = ("off", "dropout", "frozen", "frozen_layer", "fused", "compile")
 
 
 def build(lever: str, task, labels: list[str], features, pad_id: int, cfg: TrainConfig) -> TrainStep:
     torch.manual_seed(0)
     model = TaskModel.from_encoder(None, len(labels), "mean" if task.name == "classify" else "token")
-    if lever == "frozen_layer":  # tried and dropped: the whole embedding layer, no gradient below layer 1
-        model.encoder.embeddings.requires_grad_(False)
-    if lever in ("dropout", "both", "fused", "compile"):
+    if lever != "off":  # every lever on top of the default one (MaskDropout)
         use_mask_dropout(model)
-    embeddings = {"sparse": "sparse", "frozen": "frozen", "both": "sparse", "fused": "sparse",
-                  "compile": "sparse"}.get(lever, "dense")
-    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01, embeddings=embeddings)
-    if lever == "fused":  # the dense part's AdamW fused instead of foreach
-        optimizer.optimizers = (torch.optim.AdamW(optimizer.optimizers[0].param_groups, lr=5e-5, fused=True),
-                                optimizer.optimizers[1])
+    if lever == "frozen":
+        freeze_embeddings(model)
+    if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
+        model.encoder.embeddings.requires_grad_(False)
+    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
+    if lever == "fused":
+        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
     objective = build_objective("supervised", ObjectiveContext(task, model, cfg, "fp32", features))
     step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=1.0)
     if lever == "compile":
@@ -61,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default="classify", choices=["classify", "tag"])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--levers", default="off,sparse,frozen,frozen_layer,dropout,both,fused")
+    parser.add_argument("--levers", default="off,dropout,frozen,frozen_layer,fused")
     args = parser.parse_args()
     levers = args.levers.split(",")
     unknown = set(levers) - set(LEVERS)

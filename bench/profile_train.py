@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/profile_train.py [--precision bf16|fp32] [--steps 12] [--levers on|off]
 Prints the top operators by self CPU time and the step's model FLOPs utilisation against the
 measured matmul peak of the same precision. `--levers off` profiles training as before issue 17
-(word embeddings trained densely, torch's dropout); `on` (the default) as `stepwise train` does now.
+(torch's dropout); `on` (the default) as `stepwise train` does now.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
 from common import SHARED, need
 from torch.profiler import ProfilerActivity, profile
 
@@ -21,7 +22,7 @@ from stepwise.precision import autocast
 from stepwise.tasks import get_task
 from stepwise.training.dropout import use_mask_dropout
 from stepwise.training.flops import matmul_peak, non_embedding_params, train_flops
-from stepwise.training.optim import build_optimizer, clip_gradients
+from stepwise.training.optim import build_optimizer
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     batches = length_grouped_batches([len(f["input_ids"]) for f in features], 32, seed=0, epoch=0)
     if args.levers == "on":
         use_mask_dropout(model)
-    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01, embeddings="sparse" if args.levers == "on" else "dense")
+    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
     n_params, cfg = non_embedding_params(model), model.encoder.config
 
     def step(idx: list[int]) -> float:
@@ -47,7 +48,7 @@ def main() -> None:
         with autocast(args.precision):
             loss = task.loss(model(**batch), batch, 0.0)
         loss.backward()
-        clip_gradients(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return train_flops(n_params, cfg.num_hidden_layers, cfg.hidden_size, [len(f["input_ids"]) for f in feats])

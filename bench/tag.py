@@ -95,7 +95,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="hf,same,shape,defaults",
-                        help="rows: hf, same, dense, frozen, before, token, fp32, random, shape, defaults")
+                        help="rows: hf, same, frozen, before, token, fp32, random, shape, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of every row (variance check)")
     parser.add_argument("--pools", default="", help="extra same-settings rows with these length-grouping pools, "
@@ -121,11 +121,10 @@ def main() -> None:
     for part, (name, change) in variants.items():
         if part in parts:
             rows.append(stepwise_run(name, train, dev, test, **{**same, **change}))
-    for kind in ("dense", "frozen"):  # the other ways to train the word embeddings (default: sparse rows)
-        if kind in parts:
-            rows.append(stepwise_run(f"same settings, {kind} embeddings", train, dev, test, **same,
-                                     embeddings=kind))
-    if "before" in parts:  # the same settings with issue 17's levers off (dense embeddings, torch dropout)
+    if "frozen" in parts:  # --freeze-embeddings: faster, measured lower (docs/benchmarks.md, issue 17)
+        rows.append(stepwise_run("same settings, frozen word embeddings", train, dev, test, **same,
+                                 freeze_embeddings=True))
+    if "before" in parts:  # the same settings with issue 17's levers off (torch's dropout)
         with levers_off() as off:
             rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
     if "defaults" in parts:

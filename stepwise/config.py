@@ -58,9 +58,9 @@ class TrainConfig(BaseModel):
     overwrite: bool = Field(False, description="replace the run in --out (its stepwise files only) and start over")
     max_length: int = Field(256, gt=4, le=512, description="max tokens per sequence")
     eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
-    embeddings: Literal["sparse", "dense", "frozen"] = Field(
-        "sparse", description="how the encoder's word-embedding matrix trains: 'sparse' updates the rows a batch "
-        "used (lazy Adam), 'dense' every row every step (as HF Trainer), 'frozen' none (docs/benchmarks.md)")
+    freeze_embeddings: bool = Field(False, description="keep the encoder's word-embedding matrix as pretrained: "
+                                    "10-20% faster training on the CPU, 0.3-0.5 pt lower on SST-2 "
+                                    "(docs/benchmarks.md)")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
     group_pool: int = Field(50, gt=0, description="length grouping: batches per length-sorted pool of shuffled "

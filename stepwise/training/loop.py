@@ -29,7 +29,7 @@ from stepwise.training.early_stopping import EarlyStopping
 from stepwise.training.flops import matmul_peak
 from stepwise.training.logger import Logger, MetricsLog, ProgressBar
 from stepwise.training.objectives import Objective, ObjectiveContext, build_objective
-from stepwise.training.optim import build_optimizer
+from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.schedule import lr_at, warmup_steps
 from stepwise.training.step import StepResult, TrainStep
 
@@ -104,7 +104,9 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     total = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(len(source) / cfg.grad_accum))
     warmup = warmup_steps(total, cfg.warmup_ratio)
     use_mask_dropout(model)  # same dropout, a cheaper mask (training/dropout.py)
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.embeddings)
+    if cfg.freeze_embeddings:  # before the optimizer: it only sees what trains
+        freeze_embeddings(model)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
                                                                             train_features))
     refiner = step_inputs or (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
@@ -189,7 +191,6 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
                 stop = evaluation()
     for logger in loggers:
         logger.close()
-    model.encoder.get_input_embeddings().sparse = False  # sparse row gradients were for this optimizer only
     if not state.done:
         if not state.stopped_early:
             evaluation()

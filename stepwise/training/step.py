@@ -12,7 +12,6 @@ from stepwise.data.batching import Feature, collate
 from stepwise.training.distributed import Dist
 from stepwise.training.flops import non_embedding_params, train_flops
 from stepwise.training.objectives import Objective
-from stepwise.training.optim import clip_gradients
 
 
 @dataclass
@@ -64,7 +63,7 @@ class TrainStep:
             out.tokens += sum(lengths)
             out.flops += train_flops(*self.flop_shape, lengths)
         if self.clip is not None:
-            clip_gradients(self.model.parameters(), self.clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.dist.active:
