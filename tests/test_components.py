@@ -156,3 +156,14 @@ def test_use_mask_dropout_swaps_every_dropout_and_keeps_eval_outputs() -> None:
     assert torch.equal(model(input_ids=ids).last_hidden_state, before)
     assert sorted(model.state_dict()) == sorted(BertModel(config).state_dict())
 
+
+
+def test_auto_precision_is_fp32_when_kernels_are_capped_below_avx512() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from stepwise.precision import resolve_precision; print(resolve_precision('auto'))"
+    capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
+    assert capped.stdout.strip() == "fp32"
