@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import HF_SETTINGS, SHARED, emit, hf_training_args, levers_off, need, timed_train
+from common import HF_SETTINGS, SHARED, emit, hf_training_args, lever_rows, need, timed_train
 
 
 def hf_trainer(train_path, test_path, epochs: float, save=None) -> dict:
@@ -83,12 +83,7 @@ def main() -> None:
             "max_length": 256, "patience": None}
     if "same" in parts:
         rows.append(stepwise_run("same settings", train, dev, test, **same))
-    if "frozen" in parts:  # --freeze-embeddings: faster, measured lower (docs/benchmarks.md, issue 17)
-        rows.append(stepwise_run("same settings, frozen word embeddings", train, dev, test, **same,
-                                 freeze_embeddings=True))
-    if "before" in parts:  # the same settings with issue 17's levers off (torch's dropout)
-        with levers_off() as off:
-            rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
+    rows += lever_rows(parts, lambda name, **change: stepwise_run(name, train, dev, test, **same, **change))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended defaults", train, dev, test))
     extra = {}

@@ -70,6 +70,18 @@ def levers_off():
         loop.use_mask_dropout = swap
 
 
+def lever_rows(parts: list[str], run) -> list[dict]:
+    """Issue 17's extra same-settings rows: `frozen` (--freeze-embeddings) and `before` (training as before
+    the issue). `run(name, **options)` trains one row at the bench's same settings plus `options`."""
+    rows = []
+    if "frozen" in parts:
+        rows.append(run("same settings, frozen word embeddings", freeze_embeddings=True))
+    if "before" in parts:
+        with levers_off() as off:
+            rows.append(run("same settings, before issue 17", **off))
+    return rows
+
+
 def timed_train(task: str, name: str, train_path, dev_path, test_path, **options):
     """A fresh `stepwise.train` run under bench/out/NAME; returns the run and its whole wall time."""
     import stepwise

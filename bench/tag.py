@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import HF_SETTINGS, SHARED, emit, hf_training_args, levers_off, need, timed_train
+from common import HF_SETTINGS, SHARED, emit, hf_training_args, lever_rows, need, timed_train
 
 # Recommended tagging settings: the word-shape embedding gives back the casing the uncased MiniLM
 # tokenizer throws away; a higher learning rate suits the small token head.
@@ -121,12 +121,7 @@ def main() -> None:
     for part, (name, change) in variants.items():
         if part in parts:
             rows.append(stepwise_run(name, train, dev, test, **{**same, **change}))
-    if "frozen" in parts:  # --freeze-embeddings: faster, measured lower (docs/benchmarks.md, issue 17)
-        rows.append(stepwise_run("same settings, frozen word embeddings", train, dev, test, **same,
-                                 freeze_embeddings=True))
-    if "before" in parts:  # the same settings with issue 17's levers off (torch's dropout)
-        with levers_off() as off:
-            rows.append(stepwise_run("same settings, before issue 17", train, dev, test, **same, **off))
+    rows += lever_rows(parts, lambda name, **change: stepwise_run(name, train, dev, test, **same, **change))
     if "defaults" in parts:
         rows.append(stepwise_run("recommended", train, dev, test, **RECOMMENDED))
     if "hf" in parts:  # every stepwise row against HF Trainer from this same process
