@@ -40,6 +40,7 @@ def main() -> None:
     if args.levers == "on":
         use_mask_dropout(model)
     optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
+    model.train()  # dropout on, as in training (the model loads in eval mode; the 2026-11-27 profile had it off)
     n_params, cfg = non_embedding_params(model), model.encoder.config
 
     def step(idx: list[int]) -> float:

@@ -1,6 +1,6 @@
 """Dropout with a cheaper mask on the CPU: same distribution, same RNG, about half the time.
 
-torch's CPU dropout draws its mask with `bernoulli_`, which cost 9% of a MiniLM training step in the
+torch's CPU dropout draws its mask with `bernoulli_`, which cost 8-9% of a MiniLM training step in the
 profile (docs/benchmarks.md, issue 17); a uniform draw compared in place with p gives the same
 Bernoulli(1-p) mask in less than half the time, forward and backward together. Only the module's
 forward changes: no parameters or buffers, so saved weights, exports and evaluation are untouched.
