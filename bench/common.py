@@ -59,13 +59,13 @@ def hf_training_args(name: str, epochs: float, seed: int = HF_SETTINGS["seed"]):
 @contextmanager
 def levers_off():
     """Training as before issue 17, for a before/after row in one process: torch's own dropout (the swap to
-    MaskDropout disabled). Yields the options that go with it (the word embeddings trained)."""
+    MaskDropout disabled; the word embeddings train by default either way)."""
     import stepwise.training.loop as loop
 
     swap = loop.use_mask_dropout
     loop.use_mask_dropout = lambda model: 0
     try:
-        yield {"freeze_embeddings": False}
+        yield
     finally:
         loop.use_mask_dropout = swap
 
@@ -77,8 +77,8 @@ def lever_rows(parts: list[str], run) -> list[dict]:
     if "frozen" in parts:
         rows.append(run("same settings, frozen word embeddings", freeze_embeddings=True))
     if "before" in parts:
-        with levers_off() as off:
-            rows.append(run("same settings, before issue 17", **off))
+        with levers_off():
+            rows.append(run("same settings, before issue 17"))
     return rows
 
 

@@ -35,9 +35,26 @@ from stepwise.training.step import TrainStep
 LEVERS = ("off", "dropout", "frozen", "frozen_layer", "fused", "compile")
 
 
-def build(lever: str, task, labels: list[str], features, pad_id: int, cfg: TrainConfig) -> TrainStep:
+def training_data(task_name: str, n: int = 4096):
+    """The first `n` training examples of SST-2 or CoNLL as stepwise encodes them, in length-grouped batches of
+    32 (epoch 0, seed 0), with the task, tokenizer and a config at its defaults (no word shape)."""
+    tokenizer = load_tokenizer(None)
+    if task_name == "classify":
+        examples = read_examples(need(SHARED / "sst2" / "train.tsv"))[:n]
+        labels = ["0", "1"]
+    else:
+        examples = read_examples(need(SHARED / "conll2003" / "train.txt"), fmt="conll")[:n]
+        labels = sorted({t for e in examples for t in e.label})
+    task = get_task(task_name, labels)
+    features = task.encode(tokenizer, examples, 256)
+    batches = length_grouped_batches([len(f["input_ids"]) for f in features], 32, seed=0, epoch=0)
+    return task, tokenizer, TrainConfig(train="-", out="-", task=task_name, casing=False), features, batches
+
+
+def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: str = "fp32") -> TrainStep:
+    """stepwise's own training step (`TrainStep`, in train mode) on a fresh model with `lever` applied."""
     torch.manual_seed(0)
-    model = TaskModel.from_encoder(None, len(labels), "mean" if task.name == "classify" else "token")
+    model = TaskModel.from_encoder(None, len(task.labels), task.pooling)
     if lever != "off":  # every lever on top of the default one (MaskDropout)
         use_mask_dropout(model)
     if lever == "frozen":
@@ -47,7 +64,7 @@ def build(lever: str, task, labels: list[str], features, pad_id: int, cfg: Train
     optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
     if lever == "fused":
         optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
-    objective = build_objective("supervised", ObjectiveContext(task, model, cfg, "fp32", features))
+    objective = build_objective("supervised", ObjectiveContext(task, model, cfg, precision, features))
     step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=1.0)
     if lever == "compile":
         step.attach(torch.compile(model, dynamic=True))
@@ -65,18 +82,8 @@ def main() -> None:
     unknown = set(levers) - set(LEVERS)
     if unknown or levers[0] != "off":
         parser.error(f"--levers: the first must be 'off', the others from {', '.join(LEVERS)}")
-    tokenizer = load_tokenizer(None)
-    if args.task == "classify":
-        examples = read_examples(need(SHARED / "sst2" / "train.tsv"))[:4096]
-        labels = ["0", "1"]
-    else:
-        examples = read_examples(need(SHARED / "conll2003" / "train.txt"))[:4096]
-        labels = sorted({t for e in examples for t in e.tags})
-    task = get_task(args.task, labels)
-    cfg = TrainConfig(train="-", out="-", task=args.task, casing=False)
-    features = task.encode(tokenizer, examples, 256)
-    batches = length_grouped_batches([len(f["input_ids"]) for f in features], 32, seed=0, epoch=0)
-    steps = {lever: build(lever, task, labels, features, tokenizer.pad_token_id, cfg) for lever in levers}
+    task, tokenizer, cfg, features, batches = training_data(args.task)
+    steps = {lever: build(lever, task, features, tokenizer.pad_token_id, cfg) for lever in levers}
     warm, times, flops = {}, {lever: [] for lever in levers}, {lever: 0.0 for lever in levers}
     for lever in levers:
         start = time.perf_counter()
