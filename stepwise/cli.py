@@ -256,7 +256,9 @@ RUN_VERBS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
         "--temperature": {"type": float, "default": 2.0, "metavar": "T",
                           "help": "softmax temperature of the teacher's soft targets (default: 2.0)"},
         "--alpha": {"type": float, "default": 0.9, "metavar": "A",
-                    "help": "weight of the soft targets; 1 - A weighs the gold labels (default: 0.9)"}}),
+                    "help": "weight of the soft targets; 1 - A weighs the gold labels (default: 0.9)"},
+        "--unlabeled": {"metavar": "FILE", "help": "texts without labels (one per line) trained on the teacher's "
+                        "soft targets only, beside --train"}}),
     "prune": ("remove a run's least important FFN neurons, then fine-tune briefly", "the trained run to prune", {
         "--ffn": {"type": float, "required": True, "metavar": "P",
                   "help": "share of every layer's FFN neurons to remove, in (0, 1)"},
@@ -384,7 +386,8 @@ def _cmd_rl(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from stepwise.recipes.distill import distill
 
-    run = distill(args.run, layers=args.layers, temperature=args.temperature, alpha=args.alpha, **_options(args))
+    run = distill(args.run, layers=args.layers, temperature=args.temperature, alpha=args.alpha,
+                  unlabeled=args.unlabeled, **_options(args))
     return _print_run(run, args.json, run_quiet(args))
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 import stepwise
 from stepwise.cli import main
-from stepwise.data.batching import IGNORE_INDEX, collate
+from stepwise.data.batching import IGNORE_INDEX, UNLABELED, collate
 from stepwise.deploy.prune import prune_ffn, taylor_importance
 from stepwise.deploy.surgery import ffn_modules, keep_layers, spread_layers
 from stepwise.errors import StepwiseError
@@ -118,6 +118,35 @@ def test_distill_loss_counts_only_labeled_tokens() -> None:
     assert logs["kd"] == pytest.approx(2 ** 2 * one.item() / 4, rel=1e-5)  # T^2 * KL, mean over labeled tokens
 
 
+def test_unlabeled_positions_get_the_soft_target_only() -> None:
+    """UNLABELED texts count in the KD mean but not in the gold cross-entropy; a batch of them alone still
+    trains the student (ce 0, finite loss, a gradient)."""
+    torch.manual_seed(0)
+    student_logits, teacher_logits = torch.randn(3, 3), torch.randn(3, 3)
+    labels = torch.tensor([2, UNLABELED, UNLABELED])
+    loss, logs = distill_loss("classify", Fixed(student_logits), Fixed(teacher_logits), fake_batch(labels),
+                              alpha=0.5)
+    ce = nn.functional.cross_entropy(student_logits[:1], labels[:1])
+    kl = nn.functional.kl_div(torch.log_softmax(student_logits / 2, -1), torch.log_softmax(teacher_logits / 2, -1),
+                              reduction="none", log_target=True).sum(-1)
+    assert logs["ce"] == pytest.approx(ce.item(), rel=1e-5)
+    assert logs["kd"] == pytest.approx(4 * kl.mean().item(), rel=1e-5)  # all three texts
+    student = Fixed(student_logits)
+    loss, logs = distill_loss("classify", student, Fixed(teacher_logits),
+                              fake_batch(torch.tensor([UNLABELED] * 3)), alpha=0.5)
+    loss.backward()
+    assert logs["ce"] == 0.0 and torch.isfinite(loss) and student.logits.grad.abs().sum() > 0
+    tags = torch.tensor([[UNLABELED, IGNORE_INDEX, UNLABELED], [1, UNLABELED, IGNORE_INDEX]])
+    tag_student, tag_teacher = torch.randn(2, 3, 3), torch.randn(2, 3, 3)
+    _, logs = distill_loss("tag", Fixed(tag_student), Fixed(tag_teacher), fake_batch(tags, 3), alpha=1.0,
+                           labels=("O", "B-PER", "I-PER"))
+    kl = nn.functional.kl_div(torch.log_softmax(tag_student / 2, -1), torch.log_softmax(tag_teacher / 2, -1),
+                              reduction="none", log_target=True).sum(-1)
+    assert logs["kd"] == pytest.approx(4 * kl[tags != IGNORE_INDEX].mean().item(), rel=1e-5)
+    assert logs["ce"] == pytest.approx(nn.functional.cross_entropy(tag_student[1, 0:1], tags[1, 0:1]).item(),
+                                       rel=1e-5)
+
+
 def test_student_equal_to_teacher_has_no_kd_loss_and_the_teacher_gets_no_gradient(tiny_model: str) -> None:
     torch.manual_seed(0)
     task = get_task("classify", ["neg", "pos"])
@@ -187,6 +216,47 @@ def test_distill_two_layers_into_one(teacher: Path, data: dict[str, Path], tmp_p
     code = main(["evaluate", str(run.path), "--data", str(data["test"]), "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and result["accuracy"] == pytest.approx(run.results["test"]["accuracy"])
+
+
+def test_distill_trains_on_unlabeled_text_too(teacher: Path, data: dict[str, Path], tmp_path: Path) -> None:
+    """The unlabeled lines join the training set: more steps per epoch, counted in the run's results."""
+    texts = [t for t, _ in toy_sentences(64, 9)]
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(texts[:32]) + "\n\n" + "\n".join(texts[32:]) + "\n")  # a blank line is skipped
+    plain = distill(str(teacher), layers=1, **options(data, tmp_path / "plain", epochs=1))
+    run = distill(str(teacher), layers=1, unlabeled=str(unlabeled), **options(data, tmp_path / "student", epochs=1))
+    assert plain.results["train"]["steps"] == 10 and run.results["train"]["steps"] == 14  # 160 / 16, 224 / 16
+    assert run.results["distill"]["unlabeled_examples"] == 64 and run.results["train"]["examples"] == 224
+    assert stepwise.load(run.path).predict(["the movie was excellent"]) in (["pos"], ["neg"])
+
+
+def test_distill_a_tagger_on_unlabeled_sentences(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture
+                                                  ) -> None:
+    files = {"train": write_conll(tmp_path / "train.conll", toy_ner(32, 1)),
+             "dev": write_conll(tmp_path / "dev.conll", toy_ner(8, 2)),
+             "test": write_conll(tmp_path / "test.conll", toy_ner(8, 3))}
+    base = stepwise.train(**tiny_options(tiny_model, files, tmp_path / "tagger", task="tag", epochs=1))
+    unlabeled = tmp_path / "sentences.txt"
+    unlabeled.write_text("".join(" ".join(words) + "\n" for words, _ in toy_ner(16, 4)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["distill", str(base.path), "--layers", "1", "--unlabeled", str(unlabeled), "--epochs", "1",
+                     "--train", str(files["train"]), "--dev", str(files["dev"]), "--out", str(tmp_path / "student"),
+                     "--batch-size", "16", "--precision", "fp32", "--threads", "1", "--quiet"])
+    results = json.loads((tmp_path / "student" / "results.json").read_text())
+    assert code == 0 and results["train"]["steps"] == 3 and results["distill"]["unlabeled_examples"] == 16
+
+
+def test_unlabeled_text_is_refused_for_a_refiner_or_when_empty(tiny_model: str, teacher: Path,
+                                                               data: dict[str, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(StepwiseError, match="file is empty|has no text"):
+        distill(str(teacher), layers=1, unlabeled=str(empty), **options(data, tmp_path / "out"))
+    refiner = stepwise.train(**tiny_options(tiny_model, data, tmp_path / "refiner", max_steps=1, refine_steps=2))
+    empty.write_text("a fine film\n")
+    with pytest.raises(StepwiseError, match="--unlabeled needs a single-step teacher"):
+        distill(str(refiner.path), layers=1, unlabeled=str(empty), **options(data, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 
 # --- FFN pruning ----------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 Feature = dict[str, Any]
 IGNORE_INDEX = -100
+# A position with no gold label that still counts for the teacher's soft targets (distillation on unlabeled
+# text, stepwise.training.objectives.distill); only that objective ever sees it.
+UNLABELED = -1
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,

@@ -42,6 +42,7 @@ class Prepared:
     tokenizer: Any = None
     refine_steps: int = 1
     teacher: Any = None  # a training.objectives.Teacher, for the "distill" objective
+    unlabeled: list[Example] = field(default_factory=list)  # distill: texts scored by the teacher's soft targets
 
 
 def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
@@ -216,6 +217,9 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     precision = resolve_precision(cfg.precision)
     encoded = data if dist.is_main else {"train": data["train"]}  # dev and test are rank 0's to score
     features = {split: task.encode(job.tokenizer, exs, cfg.max_length) for split, exs in encoded.items()}
+    if job.unlabeled:
+        features["train"] = features["train"] + task.mark_unlabeled(
+            task.encode(job.tokenizer, job.unlabeled, cfg.max_length, with_labels=False))
     meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
             "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
             "refine_steps": job.refine_steps}
@@ -253,8 +257,8 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             scores[split] = best.score(data[split], features[split])
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
     result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
-                            {**job.notes, "examples": len(data["train"]), **({"processes": dist.world} if
-                                                                            dist.active else {})})
+                            {**job.notes, "examples": len(data["train"]) + len(job.unlabeled),
+                             **({"processes": dist.world} if dist.active else {})})
     if cfg.doc_context:
         from stepwise.recipes.doc_context import finish
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import IGNORE_INDEX, Feature
+from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
 
@@ -156,6 +156,11 @@ class Task(ABC):
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
                with_labels: bool = True) -> list[Feature]:
         """Token ids (and label ids) for each example; one example may become several windows."""
+
+    def mark_unlabeled(self, features: list[Feature]) -> list[Feature]:
+        """Features of unlabeled text (`encode(..., with_labels=False)`) with UNLABELED where a label would be:
+        the positions a distilled student matches the teacher on, without a gold label."""
+        return [{**f, "labels": UNLABELED} for f in features]
 
     @abstractmethod
     def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:

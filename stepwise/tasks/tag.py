@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import IGNORE_INDEX, Feature
+from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
 from stepwise.data.conll import detect_scheme, repair
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
@@ -159,6 +159,10 @@ class TagTask(Task):
         if self.doc_context:
             feature["doc_ids"] = [0] * len(ids)  # "no context yet": step 1 (stepwise.refine.document)
         return feature
+
+    def mark_unlabeled(self, features: list[Feature]) -> list[Feature]:
+        """A word's first sub-token carries its tag: there the student matches the teacher."""
+        return [{**f, "labels": [UNLABELED if first else IGNORE_INDEX for first in f["word_mask"]]} for f in features]
 
     def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         probs = softmax(logits)

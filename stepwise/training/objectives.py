@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from stepwise.data.batching import IGNORE_INDEX, Feature
+from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
 from stepwise.precision import autocast
 from stepwise.tasks.base import Task
 
@@ -77,10 +77,12 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
 def distill(ctx: ObjectiveContext) -> Objective:
     """Knowledge distillation: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy.
 
-    Both terms cover the labeled positions only (a text, or each labeled word, as in `Task.loss`) and are
-    weighted like "supervised" (`--loss-weighting`). T^2 keeps the soft term's gradient at the scale of the
-    hard one whatever the temperature (Hinton et al., 2015). The teacher is frozen, in eval mode, under
-    no_grad and the run's precision; logs "kd" (T^2 * KL) and "ce" so metrics.jsonl shows both.
+    The soft term covers every labeled position (a text, or each labeled word, as in `Task.loss`), the
+    UNLABELED ones of unlabeled text (`distill --unlabeled`) included; the gold term covers the gold labels
+    only and is 0 in a batch without any. Both are weighted like "supervised" (`--loss-weighting`). T^2
+    keeps the soft term's gradient at the scale of the hard one whatever the temperature (Hinton et al.,
+    2015). The teacher is frozen, in eval mode, under no_grad and the run's precision; logs "kd" (T^2 * KL)
+    and "ce" so metrics.jsonl shows both.
     """
     if ctx.teacher is None:
         raise ValueError("the distill objective needs ObjectiveContext.teacher")
@@ -94,8 +96,12 @@ def distill(ctx: ObjectiveContext) -> Objective:
             logits = model(**batch)
         with torch.no_grad(), autocast(ctx.precision):
             soft = teacher(**batch)
-        ce = ctx.task.loss(logits, batch, cfg.label_smoothing, per_batch)
-        labeled = batch["labels"] != IGNORE_INDEX  # (B,) for a label per text, (B, S) for a tag per word
+        labels = batch["labels"]  # (B,) for a label per text, (B, S) for a tag per word
+        labeled, unlabeled = labels != IGNORE_INDEX, labels == UNLABELED
+        gold = {**batch, "labels": labels.masked_fill(unlabeled, IGNORE_INDEX)}
+        gold_count = (labeled & ~unlabeled).sum().clamp(min=1)
+        ce = ctx.task.loss(logits, gold, cfg.label_smoothing, per_batch if per_batch is not None else 1.0)
+        ce = ce if per_batch is not None else ce / gold_count  # the mean over gold labels; 0 without any
         kl = F.kl_div(F.log_softmax(logits.float() / temperature, -1), F.log_softmax(soft.float() / temperature, -1),
                       reduction="none", log_target=True).sum(-1)
         count = per_batch if per_batch is not None else labeled.sum().clamp(min=1)
