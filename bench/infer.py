@@ -141,6 +141,29 @@ def dataset_rows(name: str, run: Path, dev: Path, test, hf_model: Path, hf_row, 
     return rows
 
 
+def transfer_set(train: Path, out: Path, spans: int = 2, seed: int = 0) -> Path:
+    """Unlabeled SST-2-like text for distillation: per training sentence, `spans` random contiguous phrases
+    (30–80% of its words, like the treebank's phrases SST-2 was annotated on) and one copy with learner
+    noise (stepwise.data.noise at its default rates). The teacher labels them through its soft targets."""
+    import random
+
+    from stepwise.data.noise import make_pairs
+    from stepwise.data.readers import read_examples
+
+    sentences = [str(ex.text) for ex in read_examples(train)]
+    rng, texts = random.Random(seed), []
+    for sentence in sentences:
+        words = sentence.split()
+        for _ in range(spans if len(words) >= 6 else 0):
+            size = rng.randint(max(3, round(0.3 * len(words))), round(0.8 * len(words)))
+            start = rng.randrange(len(words) - size + 1)
+            texts.append(" ".join(words[start:start + size]))
+    texts += [noisy for noisy, _ in make_pairs(sentences, seed=seed)[0]]
+    out.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    print(f"transfer set: {len(texts)} unlabeled texts from {len(sentences)} training sentences -> {out}", flush=True)
+    return out
+
+
 def sst2() -> list[dict]:
     from classify import hf_trainer
 
@@ -159,10 +182,17 @@ def sst2() -> list[dict]:
         # alpha 0.9 / T 2 / 3 epochs: measured against alpha 0.5 / 2 epochs (test −3.2 pt) and T 4 (docs)
         stepwise.distill(str(run), layers=3, out=str(distilled), epochs=3, alpha=0.9, temperature=2.0,
                          overwrite=True, **common)
+    if ARGS.unlabeled:  # the same student with a transfer set of unlabeled text beside the gold labels
+        distilled = OUT / "infer_sst2_distilled_unlabeled"
+        if not (distilled / "results.json").exists():
+            texts = transfer_set(train, OUT / "sst2_transfer.txt")
+            stepwise.distill(str(run), layers=3, out=str(distilled), epochs=3, alpha=0.9, temperature=2.0,
+                             unlabeled=str(texts), overwrite=True, **common)
     if not (pruned / "results.json").exists():
         stepwise.prune(str(run), ffn=0.5, out=str(pruned), epochs=1, overwrite=True, **common)
     return dataset_rows("sst2", run, dev, read_examples(test), hf_model, hf_classifier,
-                        {"distilled 3 layers": distilled, "pruned FFN 50%": pruned})
+                        {"distilled 3 layers" + (" + unlabeled" if ARGS.unlabeled else ""): distilled,
+                         "pruned FFN 50%": pruned})
 
 
 def conll() -> list[dict]:
@@ -178,12 +208,83 @@ def conll() -> list[dict]:
     return dataset_rows("conll2003", run, data / "valid.txt", read_conll(data / "test.txt"), hf_model, hf_tagger, {})
 
 
+def refiner_rows(name: str, run: Path, dev: Path, test: list, steps: int) -> list[dict]:
+    """A real refiner exported (fp32 and int8, gated on `dev`) and refined for `steps` steps on ONNX Runtime:
+    final-step agreement with torch per sentence and per tag on the test set, F1 of both, ms per sentence."""
+    import numpy as np
+
+    import stepwise
+    from stepwise.predictor import PredictOptions
+    from stepwise.recipes.export import export
+
+    torch_predictor = stepwise.load(run, batch_size=BATCH, precision="fp32")
+    task = torch_predictor.task
+    gold = task.gold(test)
+
+    def refined(predictor) -> tuple[list, float, float]:
+        start = time.perf_counter()
+        result = predictor.run(test, PredictOptions(steps=steps))
+        seconds = time.perf_counter() - start
+        f1 = task.metrics(gold, [task.ids_to_labels(p) for p in result.predictions])[task.default_metric]
+        return result.predictions, f1, 1000 * seconds / len(test)
+
+    reference, ref_f1, ref_ms = refined(torch_predictor)
+    rows = [{"data": "conll2003", "refiner": name, "backend": "torch fp32", "T": steps, "test_f1": round(ref_f1, 4),
+             "ms_per_sentence": round(ref_ms, 2)}]
+    for int8 in (False, True):
+        out = OUT / f"infer_{run.name}_{'int8' if int8 else 'onnx'}"
+        report = export(run, out=out, int8=int8, data=dev)
+        predictions, f1, ms = refined(stepwise.load(out, batch_size=BATCH))
+        same = [np.array_equal(a, b) for a, b in zip(reference, predictions)]
+        tags = sum(int(np.sum(a == b)) for a, b in zip(reference, predictions) if np.shape(a) == np.shape(b))
+        rows.append({"data": "conll2003", "refiner": name, "backend": f"ONNX {'int8' if int8 else 'fp32'}", "T": steps,
+                     "test_f1": round(f1, 4), "ms_per_sentence": round(ms, 2),
+                     "sentence_agreement": round(float(np.mean(same)), 6),
+                     "tag_agreement": round(tags / sum(np.size(a) for a in reference), 6),
+                     "dev_gate_example_agreement": report["parity"]["example_agreement"],
+                     "dev_gate_metric_torch": report["parity"]["metric_torch"],
+                     "dev_gate_metric_onnx": report["parity"]["metric_onnx"]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def refiners() -> list[dict]:
+    """Two real CoNLL refiners: a 3-step refiner (previous tags as an input), trained here for one epoch if absent,
+    and the document-context refiner of `bench/refine.py --only conll-doc --fold-epochs 1` (2 steps)."""
+    import stepwise
+    from stepwise.data.readers import read_examples
+
+    data = need(SHARED / "conll2003")
+    refiner = OUT / "infer_conll_refiner"
+    if not (refiner / "results.json").exists():
+        stepwise.train(task="tag", train=str(data / "train.txt"), dev=str(data / "valid.txt"), out=str(refiner),
+                       refine_steps=3, epochs=1, lr=1e-4, batch_size=32, quiet=True,
+                       overwrite=True)
+    test = read_examples(data / "test.txt", prefer="conll")  # documents numbered by their -DOCSTART- lines
+    rows = refiner_rows("3-step refiner (1 epoch)", refiner, data / "valid.txt", test, 3)
+    doc = OUT / "refine_doc_folds1" / "doc_context"
+    if (doc / "results.json").exists():
+        rows += refiner_rows("document-context refiner", doc, data / "valid.txt", test, 2)
+    else:
+        print(f"skipped the document-context refiner: {doc} is missing (bench/refine.py --only conll-doc "
+              "--epochs 3 --fold-epochs 1 makes it)", flush=True)
+    return rows
+
+
 def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="sst2,conll")
+    parser.add_argument("--only", default="sst2,conll", help="sst2, conll, refiners (the last not by default)")
+    parser.add_argument("--unlabeled", action="store_true", help="sst2: the distilled student also learns from "
+                        "a transfer set of unlabeled phrases and noisy copies of the training sentences")
     parser.add_argument("--latency-n", type=int, default=300, help="test examples timed one at a time")
     ARGS = parser.parse_args()
+    if ARGS.only == "refiners":
+        rows = refiners()
+        emit("infer_refiners", rows, ["data", "refiner", "backend", "T", "test_f1", "ms_per_sentence",
+                                      "sentence_agreement", "tag_agreement", "dev_gate_example_agreement",
+                                      "dev_gate_metric_torch", "dev_gate_metric_onnx"])
+        return
     rows = []
     if "sst2" in ARGS.only:
         rows += sst2()
