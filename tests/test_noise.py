@@ -17,6 +17,7 @@ from stepwise.data.noise import (
     check_rates,
     corrupt,
     make_pairs,
+    scale_rates,
 )
 from stepwise.demo import demo_data_path
 from stepwise.errors import StepwiseError
@@ -203,6 +204,17 @@ def test_default_rates_give_learner_like_error_counts() -> None:
     mean = sum(counts.values()) / sum(noisy != clean for noisy, clean in pairs)
     assert 1.5 <= mean <= 2.5
     assert counts.most_common(1)[0][0] == "spelling" and set(counts) == set(ERROR_TYPES)
+
+
+def test_scale_makes_the_noise_denser_and_is_capped(tmp_path: Path) -> None:
+    scaled = scale_rates({"word_order": 0.1}, 2.5)
+    assert scaled["word_order"] == pytest.approx(0.25) and scaled["spelling"] == 0.95  # 0.45 * 2.5, capped
+    assert scale_rates(None, 1) == DEFAULT_RATES and set(scale_rates(None, 0).values()) == {0.0}
+    with pytest.raises(StepwiseError, match="noise scale must be a number of 0 or more"):
+        scale_rates(None, -1)
+    plain = run(str(CORPUS), str(tmp_path / "plain.tsv"), seed=0)
+    dense = run(str(CORPUS), str(tmp_path / "dense.tsv"), seed=0, scale=2.5)
+    assert dense["errors_per_noisy_pair"] > 1.6 * plain["errors_per_noisy_pair"]
 
 
 def test_check_rates_merges_and_refuses_bad_rates() -> None:

@@ -9,21 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.noise import ERROR_TYPES, check_rates, make_pairs
+from stepwise.data.noise import ERROR_TYPES, make_pairs, scale_rates
 from stepwise.data.readers import read_text
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, same_file
 
 
 def run(input: str, out: str, *, seed: int = 0, rates: dict[str, float] | None = None, copies: int = 1,
-        keep_clean: float = 0.0) -> dict[str, Any]:
+        keep_clean: float = 0.0, scale: float = 1.0) -> dict[str, Any]:
     """Write `copies` noisy versions of every sentence in `input` ("-": stdin) to the TSV `out`.
 
     `rates` override the per-sentence probabilities of stepwise.data.noise.DEFAULT_RATES; `keep_clean` is the
-    share of pairs left unchanged. Returns a summary: sentences read, pairs written, unchanged pairs, errors
+    share of pairs left unchanged; `scale` multiplies every rate (capped at 0.95). Returns a summary: sentences read, pairs written, unchanged pairs, errors
     applied per type and per noisy pair.
     """
-    rates = check_rates(rates)  # before reading: a typo in a rate name fails fast, even on stdin
+    rates = scale_rates(rates, scale)  # before reading: a typo in a rate name fails fast, even on stdin
     if input != "-" and same_file(input, out):
         raise StepwiseError("the output would overwrite the input", path=out, fix="write the pairs to another file")
     sentences = [line for line in read_text(input).splitlines() if line.strip()]
