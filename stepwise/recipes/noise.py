@@ -20,8 +20,8 @@ def run(input: str, out: str, *, seed: int = 0, rates: dict[str, float] | None =
     """Write `copies` noisy versions of every sentence in `input` ("-": stdin) to the TSV `out`.
 
     `rates` override the per-sentence probabilities of stepwise.data.noise.DEFAULT_RATES; `keep_clean` is the
-    share of pairs left unchanged; `scale` multiplies every rate (capped at 0.95). Returns a summary: sentences read, pairs written, unchanged pairs, errors
-    applied per type and per noisy pair.
+    share of pairs left unchanged; `scale` multiplies every rate (capped at 0.95). Returns a summary:
+    sentences read, pairs written, unchanged pairs, errors applied per type and per noisy pair.
     """
     rates = scale_rates(rates, scale)  # before reading: a typo in a rate name fails fast, even on stdin
     if input != "-" and same_file(input, out):
