@@ -47,7 +47,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         inner = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
         base = inner[0]
         default = "" if field.default is None or field.is_required() else f" (default: {field.default})"
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description}{default}"}
+        text = f"{field.description}{default}".replace("%", "%%")  # argparse formats help with %
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": text}
         if name == "task":
             from stepwise.tasks import task_names
 

@@ -115,3 +115,11 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path: Path, capsys: pytest.C
     (run / "model").mkdir()
     code, err = run_cli(capsys, train_args(train, run))
     assert code == 2 and "already holds a finished run" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize("verb", ["train", "rl", "distill", "prune", "evaluate", "predict", "export", "noise",
+                                  "serve", "search", "monitor", "runs", "show", "demo"])
+def test_every_verb_prints_its_help(verb: str, capsys: pytest.CaptureFixture) -> None:
+    """A help text with a bare % (e.g. "10-20% faster", from a config description) made argparse crash."""
+    code = main([verb, "--help"])
+    assert code == 0 and f"usage: stepwise {verb}" in capsys.readouterr().out
