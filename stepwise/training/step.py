@@ -63,7 +63,8 @@ class TrainStep:
             out.tokens += sum(lengths)
             out.flops += train_flops(*self.flop_shape, lengths)
         if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            clipped = getattr(self.optimizer, "clip_parameters", self.model.parameters)()
+            torch.nn.utils.clip_grad_norm_(clipped, self.clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.dist.active:
