@@ -16,11 +16,6 @@ from stepwise.errors import StepwiseError
 
 MIN_AGREEMENT = 0.995  # fp32: share of labels (classifier) or tags (tagger) that must agree
 MAX_METRIC_DROP = 0.005  # int8: the metric may fall by at most half a point
-# int8: and may change at most 1% of the labels/tags (beyond a handful). The dev metric moves by whole examples
-# and averages flips both ways: SST-2's int8 passed at −0.11 pt on dev with 1.3% of labels changed, and lost
-# 0.66 pt on test; the setting with 0.5% changed lost nothing (docs/benchmarks.md, issue 13).
-MIN_INT8_AGREEMENT = 0.99
-INT8_FLIPS_ALLOWED = 5
 
 
 def max_logit_delta(reference: Any, candidate: Any, examples: list[Example]) -> float:
@@ -51,7 +46,7 @@ def compare(reference: Any, candidate: Any, examples: list[Example]) -> dict[str
     gold = task.gold(examples)
     metric = task.default_metric
     return {"examples": len(examples), "max_abs_logit_delta": round(max_logit_delta(reference, candidate, examples), 6),
-            "label_agreement": round(same / max(total, 1), 6), "predictions": total, "agreeing": same,
+            "label_agreement": round(same / max(total, 1), 6),
             "example_agreement": round(float(np.mean([np.array_equal(a, b) for a, b in zip(ref, cand)])), 6),
             "metric": metric,
             "metric_torch": round(task.metrics(gold, [task.ids_to_labels(p) for p in ref])[metric], 6),
@@ -59,18 +54,12 @@ def compare(reference: Any, candidate: Any, examples: list[Example]) -> dict[str
 
 
 def gate(report: dict[str, Any], int8: bool, where: str) -> None:
-    """Refuse an export that changes predictions (fp32), or loses more than half a point or changes more than
-    1% of the predictions (int8)."""
+    """Refuse an export that changes predictions (fp32) or loses more than half a point (int8)."""
     if int8:
         drop = report["metric_torch"] - report["metric_onnx"]
         if drop > MAX_METRIC_DROP:
             raise StepwiseError(f"the int8 export loses {100 * drop:.2f} points of {report['metric']} "
                                 f"({report['metric_torch']:.4f} → {report['metric_onnx']:.4f}); nothing written",
-                                path=where, fix="export without --int8, or distill/prune and retry")
-        flips = report["predictions"] - report["agreeing"]
-        if report["label_agreement"] < MIN_INT8_AGREEMENT and flips > INT8_FLIPS_ALLOWED:
-            raise StepwiseError(f"the int8 export changes {flips} of {report['predictions']} predictions "
-                                f"({100 * (1 - report['label_agreement']):.2f}%, more than 1%); nothing written",
                                 path=where, fix="export without --int8, or distill/prune and retry")
     elif report["label_agreement"] < MIN_AGREEMENT:
         raise StepwiseError(f"the ONNX export agrees with the run on only {100 * report['label_agreement']:.2f}% of "
