@@ -95,7 +95,8 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
         try:
             gate(parity, int8, str(run_dir.path))
         except StepwiseError:
-            refusals.append(f"{variant}: {parity['metric_torch'] - parity['metric_onnx']:+.4f}")
+            refusals.append(f"{variant}: {parity['metric']} {parity['metric_onnx'] - parity['metric_torch']:+.4f}, "
+                            f"agreement {parity['label_agreement']:.4f}")
             if variant is None or variant == INT8_VARIANTS[-1]:
                 raise
             continue
