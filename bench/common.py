@@ -71,16 +71,11 @@ def levers_off():
 
 
 def lever_rows(parts: list[str], run) -> list[dict]:
-    """Issue 17's extra same-settings rows: `frozen` (--freeze-embeddings), `laggedK` (--embeddings-every K)
-    and `before` (training as before the issue). `run(name, **options)` trains one row at the bench's same
-    settings plus `options`."""
+    """Issue 17's extra same-settings rows: `frozen` (--freeze-embeddings) and `before` (training as before
+    the issue). `run(name, **options)` trains one row at the bench's same settings plus `options`."""
     rows = []
     if "frozen" in parts:
         rows.append(run("same settings, frozen word embeddings", freeze_embeddings=True))
-    for part in parts:
-        if part.startswith("lagged"):  # laggedK: --embeddings-every K
-            every = int(part[len("lagged"):])
-            rows.append(run(f"same settings, --embeddings-every {every}", embeddings_every=every))
     if "before" in parts:
         with levers_off():
             rows.append(run("same settings, before issue 17"))
