@@ -9,8 +9,7 @@ of per-batch ratios, plus the one-time warm-up (compilation, for `compile`).
 Levers: off (training as before issue 17), dropout (MaskDropout: what `stepwise train` does now), and on
 top of it: frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer (the whole embedding
 layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
-(torch.compile(dynamic=True) of the model), laggedK (the word-embedding matrix steps every K steps on its
-accumulated gradient: `--embeddings-every K`). fp32 throughout.
+(torch.compile(dynamic=True) of the model). fp32 throughout.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from stepwise.training.objectives import ObjectiveContext, build_objective
 from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.step import TrainStep
 
-LEVERS = ("off", "dropout", "frozen", "frozen_layer", "fused", "compile", "lagged4", "lagged8")
+LEVERS = ("off", "dropout", "frozen", "frozen_layer", "fused", "compile")
 
 
 def training_data(task_name: str, n: int = 4096):
@@ -62,8 +61,7 @@ def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: 
         freeze_embeddings(model)
     if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
         model.encoder.embeddings.requires_grad_(False)
-    every = int(lever[len("lagged"):]) if lever.startswith("lagged") else 1
-    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01, embeddings_every=every)
+    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
     if lever == "fused":
         optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
     objective = build_objective("supervised", ObjectiveContext(task, model, cfg, precision, features))

@@ -61,8 +61,6 @@ class TrainConfig(BaseModel):
     freeze_embeddings: bool = Field(False, description="keep the encoder's word-embedding matrix as pretrained: "
                                     "10-20% faster training on the CPU, 0.3-0.5 pt lower on SST-2 "
                                     "(docs/benchmarks.md)")
-    embeddings_every: int = Field(1, ge=1, le=64, description="AdamW steps the word-embedding matrix every K steps, "
-                                  "on its gradients summed since (adamw only; 1: every step, as usual)")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
     group_pool: int = Field(50, gt=0, description="length grouping: batches per length-sorted pool of shuffled "

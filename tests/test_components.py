@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -168,66 +167,3 @@ def test_auto_precision_is_fp32_when_kernels_are_capped_below_avx512() -> None:
     capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"})
     assert capped.stdout.strip() == "fp32"
-
-
-def test_lagged_embeddings_step_every_k_on_the_mean_gradient_and_resume_exactly() -> None:
-    """The word matrix moves only every K steps, as one AdamW step on the mean of the K gradients; the rest
-    moves every step; the matrix stays out of clipping; a state dict taken mid-way continues identically."""
-    from stepwise.training.optim import LaggedEmbeddings, build_optimizer
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
-                                                num_attention_heads=2, intermediate_size=16))
-            self.target = torch.randn(8)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return (self.encoder(input_ids=ids).last_hidden_state @ self.target).sin().sum()
-
-    def model() -> Tiny:
-        torch.manual_seed(0)
-        return Tiny().eval()  # no dropout: both models see the same function
-
-    batches = [torch.randint(0, 30, (2, 5), generator=torch.Generator().manual_seed(i)) for i in range(4)]
-    lagged, reference = model(), model()
-    optimizer = build_optimizer(lagged, "adamw", 1e-2, 0.0, embeddings_every=2)
-    assert isinstance(optimizer, LaggedEmbeddings) and len(optimizer.param_groups) == 3
-    matrix = lagged.encoder.get_input_embeddings().weight
-    assert all(p is not matrix for p in optimizer.clip_parameters())
-    start, moved = matrix.detach().clone(), []
-    for ids in batches[:2]:
-        lagged(ids).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        moved.append(not torch.equal(matrix, start))
-    assert moved == [False, True]  # still in place after step 1, moved after step 2
-    # the reference: the mean of the same two gradients (taken at the same, unmoved matrix) in one AdamW step
-    ref_matrix = reference.encoder.get_input_embeddings().weight
-    ref_rest = [p for p in reference.parameters() if p is not ref_matrix]
-    rest_opt = torch.optim.AdamW(ref_rest, lr=1e-2, weight_decay=0.0)
-    total = torch.zeros_like(ref_matrix)
-    for ids in batches[:2]:
-        reference(ids).backward()
-        total += ref_matrix.grad
-        ref_matrix.grad = None
-        rest_opt.step()
-        rest_opt.zero_grad()
-    ref_matrix.grad = total / 2
-    torch.optim.AdamW([ref_matrix], lr=1e-2, weight_decay=0.0).step()
-    torch.testing.assert_close(matrix, ref_matrix)
-
-    lagged(batches[2]).backward()
-    optimizer.step()
-    optimizer.zero_grad()  # one gradient pending
-    saved = copy.deepcopy(optimizer.state_dict())  # as a checkpoint file would hold it: no shared tensors
-    twin = model()
-    twin.load_state_dict(lagged.state_dict())
-    twin_opt = build_optimizer(twin, "adamw", 1e-2, 0.0, embeddings_every=2)
-    twin_opt.load_state_dict(saved)
-    for net, opt in ((lagged, optimizer), (twin, twin_opt)):
-        net(batches[3]).backward()
-        opt.step()
-        opt.zero_grad()
-    for a, b in zip(lagged.parameters(), twin.parameters()):
-        torch.testing.assert_close(a, b)

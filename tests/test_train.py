@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import stepwise
-from stepwise.errors import StepwiseError
 from stepwise.training.loop import LoopState
 from tests.conftest import tiny_options
 
@@ -139,20 +138,3 @@ def test_word_embeddings_train_by_default_and_stay_put_when_frozen(tiny_model: s
     assert not torch.equal(embeddings(trained.path / "model", "word"), embeddings(pretrained, "word"))
     assert torch.equal(embeddings(frozen.path / "model", "word"), embeddings(pretrained, "word"))
     assert not torch.equal(embeddings(frozen.path / "model", "position"), embeddings(pretrained, "position"))
-
-
-def test_lagged_embedding_updates_train_and_are_refused_with_sgd(tiny_model: str, toy_files: dict,
-                                                                  tmp_path: Path) -> None:
-    """--embeddings-every K: the run trains (the word matrix moves, the config keeps K); sgd is refused."""
-    from safetensors.torch import load_file
-
-    def word_matrix(path: Path) -> torch.Tensor:
-        return next(v for k, v in load_file(str(path / "model.safetensors")).items()
-                    if k.endswith("word_embeddings.weight"))
-
-    run = stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "lagged", epochs=1, embeddings_every=3))
-    assert not torch.equal(word_matrix(run.path / "model"), word_matrix(Path(tiny_model)))
-    assert "embeddings_every: 3" in (run.path / "config.yaml").read_text()
-    with pytest.raises(StepwiseError, match="--embeddings-every is for the adamw optimizer"):
-        stepwise.train(**tiny_options(tiny_model, toy_files, tmp_path / "sgd", embeddings_every=3, optimizer="sgd"))
-    assert not (tmp_path / "sgd").exists()

@@ -93,9 +93,6 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
         raise StepwiseError(f"the run is a {start_meta['task']} run, not {name}", path=cfg.init_from,
                             fix=f"pass --task {start_meta['task']}")
     cfg = cfg.model_copy(update={"task": name})
-    if cfg.embeddings_every > 1 and cfg.optimizer != "adamw":
-        raise StepwiseError(f"--embeddings-every is for the adamw optimizer, not {cfg.optimizer}",
-                            fix="drop --embeddings-every, or use --optimizer adamw")
     task_cls = task_class(name)
     _check_metric(cfg, task_cls, objective)
     if not start_meta:

@@ -106,8 +106,7 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     use_mask_dropout(model)  # same dropout, a cheaper mask (training/dropout.py)
     if cfg.freeze_embeddings:  # before the optimizer: it only sees what trains
         freeze_embeddings(model)
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
-                                embeddings_every=cfg.embeddings_every)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
                                                                             train_features))
     refiner = step_inputs or (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)

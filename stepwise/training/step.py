@@ -63,8 +63,7 @@ class TrainStep:
             out.tokens += sum(lengths)
             out.flops += train_flops(*self.flop_shape, lengths)
         if self.clip is not None:
-            clipped = getattr(self.optimizer, "clip_parameters", self.model.parameters)()
-            torch.nn.utils.clip_grad_norm_(clipped, self.clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.dist.active:
