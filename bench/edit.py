@@ -147,7 +147,8 @@ def main() -> None:
     dev_pairs, _ = make_pairs(held[:500], seed=1)
     test_pairs, _ = make_pairs(held[500:], seed=2)
     suffix = (f"_own{args.own_outputs:g}" if args.own_outputs else "") + \
-        (f"_noise{args.noise_scale:g}" if args.noise_scale != 1.0 else "")
+        (f"_noise{args.noise_scale:g}" if args.noise_scale != 1.0 else "") + \
+        (f"_ep{args.epochs:g}" if args.epochs != 3.0 else "")
     files = {"train": write_pairs(work / f"train{suffix}.tsv", pairs), "dev": write_pairs(work / "dev.tsv", dev_pairs),
              "test": write_pairs(work / "test.tsv", test_pairs)}
     print(f"clean sentences {len(sentences)}; train pairs {len(pairs)}; errors {dict(counts)}", flush=True)
