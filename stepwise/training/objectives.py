@@ -99,9 +99,8 @@ def distill(ctx: ObjectiveContext) -> Objective:
         labels = batch["labels"]  # (B,) for a label per text, (B, S) for a tag per word
         labeled, unlabeled = labels != IGNORE_INDEX, labels == UNLABELED
         gold = {**batch, "labels": labels.masked_fill(unlabeled, IGNORE_INDEX)}
-        gold_count = (labeled & ~unlabeled).sum().clamp(min=1)
-        ce = ctx.task.loss(logits, gold, cfg.label_smoothing, per_batch if per_batch is not None else 1.0)
-        ce = ce if per_batch is not None else ce / gold_count  # the mean over gold labels; 0 without any
+        gold_count = (labeled & ~unlabeled).sum().clamp(min=1)  # the mean over gold labels: 0 without any
+        ce = ctx.task.loss(logits, gold, cfg.label_smoothing, per_batch if per_batch is not None else gold_count)
         kl = F.kl_div(F.log_softmax(logits.float() / temperature, -1), F.log_softmax(soft.float() / temperature, -1),
                       reduction="none", log_target=True).sum(-1)
         count = per_batch if per_batch is not None else labeled.sum().clamp(min=1)
