@@ -68,6 +68,7 @@ def read_unlabeled(teacher: RunDir, path: str) -> list[Example]:
     """The non-blank texts of `path` for the teacher's task: .txt is one text per line (a tagger's words split
     on spaces), other extensions are read as `predict` reads them. A refiner teacher is refused (its
     previous-step input is built from gold labels, which unlabeled text has not)."""
+    from stepwise.predictor import _has_text
     from stepwise.recipes.predict import read_inputs
     from stepwise.tasks import task_class
 
@@ -77,14 +78,10 @@ def read_unlabeled(teacher: RunDir, path: str) -> list[Example]:
                             path=teacher.path, fix="distill it without --unlabeled, or use a single-step run")
     plain = Path(path).suffix.lower() in ("", ".txt")  # one text (a tagger: one sentence) per line
     examples = [ex for ex in read_inputs(task_class(meta["task"]), path, fmt="tsv" if plain else None)
-                if words(ex.text)]
+                if _has_text(ex)]
     if not examples:
         raise StepwiseError("the unlabeled file has no text", path=path, fix="give one text per line")
     return examples
-
-
-def words(text: Any) -> bool:
-    return bool(text if isinstance(text, list) else str(text).strip())
 
 
 def encoder_config(run: RunDir, key: str) -> int:
