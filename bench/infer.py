@@ -235,9 +235,8 @@ def conll() -> list[dict]:
 def refiner_rows(name: str, run: Path, dev: Path, test: list, steps: int) -> list[dict]:
     """A real refiner exported (fp32 and int8, gated on `dev`) and refined for `steps` steps on ONNX Runtime:
     final-step agreement with torch per sentence and per tag on the test set, F1 of both, ms per sentence."""
-    import numpy as np
-
     import stepwise
+    from stepwise.deploy.parity import agreement
     from stepwise.predictor import PredictOptions
     from stepwise.recipes.export import export
 
@@ -259,12 +258,10 @@ def refiner_rows(name: str, run: Path, dev: Path, test: list, steps: int) -> lis
         out = OUT / f"infer_{run.name}_{'int8' if int8 else 'onnx'}"
         report = export(run, out=out, int8=int8, data=dev)
         predictions, f1, ms = refined(stepwise.load(out, batch_size=BATCH))
-        same = [np.array_equal(a, b) for a, b in zip(reference, predictions)]
-        tags = sum(int(np.sum(a == b)) for a, b in zip(reference, predictions) if np.shape(a) == np.shape(b))
+        agree = agreement(reference, predictions)
         rows.append({"data": "conll2003", "refiner": name, "backend": f"ONNX {'int8' if int8 else 'fp32'}", "T": steps,
                      "test_f1": round(f1, 4), "ms_per_sentence": round(ms, 2),
-                     "sentence_agreement": round(float(np.mean(same)), 6),
-                     "tag_agreement": round(tags / sum(np.size(a) for a in reference), 6),
+                     "sentence_agreement": agree["example_agreement"], "tag_agreement": agree["label_agreement"],
                      "dev_gate_example_agreement": report["parity"]["example_agreement"],
                      "dev_gate_metric_torch": report["parity"]["metric_torch"],
                      "dev_gate_metric_onnx": report["parity"]["metric_onnx"]})

@@ -34,21 +34,25 @@ def max_logit_delta(reference: Any, candidate: Any, examples: list[Example]) -> 
     return worst
 
 
+def agreement(ref: list[Any], cand: list[Any]) -> dict[str, float]:
+    """Share of labels/tags (an editor: words of the final sentence) and of whole examples that agree; a
+    prediction of another length agrees nowhere."""
+    same = sum(int(np.sum(np.atleast_1d(a) == np.atleast_1d(b))) if np.shape(a) == np.shape(b) else 0
+               for a, b in zip(ref, cand))
+    total = sum(max(np.size(a), 1) for a in ref)
+    return {"label_agreement": round(same / max(total, 1), 6),
+            "example_agreement": round(float(np.mean([np.array_equal(a, b) for a, b in zip(ref, cand)])), 6)}
+
+
 def compare(reference: Any, candidate: Any, examples: list[Example]) -> dict[str, Any]:
     """Logit delta, agreement (per label/tag and per example) and both metrics."""
     task = reference.task
     ref = reference.run(examples).predictions
     cand = candidate.run(examples).predictions
-    # per label/tag (an editor: per word of the final sentence); a prediction of another length agrees nowhere
-    same = sum(int(np.sum(np.atleast_1d(a) == np.atleast_1d(b))) if np.shape(a) == np.shape(b) else 0
-               for a, b in zip(ref, cand))
-    total = sum(max(np.size(a), 1) for a in ref)
     gold = task.gold(examples)
     metric = task.default_metric
     return {"examples": len(examples), "max_abs_logit_delta": round(max_logit_delta(reference, candidate, examples), 6),
-            "label_agreement": round(same / max(total, 1), 6),
-            "example_agreement": round(float(np.mean([np.array_equal(a, b) for a, b in zip(ref, cand)])), 6),
-            "metric": metric,
+            **agreement(ref, cand), "metric": metric,
             "metric_torch": round(task.metrics(gold, [task.ids_to_labels(p) for p in ref])[metric], 6),
             "metric_onnx": round(task.metrics(gold, [task.ids_to_labels(p) for p in cand])[metric], 6)}
 
