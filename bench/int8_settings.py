@@ -19,15 +19,15 @@ from stepwise.data.readers import read_examples
 from stepwise.deploy.onnx_export import INT8_VARIANTS, quantize_int8
 
 
-def accuracy(predictor, test) -> tuple[float, list]:
+def accuracy(predictor, test) -> float:
     probs = predictor.probabilities(test)
-    return float(np.mean([predictor.task.to_labels(p) == ex.label for p, ex in zip(probs, test)])), probs
+    return float(np.mean([predictor.task.to_labels(p) == ex.label for p, ex in zip(probs, test)]))
 
 
 def main() -> None:
     test = read_examples(need(SHARED / "sst2" / "test.tsv"))
     fp32 = need(OUT / "infer_sst2_onnx")
-    reference, _ = accuracy(stepwise.load(need(OUT / "classify_recommended_defaults"), batch_size=32,
+    reference = accuracy(stepwise.load(need(OUT / "classify_recommended_defaults"), batch_size=32,
                                           precision="fp32"), test)
     rows = []
     for k, setting in enumerate(INT8_VARIANTS):
@@ -40,7 +40,7 @@ def main() -> None:
         times = []
         for _ in range(3):
             tick = time.perf_counter()
-            acc, _ = accuracy(predictor, test)
+            acc = accuracy(predictor, test)
             times.append(time.perf_counter() - tick)
         rows.append({"int8 setting": setting, "test_accuracy": round(acc, 4),
                      "vs_torch_fp32_points": round(100 * (acc - reference), 2),
