@@ -1,6 +1,6 @@
 """Multi-step refinement vs the single-step model at the same training wall time, on CoNLL-2003 and SST-2.
 
-Run: make bench-refine   (or .venv/bin/python bench/refine.py [--only conll,sst2,conll-doc] [--epochs 2])
+Run: make bench-refine   (or .venv/bin/python bench/refine.py [--only conll,sst2,conll-doc,conll-doc-head] [--epochs 2])
 For each dataset, in this one process: train the single-step model (stepwise recommended settings) for
 --epochs; train a refiner (--refine-steps 4) for the number of optimizer steps that costs about the same
 training time (a refiner step adds a no-grad forward on half of the batches: ~1.17x); then score the
@@ -12,6 +12,11 @@ fold models on half the documents each, then the final model) vs the single-step
 epochs as the pipeline's whole training time buys (E x total / final seconds: the final model costs what a
 single-step model does per epoch); test F1 at step 1 and step 2. A smoke run on a slice with the tiny test
 model: `--only conll-doc --limit 300 --epochs 1 --model DIR --max-length 128` (refine_doc_limitN.json).
+
+conll-doc-head (`--doc-context head`): one tagger per seed in --seeds, trained for --epochs; its step 1 *is*
+the single-step model (the head is fitted on dev after training, in seconds), so the comparison is paired:
+test F1 at step 1 and step 2, the head's fit time against the training time, and its dev numbers
+(step 1 and cross-validated step 2).
 """
 
 from __future__ import annotations
@@ -110,7 +115,7 @@ def run_documents(train, dev, test, epochs: float, options: dict, limit: int | N
     train, dev, test = (slice_conll(path, out / "data" / path.name, limit) for path in (train, dev, test))
     base = {"task": "tag", "train": str(train), "dev": str(dev), "test": str(test), "quiet": True, "patience": None,
             **options}
-    doc = stepwise.train(**base, out=str(out / "doc_context"), epochs=epochs, doc_context=True,
+    doc = stepwise.train(**base, out=str(out / "doc_context"), epochs=epochs, doc_context="model",
                          doc_fold_epochs=fold_epochs)
     notes = doc.results["doc_context"]
     single_epochs = round(epochs * notes["total_train_seconds"] / max(notes["final_train_seconds"], 1e-9), 1)
@@ -133,9 +138,41 @@ def run_documents(train, dev, test, epochs: float, options: dict, limit: int | N
     return rows
 
 
+def run_document_head(train, dev, test, epochs: float, options: dict, seeds: list[int],
+                      limit: int | None = None) -> list[dict]:
+    """`--doc-context head` against its own step 1, the single-step model (see the module doc)."""
+    import stepwise
+    from stepwise.data.readers import read_examples
+
+    out = OUT / ("refine_doc_head" + (f"_limit{limit}" if limit else ""))
+    train, dev, test = (slice_conll(path, out / "data" / path.name, limit) for path in (train, dev, test))
+    examples = read_examples(test, prefer="conll")
+    rows = []
+    for seed in seeds:
+        target = out / f"seed{seed}"
+        shutil.rmtree(target, ignore_errors=True)
+        run = stepwise.train(task="tag", train=str(train), dev=str(dev), test=str(test), quiet=True, patience=None,
+                             out=str(target), epochs=epochs, seed=seed, doc_context="head", **options)
+        notes, predictor = run.results["doc_context"], stepwise.load(run.path)
+        predictor.task.prepare(examples)
+        common = {"data": "conll2003" + (f"[:{limit}]" if limit else ""), "seed": seed, "epochs": epochs,
+                  "train_seconds": run.results["train"]["seconds"], "head_fit_seconds": notes["fit_seconds"],
+                  "head_C": notes["C"], "head_kept": notes["kept"], "dev_step1": notes["step1_dev_f1"],
+                  "dev_step2_cv": notes["cross_validated_dev_f1"][str(notes["C"])]}
+        first = None
+        for t in (1, 2):
+            row = {**common, "model": "single-step (step 1)" if t == 1 else "+ document head (step 2)", "T": t,
+                   **score(predictor, examples, t, False)}
+            first = first if first is not None else row["metric"]
+            row["gain_vs_single"] = round(100 * (row["metric"] - first), 2)
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="conll,sst2,conll-doc")
+    parser.add_argument("--only", default="conll,sst2,conll-doc,conll-doc-head")
+    parser.add_argument("--seeds", default="0,1", help="conll-doc-head: one tagger per seed")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--noise", type=float, default=None, help="the refiner's corruption rate (default: stepwise's)")
     parser.add_argument("--reuse-single", action="store_true",
@@ -174,6 +211,17 @@ def main() -> None:
         emit("refine_doc" + (f"_limit{args.limit}" if args.limit else "") +
              (f"_folds{args.fold_epochs:g}" if args.fold_epochs else ""), doc_rows, columns,
              {"epochs": args.epochs, "fold_epochs": args.fold_epochs})
+    if "conll-doc-head" in only:
+        data = need(SHARED / "conll2003")
+        options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
+                   **({"max_length": args.max_length} if args.max_length else {})}
+        seeds = [int(s) for s in args.seeds.split(",")]
+        head_rows = run_document_head(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, options,
+                                      seeds, args.limit)
+        columns = ["data", "seed", "model", "epochs", "T", "metric", "gain_vs_single", "changed_last_step",
+                   "ms_per_example", "train_seconds", "head_fit_seconds", "head_C", "dev_step1", "dev_step2_cv"]
+        emit("refine_doc_head" + (f"_limit{args.limit}" if args.limit else ""), head_rows, columns,
+             {"epochs": args.epochs, "seeds": seeds})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stepwise.errors import StepwiseError
 
@@ -91,11 +91,19 @@ class TrainConfig(BaseModel):
     repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
     casing: Optional[bool] = Field(None, description="tag, edit: add a learned word-shape embedding (default: on)")
     strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
-    doc_context: bool = Field(False, description="tag: a second step that sees, per word, the step-1 tags of the "
-                              "same word form elsewhere in its document (CoNLL -DOCSTART- documents); trained on "
-                              "out-of-fold step-1 predictions (2 folds by document)")
-    doc_fold_epochs: Optional[float] = Field(None, gt=0, description="tag, --doc-context: epochs of the two fold "
+    doc_context: Optional[Literal["head", "model"]] = Field(
+        None, description="tag: a second step that sees, per word, the step-1 tags of the same word form elsewhere "
+        "in its document (CoNLL -DOCSTART- documents). head: step 1 is the plain tagger, step 2 a small head "
+        "fitted on the dev split's step-1 probabilities after training (seconds; dev needs documents). model: "
+        "the tagger itself reads a document input, trained on out-of-fold step-1 tags of 2 fold taggers")
+    doc_fold_epochs: Optional[float] = Field(None, gt=0, description="tag, --doc-context model: epochs of the two fold "
                                              "taggers that make the out-of-fold step-1 tags (default: --epochs)")
+
+    @field_validator("doc_context", mode="before")
+    @classmethod
+    def _doc_context_flag(cls, value: Any) -> Any:
+        """Configs written before the head existed say true/false: true was the document-input model."""
+        return {True: "model", False: None}.get(value, value) if isinstance(value, bool) else value
 
     def dev_metric(self, task_default: str) -> str:
         """The dev metric that picks the best checkpoint: --metric, else the rl reward, else the task's."""

@@ -48,6 +48,13 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
                             fix="retrain, or restore the run directory from a copy") from None
 
 
+def update_meta(model_dir: str | Path, **changes: Any) -> None:
+    """Replace top-level keys of a saved model's metadata (atomic)."""
+    from stepwise.files import atomic_write_json
+
+    atomic_write_json(Path(model_dir) / META_FILE, {**read_meta(model_dir), **changes})
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load reports and progress bars while we load, then put its settings back."""

@@ -1,4 +1,10 @@
-"""Recipe part: out-of-fold step-1 predictions on the training data, for a tagger with document context.
+"""Recipe parts for a tagger with document context (`--doc-context head` or `model`).
+
+head (`fit_head`): after training, the best model's step-1 probabilities on dev → the document head
+(stepwise.refine.doc_head), C by cross-validation over dev documents → kept only if its cross-validated dev
+metric beats step 1's; its weights go into the model's metadata, and dev is reported cross-validated.
+
+model (`out_of_fold`, `finish`): out-of-fold step-1 predictions on the training data:
 
     training documents → K = 2 folds (whole documents, seeded)
     → per fold: a step-1 tagger (no document input, the run's epochs and settings) trained on the other
@@ -29,10 +35,25 @@ K = 2
 OOF = "oof.json"
 
 
-def check(cfg: Any, options: dict[str, Any], noun: str, train: list[Example], source: str) -> None:
+def check(cfg: Any, options: dict[str, Any], noun: str, data: dict[str, list[Example]],
+          sources: dict[str, str]) -> None:
     """Refuse what --doc-context cannot do, before anything is written."""
-    if not options.get("doc_context"):
+    if noun != "tagger":
         raise StepwiseError(f"--doc-context is not available for {noun} runs", fix="drop --doc-context")
+    if cfg.doc_context == "head":
+        from stepwise.refine.doc_head import MIN_DOCUMENTS
+
+        if cfg.refine_steps > 1:
+            raise StepwiseError("--doc-context and --refine-steps > 1 cannot be combined", fix="drop one of them")
+        docs = {ex.doc for ex in data["dev"] if ex.doc is not None}
+        if len(docs) < MIN_DOCUMENTS:
+            found = "no -DOCSTART- lines" if not docs else "a single document"
+            raise StepwiseError(f"--doc-context head is fitted on the dev split's documents: dev has {found}",
+                                path=sources.get("dev", sources["train"]),
+                                fix="give --dev a CoNLL file whose documents start with -DOCSTART- lines, "
+                                "or drop --doc-context")
+        return
+    train, source = data["train"], sources["train"]
     if cfg.init_from:
         raise StepwiseError("--doc-context trains its fold models from a pretrained encoder, not from a run",
                             fix="drop --doc-context (the run keeps its own document input), or --init-from")
@@ -47,6 +68,43 @@ def check(cfg: Any, options: dict[str, Any], noun: str, train: list[Example], so
         raise StepwiseError(f"--doc-context needs documents to learn from: the training data has {found}",
                             path=source, fix="give a CoNLL file whose documents start with -DOCSTART- lines, "
                             "or drop --doc-context")
+
+
+def fit_head(job: Any, run: RunDir, best: Any, metric: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit step 2 on dev (see the module doc); returns the notes for results.json and dev's score."""
+    import numpy as np
+
+    from stepwise.modeldir import update_meta
+    from stepwise.refine import doc_head
+    from stepwise.tasks.tag import words_of
+
+    task, dev, seed = job.task, job.data["dev"], job.config.seed
+    started = time.perf_counter()
+    step1 = best.refine(dev, steps=1).outputs  # a resumed run's model may already carry a head
+    words, docs = [words_of(ex) for ex in dev], [ex.doc for ex in dev]
+    x = doc_head.features(words, docs, step1)
+    y = np.array([task.label_to_id[t] for ex in dev for t in ex.label], dtype=np.int64)
+    groups = np.array([f"d{ex.doc}" if ex.doc is not None else f"s{i}" for i, ex in enumerate(dev) for _ in ex.label])
+    gold = task.gold(dev)
+    sizes = np.cumsum([len(w) for w in words])[:-1]
+
+    def score(rows: np.ndarray) -> float:
+        return task.metrics(gold, [task.to_labels(p) for p in np.split(rows, sizes)])[metric]
+
+    head, held, scores = doc_head.fit(x, y, groups, len(task.labels), score, seed)
+    before = task.metrics(gold, [task.to_labels(p) for p in step1])[metric]
+    kept = scores[head.C] > before
+    options = {**task.options, "doc_head": head.to_dict()} if kept else task.options
+    update_meta(run.model_dir, task_options=options, refine_steps=2 if kept else 1)
+    chosen = np.split(held, sizes) if kept else step1
+    pred = [task.to_labels(p) for p in chosen]
+    dev_score = {"metrics": task.metrics(gold, pred), "pred": pred, "probs": chosen,
+                 "report": task.report_text(gold, pred)}
+    notes = {"method": "head", "kept": kept, "C": head.C, "dev_documents": len({g for g in groups if g[0] == "d"}),
+             f"step1_dev_{metric}": round(before, 6),
+             f"cross_validated_dev_{metric}": {str(c): round(v, 6) for c, v in scores.items()},
+             "fit_seconds": round(time.perf_counter() - started, 2)}
+    return notes, dev_score
 
 
 def out_of_fold(job: Any, run: RunDir, train_features: list[dict], precision: str, resuming: bool) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
     run, launch = RunDir(cfg.out), from_environment()
     if launch.is_main:
         run.check_writable()
-    if cfg.doc_context and launch.active:
+    if cfg.doc_context == "model" and launch.active:
         raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
                             fix="run it as one process (drop torchrun), or drop --doc-context")
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
@@ -101,13 +101,14 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     splits = read_splits(cfg, task_cls)
     data = splits.data
     options = start_meta.get("task_options", {}) if start_meta else task_cls.options_from_config(cfg, data["train"])
+    options = {k: v for k, v in options.items() if k != "doc_head"}  # fitted for the starting model, not this one
     repaired = {split: task_cls.clean_labels(exs, options) for split, exs in data.items()} if cfg.repair else {}
     labels = start_meta["labels"] if start_meta else task_cls.collect_labels(data["train"])
     task = get_task(name, labels, **options)  # fewer than two classes is reported here
     if cfg.doc_context:
         from stepwise.recipes import doc_context
 
-        doc_context.check(cfg, options, task_cls.noun, data["train"], splits.sources["train"])
+        doc_context.check(cfg, options, task_cls.noun, data, splits.sources)
     for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
         if split in data:
             task.check_labels(data[split], splits.sources[split])
@@ -133,7 +134,8 @@ def load_model(job: Prepared) -> None:
     cfg, task = job.config, job.task
     if job.start_meta:
         job.model, job.tokenizer, _ = TaskModel.from_pretrained(RunDir.open(cfg.init_from).model_dir)
-        job.refine_steps = job.start_meta.get("refine_steps", 1)
+        head = job.start_meta.get("task_options", {}).get("doc_head")  # dropped in `prepare`: its steps too
+        job.refine_steps = 1 if head else job.start_meta.get("refine_steps", 1)
         return
     job.tokenizer = load_tokenizer(cfg.model)
     extra_inputs = dict(task.extra_inputs)
@@ -233,7 +235,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
                                                        job.teacher))
     step_inputs, doc_notes = task.step_inputs(cfg, job.tokenizer, precision), None
-    if cfg.doc_context:  # out-of-fold step-1 tags → each training sentence's document context
+    if cfg.doc_context == "model":  # out-of-fold step-1 tags → each training sentence's document context
         from stepwise.recipes.doc_context import out_of_fold
         from stepwise.refine.document import DocContextTraining
 
@@ -251,15 +253,20 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
 
     best = load(run.path)
     scores, rates = {}, {}
+    if cfg.doc_context == "head":  # step 2 fitted on dev: dev is scored by its cross-validated predictions
+        from stepwise.recipes.doc_context import fit_head
+
+        job.notes["doc_context"], scores["dev"] = fit_head(job, run, best, metric)
+        best = load(run.path)
     for split in ("dev", "test"):
-        if split in data:
+        if split in data and split not in scores:
             tick = time.perf_counter()
             scores[split] = best.score(data[split], features[split])
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
     result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
                             {**job.notes, "examples": len(data["train"]) + len(job.unlabeled),
                              **({"processes": dist.world} if dist.active else {})})
-    if cfg.doc_context:
+    if cfg.doc_context == "model":
         from stepwise.recipes.doc_context import finish
 
         finish(run)

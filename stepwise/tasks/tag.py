@@ -51,14 +51,17 @@ class TagTask(Task):
     doc_context: bool = False
 
     def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
-                 doc_context: bool = False, **options: Any) -> None:
+                 doc_context: bool = False, doc_head: dict[str, Any] | None = None, **options: Any) -> None:
         if doc_context:
             options["doc_context"] = True  # saved only when on: older runs' options stay as they were
+        if doc_head:
+            options["doc_head"] = doc_head
         super().__init__(labels, scheme=scheme, casing=casing, strict=strict, **options)
         self.scheme = scheme
         self.casing = casing
         self.strict = strict
         self.doc_context = doc_context
+        self.doc_head = doc_head  # --doc-context head: step 2's fitted weights (stepwise.refine.doc_head)
 
     @property
     def extra_inputs(self) -> dict[str, int]:
@@ -74,7 +77,7 @@ class TagTask(Task):
         scheme = detect_scheme([ex.label for ex in train_examples if ex.label])
         options = {"scheme": scheme, "casing": True if config.casing is None else config.casing,
                    "strict": config.strict}
-        if getattr(config, "doc_context", False):
+        if getattr(config, "doc_context", None) == "model":  # the head's weights are added after training
             options["doc_context"] = True
         return options
 
@@ -262,13 +265,19 @@ class TagTask(Task):
     def multi_step(self, input_names: Any) -> bool:
         from stepwise.refine.document import DOC
 
-        return DOC in input_names or super().multi_step(input_names)
+        return DOC in input_names or bool(self.doc_head) or super().multi_step(input_names)
 
     def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                batch_size: int, max_length: int) -> Any:
-        """A model with the document-context input predicts in two steps (stepwise.refine.document)."""
+        """A model with the document-context input (stepwise.refine.document) or a document head
+        (stepwise.refine.doc_head) predicts in two steps."""
         from stepwise.refine.document import DOC, DocumentPolicy
 
+        if self.doc_head:
+            from stepwise.refine.doc_head import DocHead, DocHeadPolicy
+
+            return DocHeadPolicy(backend, self, examples, features, batch_size=batch_size,
+                                 pad_id=tokenizer.pad_token_id, head=DocHead.from_dict(self.doc_head), words=words_of)
         if DOC in backend.input_names:
             return DocumentPolicy(backend, self, examples, features, batch_size=batch_size,
                                   pad_id=tokenizer.pad_token_id)
