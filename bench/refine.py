@@ -16,7 +16,9 @@ model: `--only conll-doc --limit 300 --epochs 1 --model DIR --max-length 128` (r
 conll-doc-head (`--doc-context head`): one tagger per seed in --seeds, trained for --epochs; its step 1 *is*
 the single-step model (the head is fitted on dev after training, in seconds), so the comparison is paired:
 test F1 at step 1 and step 2, the head's fit time against the training time, and its dev numbers
-(step 1 and cross-validated step 2).
+(step 1 and cross-validated step 2). The head learns from dev's labels, which the single-step model only
+scores; conll-doc-control asks whether those labels would serve the tagger better: the single-step model
+trained on train + dev (same epochs, seed 0), test F1 against the head run's rows.
 """
 
 from __future__ import annotations
@@ -169,9 +171,30 @@ def run_document_head(train, dev, test, epochs: float, options: dict, seeds: lis
     return rows
 
 
+def run_dev_control(train, dev, test, epochs: float, options: dict) -> list[dict]:
+    """The single-step tagger trained on train + dev (dev still scored, so it no longer selects anything)."""
+    import stepwise
+    from stepwise.data.readers import read_examples
+
+    out = OUT / "refine_doc_control"
+    shutil.rmtree(out, ignore_errors=True)
+    both = out / "data" / "train_plus_dev.txt"
+    both.parent.mkdir(parents=True, exist_ok=True)
+    both.write_text(train.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + dev.read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    run = stepwise.train(task="tag", train=str(both), dev=str(dev), test=str(test), quiet=True, patience=None,
+                         out=str(out / "run"), epochs=epochs, seed=0, **options)
+    predictor = stepwise.load(run.path)
+    examples = read_examples(test, prefer="conll")
+    predictor.task.prepare(examples)
+    return [{"data": "conll2003", "seed": 0, "model": "single-step on train + dev", "epochs": epochs, "T": 1,
+             **score(predictor, examples, 1, False), "train_seconds": run.results["train"]["seconds"],
+             "train_examples": run.results["train"]["examples"]}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="conll,sst2,conll-doc,conll-doc-head")
+    parser.add_argument("--only", default="conll,sst2,conll-doc,conll-doc-head,conll-doc-control")
     parser.add_argument("--seeds", default="0,1", help="conll-doc-head: one tagger per seed")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--noise", type=float, default=None, help="the refiner's corruption rate (default: stepwise's)")
@@ -222,6 +245,12 @@ def main() -> None:
                    "ms_per_example", "train_seconds", "head_fit_seconds", "head_C", "dev_step1", "dev_step2_cv"]
         emit("refine_doc_head" + (f"_limit{args.limit}" if args.limit else ""), head_rows, columns,
              {"epochs": args.epochs, "seeds": seeds})
+    if "conll-doc-control" in only:
+        data = need(SHARED / "conll2003")
+        control = run_dev_control(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs,
+                                  {"lr": 1e-4, "casing": True})
+        emit("refine_doc_control", control, ["data", "seed", "model", "epochs", "T", "metric", "ms_per_example",
+                                             "train_seconds", "train_examples"], {"epochs": args.epochs})
 
 
 if __name__ == "__main__":

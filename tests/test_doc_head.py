@@ -268,3 +268,20 @@ def test_configs_written_before_the_head_still_mean_the_document_model(tmp_path:
     assert build_config({"train": "t.conll", "out": "r", "doc_context": "head"}).doc_context == "head"
     with pytest.raises(StepwiseError, match="doc-context"):
         build_config({"train": "t.conll", "out": "r", "doc_context": "both"})
+
+
+def test_hf_export_of_a_head_run_says_it_is_step_1_only(tiny_model: str, head_files: dict, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from stepwise.modeldir import read_meta, update_meta
+
+    run = stepwise.train(**tiny_options(tiny_model, head_files, tmp_path / "run", task="tag", epochs=1,
+                                        casing=False))
+    meta = read_meta(run.path / "model")
+    head_options = {**meta["task_options"], "doc_head": _copy_context_head(meta["labels"])}
+    update_meta(run.path / "model", task_options=head_options, refine_steps=2)
+    for name, head in (("with", True), ("without", False)):
+        if not head:
+            update_meta(run.path / "model", task_options=meta["task_options"], refine_steps=1)
+        assert main(["export", str(run.path), "--format", "hf", "--out", str(tmp_path / name)]) == 0
+        assert ("This is step 1 only" in (tmp_path / name / "README.md").read_text()) == head
+    capsys.readouterr()

@@ -29,6 +29,13 @@ print(ner("John Smith visited Paris"))
 Labels: {labels}. Exported from `{run}` by `stepwise export --format hf`.
 """
 
+DOC_HEAD_NOTE = """
+This is step 1 only. The run's step 2, a document head (`--doc-context head`) that re-scores each word
+from the step-1 probabilities of the same word elsewhere in its document, is not a Hugging Face layer:
+its weights are `task_options.doc_head` in `stepwise.json`. `stepwise export` (ONNX) keeps both steps,
+and `stepwise.load` on the run applies them.
+"""
+
 README_POOLED = """# {name}: a stepwise {task} run in Hugging Face format (encoder + head)
 
 No Hugging Face model class has this head ({why}), so this directory holds the encoder
@@ -113,5 +120,8 @@ def _token_classifier(model: Any, tokenizer: Any, meta: dict[str, Any], out: Pat
         hf.save_pretrained(out)
         tokenizer.save_pretrained(out)
     (out / "stepwise.json").write_text(json.dumps({**meta, "export": {"format": "hf"}}, indent=2))
-    (out / "README.md").write_text(README_TOKEN.format(name=name, path=final, labels=", ".join(labels), run=run))
+    readme = README_TOKEN.format(name=name, path=final, labels=", ".join(labels), run=run)
+    if meta.get("task_options", {}).get("doc_head"):
+        readme += DOC_HEAD_NOTE
+    (out / "README.md").write_text(readme)
     return {"format": "hf", "class": "AutoModelForTokenClassification", "max_abs_logit_delta": delta}

@@ -35,8 +35,7 @@ K = 2
 OOF = "oof.json"
 
 
-def check(cfg: Any, options: dict[str, Any], noun: str, data: dict[str, list[Example]],
-          sources: dict[str, str]) -> None:
+def check(cfg: Any, noun: str, data: dict[str, list[Example]], sources: dict[str, str]) -> None:
     """Refuse what --doc-context cannot do, before anything is written."""
     if noun != "tagger":
         raise StepwiseError(f"--doc-context is not available for {noun} runs", fix="drop --doc-context")

@@ -108,7 +108,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     if cfg.doc_context:
         from stepwise.recipes import doc_context
 
-        doc_context.check(cfg, options, task_cls.noun, data, splits.sources)
+        doc_context.check(cfg, task_cls.noun, data, splits.sources)
     for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
         if split in data:
             task.check_labels(data[split], splits.sources[split])
