@@ -167,3 +167,48 @@ def edit_files(tmp_path: Path) -> dict[str, Path]:
     return {"train": write_pairs(tmp_path / "train.tsv", toy_edits(240, 1)),
             "dev": write_pairs(tmp_path / "dev.tsv", toy_edits(40, 2)),
             "test": write_pairs(tmp_path / "test.tsv", toy_edits(40, 3))}
+
+
+# A toy where the document is needed: each document is about one name whose type (PER, LOC or ORG) differs
+# between documents; one sentence gives it away with a cue, the others ("Jordan won again") do not.
+AMBIGUOUS = ["Jordan", "Washington", "Chelsea", "Lincoln", "Austin", "Florence", "Victoria", "Kent"]
+CLEAR = {"PER": (["Mr", "{}", "said", "on", "monday"], 1), "LOC": (["flights", "to", "{}", "resumed"], 2),
+         "ORG": (["shares", "of", "{}", "fell"], 2)}
+VAGUE = [(["{}", "won", "again"], 0), (["a", "report", "about", "{}"], 3), (["{}", "was", "there"], 0)]
+
+
+def _sentence(pattern: list[str], position: int, name: str, kind: str) -> tuple[list[str], list[str]]:
+    words = [name if w == "{}" else w for w in pattern]
+    return words, ["B-" + kind if i == position else "O" for i in range(len(words))]
+
+
+def toy_documents(n: int, seed: int) -> list[list[tuple[list[str], list[str]]]]:
+    rng = random.Random(seed)
+    filler = toy_ner(2 * n, seed + 100)
+    docs = []
+    for d in range(n):
+        name, kind = rng.choice(AMBIGUOUS), rng.choice(sorted(CLEAR))
+        sentences = [_sentence(*CLEAR[kind], name, kind)] + [_sentence(*rng.choice(VAGUE), name, kind)
+                                                            for _ in range(2)]
+        sentences += filler[2 * d:2 * d + 2]
+        rng.shuffle(sentences)
+        docs.append(sentences)
+    return docs
+
+
+def write_documents(path: Path, docs: list[list[tuple[list[str], list[str]]]]) -> Path:
+    lines: list[str] = []
+    for sentences in docs:
+        lines += ["-DOCSTART- -X- -X- O", ""]
+        for words, tags in sentences:
+            lines += [f"{w} NNP B-NP {t}" for w, t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def doc_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("doc_data")
+    return {"train": write_documents(tmp / "train.conll", toy_documents(80, 1)),
+            "dev": write_documents(tmp / "dev.conll", toy_documents(10, 2)),
+            "test": write_documents(tmp / "test.conll", toy_documents(20, 3))}

@@ -20,7 +20,6 @@ from stepwise.refine import doc_head
 from stepwise.refine.doc_head import DocHead, _max_of_others, features, width
 from stepwise.tasks import get_task
 from tests.conftest import tiny_options, toy_ner, write_conll
-from tests.test_doc_refine import toy_documents, write_documents
 
 L = 3
 
@@ -157,24 +156,16 @@ def test_step_2_reads_the_documents_step_1_probabilities(tiny_model: str) -> Non
 
 # --- a run end to end --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def head_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("head_data")
-    return {"train": write_documents(tmp / "train.conll", toy_documents(80, 1)),
-            "dev": write_documents(tmp / "dev.conll", toy_documents(12, 2)),
-            "test": write_documents(tmp / "test.conll", toy_documents(20, 3))}
-
-
-@pytest.fixture(scope="module")
-def head_run(tiny_model: str, head_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def head_run(tiny_model: str, doc_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("head_runs")
-    return stepwise.train(**tiny_options(tiny_model, head_files, runs / "run", task="tag", epochs=10,
+    return stepwise.train(**tiny_options(tiny_model, doc_files, runs / "run", task="tag", epochs=10,
                                          doc_context="head")).path
 
 
 def test_head_run_is_fitted_on_dev_and_saved_with_the_model(head_run: Path) -> None:
     results = json.loads((head_run / "results.json").read_text())
     notes = results["doc_context"]
-    assert notes["method"] == "head" and notes["kept"] and notes["dev_documents"] == 12
+    assert notes["method"] == "head" and notes["kept"] and notes["dev_documents"] == 10
     cross_validated = notes["cross_validated_dev_f1"][str(notes["C"])]
     assert cross_validated > notes["step1_dev_f1"]
     assert results["dev"]["f1"] == pytest.approx(cross_validated)  # dev is reported cross-validated, not in-sample
@@ -183,46 +174,46 @@ def test_head_run_is_fitted_on_dev_and_saved_with_the_model(head_run: Path) -> N
     assert DocHead.from_dict(meta["task_options"]["doc_head"]).C == notes["C"]
 
 
-def test_head_run_evaluates_in_two_steps_and_step_2_helps(head_run: Path, head_files: dict,
+def test_head_run_evaluates_in_two_steps_and_step_2_helps(head_run: Path, doc_files: dict,
                                                           capsys: pytest.CaptureFixture) -> None:
-    assert main(["evaluate", str(head_run), "--data", str(head_files["test"]), "--json"]) == 0
+    assert main(["evaluate", str(head_run), "--data", str(doc_files["test"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     steps = result["steps"]
     assert [s["step"] for s in steps] == [1, 2] and steps[-1]["f1"] == pytest.approx(result["f1"])
     assert steps[1]["f1"] > steps[0]["f1"], steps  # the ambiguous names are resolved by their document
-    assert main(["evaluate", str(head_run), "--data", str(head_files["test"]), "--steps", "1", "--json"]) == 0
+    assert main(["evaluate", str(head_run), "--data", str(doc_files["test"]), "--steps", "1", "--json"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["f1"] == pytest.approx(steps[0]["f1"])
 
 
-def test_head_run_predicts_and_exports_to_onnx(head_run: Path, head_files: dict, tmp_path: Path,
+def test_head_run_predicts_and_exports_to_onnx(head_run: Path, doc_files: dict, tmp_path: Path,
                                                capsys: pytest.CaptureFixture) -> None:
     plain = tmp_path / "plain.txt"
     plain.write_text("Mr Jordan said on monday\nJordan won again\n")
     assert main(["predict", str(head_run), "--input", str(plain), "--input-format", "tsv"]) == 0
     assert len([json.loads(x) for x in capsys.readouterr().out.splitlines()]) == 2  # no documents: still tags
     out = tmp_path / "onnx"
-    assert main(["export", str(head_run), "--out", str(out), "--data", str(head_files["dev"]), "--json"]) == 0
+    assert main(["export", str(head_run), "--out", str(out), "--data", str(doc_files["dev"]), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["parity"]["example_agreement"] >= 0.995
     exported = stepwise.load(out)
     assert exported.is_refiner and exported.steps == 2 and exported.task.doc_head
-    examples = read_conll(head_files["test"])
+    examples = read_conll(doc_files["test"])
     torch_result = stepwise.load(head_run, precision="fp32").refine(examples)
     onnx_result = exported.refine(examples)
     assert [len(h) for h in onnx_result.history] == [len(h) for h in torch_result.history]
     assert np.mean([np.array_equal(a, b) for a, b in zip(torch_result.predictions, onnx_result.predictions)]) >= 0.99
 
 
-def test_training_on_from_a_head_run_drops_the_head(head_run: Path, head_files: dict, tmp_path: Path) -> None:
-    run = stepwise.train(train=str(head_files["train"]), dev=str(head_files["dev"]), out=str(tmp_path / "more"),
+def test_training_on_from_a_head_run_drops_the_head(head_run: Path, doc_files: dict, tmp_path: Path) -> None:
+    run = stepwise.train(train=str(doc_files["train"]), dev=str(doc_files["dev"]), out=str(tmp_path / "more"),
                          init_from=str(head_run), epochs=1, quiet=True, precision="fp32", threads=1)
     meta = json.loads((run.path / "model" / "stepwise.json").read_text())
     assert "doc_head" not in meta["task_options"] and meta["refine_steps"] == 1  # fitted for the other weights
     assert not stepwise.load(run.path).is_refiner
 
 
-def test_a_head_that_does_not_beat_step_1_is_not_kept(tiny_model: str, head_files: dict, tmp_path: Path,
+def test_a_head_that_does_not_beat_step_1_is_not_kept(tiny_model: str, doc_files: dict, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     real_fit = doc_head.fit
 
@@ -231,7 +222,7 @@ def test_a_head_that_does_not_beat_step_1_is_not_kept(tiny_model: str, head_file
         return head, held, {c: -1.0 for c in scores}
 
     monkeypatch.setattr(doc_head, "fit", losing)
-    run = stepwise.train(**tiny_options(tiny_model, head_files, tmp_path / "run", task="tag", epochs=2,
+    run = stepwise.train(**tiny_options(tiny_model, doc_files, tmp_path / "run", task="tag", epochs=2,
                                         doc_context="head"))
     notes = run.results["doc_context"]
     assert notes["kept"] is False and run.results["dev"]["f1"] == pytest.approx(notes["step1_dev_f1"])
@@ -242,12 +233,12 @@ def test_a_head_that_does_not_beat_step_1_is_not_kept(tiny_model: str, head_file
 
 # --- refusals and configs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["dev_without_documents", "dev_one_document", "refine_steps", "classify"])
-def test_head_refusals(case: str, tiny_model: str, tmp_path: Path, toy_files: dict, head_files: dict) -> None:
+def test_head_refusals(case: str, tiny_model: str, tmp_path: Path, toy_files: dict, doc_files: dict) -> None:
     plain = write_conll(tmp_path / "plain.conll", toy_ner(20, 0), docstart=False)
     one = write_conll(tmp_path / "one.conll", toy_ner(20, 0), docstart=True)
-    files, extra = {"dev_without_documents": ({**head_files, "dev": plain}, {"task": "tag"}),
-                    "dev_one_document": ({**head_files, "dev": one}, {"task": "tag"}),
-                    "refine_steps": (head_files, {"task": "tag", "refine_steps": 2}),
+    files, extra = {"dev_without_documents": ({**doc_files, "dev": plain}, {"task": "tag"}),
+                    "dev_one_document": ({**doc_files, "dev": one}, {"task": "tag"}),
+                    "refine_steps": (doc_files, {"task": "tag", "refine_steps": 2}),
                     "classify": (toy_files, {})}[case]
     expected = {"dev_without_documents": "dev has no -DOCSTART- lines", "dev_one_document": "dev has a single document",
                 "refine_steps": "refine-steps > 1 cannot be combined",
@@ -257,7 +248,7 @@ def test_head_refusals(case: str, tiny_model: str, tmp_path: Path, toy_files: di
     assert "\n" not in str(err.value).strip()
     assert not (tmp_path / "run").exists()
     if case == "dev_without_documents":
-        assert main(["train", "--task", "tag", "--train", str(head_files["train"]), "--dev", str(plain),
+        assert main(["train", "--task", "tag", "--train", str(doc_files["train"]), "--dev", str(plain),
                      "--out", str(tmp_path / "cli"), "--doc-context", "head", "--quiet"]) == 2
         assert not (tmp_path / "cli").exists()
 
@@ -270,11 +261,11 @@ def test_configs_written_before_the_head_still_mean_the_document_model(tmp_path:
         build_config({"train": "t.conll", "out": "r", "doc_context": "both"})
 
 
-def test_hf_export_of_a_head_run_says_it_is_step_1_only(tiny_model: str, head_files: dict, tmp_path: Path,
+def test_hf_export_of_a_head_run_says_it_is_step_1_only(tiny_model: str, doc_files: dict, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     from stepwise.modeldir import read_meta, update_meta
 
-    run = stepwise.train(**tiny_options(tiny_model, head_files, tmp_path / "run", task="tag", epochs=1,
+    run = stepwise.train(**tiny_options(tiny_model, doc_files, tmp_path / "run", task="tag", epochs=1,
                                         casing=False))
     meta = read_meta(run.path / "model")
     head_options = {**meta["task_options"], "doc_head": _copy_context_head(meta["labels"])}
