@@ -276,3 +276,26 @@ def test_hf_export_of_a_head_run_says_it_is_step_1_only(tiny_model: str, doc_fil
         assert main(["export", str(run.path), "--format", "hf", "--out", str(tmp_path / name)]) == 0
         assert ("This is step 1 only" in (tmp_path / name / "README.md").read_text()) == head
     capsys.readouterr()
+
+
+def test_a_run_interrupted_while_fitting_the_head_resumes(tiny_model: str, doc_files: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepwise.rundir import RESUMABLE, RunDir
+
+    real_fit, calls = doc_head.fit, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(doc_head, "fit", interrupted)
+    options = tiny_options(tiny_model, doc_files, tmp_path / "run", task="tag", epochs=10, doc_context="head")
+    with pytest.raises(KeyboardInterrupt):
+        stepwise.train(**options)
+    assert RunDir(tmp_path / "run").status() == RESUMABLE and not (tmp_path / "run" / "results.json").exists()
+    run = stepwise.train(**options, resume=True)
+    notes = run.results["doc_context"]
+    assert len(calls) == 2 and notes["kept"] and run.results["train"]["steps"] > 0
+    assert stepwise.load(run.path).is_refiner
