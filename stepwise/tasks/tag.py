@@ -49,6 +49,8 @@ class TagTask(Task):
     takes_token_lists = True
     #: a second step that sees the step-1 tags of the same word form elsewhere in the document
     doc_context: bool = False
+    #: --doc-context head: step 2's fitted weights (stepwise.refine.doc_head); subclasses have none
+    doc_head: dict[str, Any] | None = None
 
     def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
                  doc_context: bool = False, doc_head: dict[str, Any] | None = None, **options: Any) -> None:
@@ -61,7 +63,7 @@ class TagTask(Task):
         self.casing = casing
         self.strict = strict
         self.doc_context = doc_context
-        self.doc_head = doc_head  # --doc-context head: step 2's fitted weights (stepwise.refine.doc_head)
+        self.doc_head = doc_head
 
     @property
     def extra_inputs(self) -> dict[str, int]:
