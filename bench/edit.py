@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--noise-scale", type=float, default=2.5, help="multiply the training pairs' error rates "
                         "(capped at 0.95; dev and test keep the defaults; 2.5 measured best, 1 and 4 worse); "
                         "other than 1, its run and JSON get the suffix _noiseS")
+    parser.add_argument("--adjacent", action="store_true", help="training noise may put errors side by side "
+                        "(stepwise.data.noise `adjacent`); its run and JSON get the suffix _adj")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
     args = parser.parse_args()
@@ -143,12 +145,13 @@ def main() -> None:
     random.Random(0).shuffle(sentences)
     held = sentences[:1000]
     rates = scale_rates(None, args.noise_scale)
-    pairs, counts = make_pairs(sentences[1000:], seed=0, copies=args.copies, keep_clean=0.1, rates=rates)
+    pairs, counts = make_pairs(sentences[1000:], seed=0, copies=args.copies, keep_clean=0.1, rates=rates,
+                               adjacent=args.adjacent)
     dev_pairs, _ = make_pairs(held[:500], seed=1)
     test_pairs, _ = make_pairs(held[500:], seed=2)
     suffix = (f"_own{args.own_outputs:g}" if args.own_outputs else "") + \
         (f"_noise{args.noise_scale:g}" if args.noise_scale != 1.0 else "") + \
-        (f"_ep{args.epochs:g}" if args.epochs != 3.0 else "")
+        (f"_ep{args.epochs:g}" if args.epochs != 3.0 else "") + ("_adj" if args.adjacent else "")
     files = {"train": write_pairs(work / f"train{suffix}.tsv", pairs), "dev": write_pairs(work / "dev.tsv", dev_pairs),
              "test": write_pairs(work / "test.tsv", test_pairs)}
     print(f"clean sentences {len(sentences)}; train pairs {len(pairs)}; errors {dict(counts)}", flush=True)

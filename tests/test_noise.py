@@ -159,6 +159,20 @@ def test_a_changed_place_is_not_changed_again() -> None:
     assert doubled >= 5
 
 
+def test_adjacent_lets_an_error_sit_next_to_an_inserted_word() -> None:
+    clean = "It is a book .".split()
+    beside = 0
+    for seed in range(60):
+        rates = {**only("duplicate_word"), "spelling": 1.0}
+        for adjacent in (False, True):
+            noisy, _ = corrupt(clean, random.Random(seed), rates, adjacent=adjacent)
+            copies = [t for t in noisy if t.startswith("b")]
+            if len(copies) == 2 and copies.count("book") == 1:  # "book" doubled and one copy misspelt
+                assert adjacent, noisy  # never without `adjacent`
+                beside += 1
+    assert beside >= 3  # fixing "bpok book" takes a delete and a replace on neighbouring words
+
+
 def test_a_type_with_no_place_is_skipped_not_counted() -> None:
     clean = "Birds sing .".split()
     noisy, applied = corrupt(clean, random.Random(0), only("article"))

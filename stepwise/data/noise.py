@@ -560,16 +560,18 @@ def scale_rates(rates: dict[str, float] | None, scale: float, cap: float = 0.95)
     return {name: min(cap, rate * scale) if scale != 1 else rate for name, rate in check_rates(rates).items()}
 
 
-def _free_after(old: list[str], new: list[str], free: list[bool]) -> list[bool]:
+def _free_after(old: list[str], new: list[str], free: list[bool], adjacent: bool = False) -> list[bool]:
     """Carry the untouched marks across an edit: changed tokens and both neighbours of an insertion or a
     deletion are no longer free (so no later type undoes, or stacks on, an earlier error: "the the" stays
-    a duplicate, not a duplicate and a typo in one edit)."""
+    a duplicate, not a duplicate and a typo in one edit). `adjacent`: the neighbours stay free, so errors
+    may sit side by side ("he go school": a verb form next to a missing word), which one tag per word
+    cannot fix in one pass."""
     out = [False] * len(new)
     around = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
         if tag == "equal":
             out[j1:j2] = free[i1:i2]
-        elif tag in ("delete", "insert"):
+        elif tag in ("delete", "insert") and not adjacent:
             around += [j1 - 1, j2]
     for j in around:
         if 0 <= j < len(out):
@@ -577,7 +579,8 @@ def _free_after(old: list[str], new: list[str], free: list[bool]) -> list[bool]:
     return out
 
 
-def _corrupt(tokens: list[str], rng: random.Random, rates: dict[str, float]) -> tuple[list[str], list[str]]:
+def _corrupt(tokens: list[str], rng: random.Random, rates: dict[str, float],
+             adjacent: bool = False) -> tuple[list[str], list[str]]:
     noisy, free, applied = list(tokens), [True] * len(tokens), []
     for name in ERROR_TYPES:
         if rng.random() >= rates[name]:  # drawn for every type, so one type's rate leaves the others' draws alone
@@ -585,7 +588,7 @@ def _corrupt(tokens: list[str], rng: random.Random, rates: dict[str, float]) -> 
         changed = NOISE[name](noisy, rng, free)
         if changed is None or changed == noisy:
             continue
-        free = _free_after(noisy, changed, free)
+        free = _free_after(noisy, changed, free, adjacent)
         noisy = changed
         applied.append(name)
     if noisy == list(tokens):
@@ -593,14 +596,15 @@ def _corrupt(tokens: list[str], rng: random.Random, rates: dict[str, float]) -> 
     return noisy, applied
 
 
-def corrupt(tokens: list[str], rng: random.Random,
-            rates: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
-    """(noisy tokens, the error types applied, in order); each type at most once, with probability its rate."""
-    return _corrupt(tokens, rng, check_rates(rates))
+def corrupt(tokens: list[str], rng: random.Random, rates: dict[str, float] | None = None,
+            adjacent: bool = False) -> tuple[list[str], list[str]]:
+    """(noisy tokens, the error types applied, in order); each type at most once, with probability its rate.
+    `adjacent`: errors may sit next to an inserted or deleted word (see `_free_after`)."""
+    return _corrupt(tokens, rng, check_rates(rates), adjacent)
 
 
 def make_pairs(sentences: Iterable[str], *, seed: int, rates: dict[str, float] | None = None, copies: int = 1,
-               keep_clean: float = 0.0) -> tuple[list[tuple[str, str]], Counter]:
+               keep_clean: float = 0.0, adjacent: bool = False) -> tuple[list[tuple[str, str]], Counter]:
     """(noisy, clean) pairs, `copies` per non-blank sentence, and how often each error type was applied.
 
     A share `keep_clean` of the pairs is left unchanged (identity pairs teach an editor to keep correct text);
@@ -633,7 +637,7 @@ def make_pairs(sentences: Iterable[str], *, seed: int, rates: dict[str, float] |
                 continue
             noisy, applied = tokens, []
             for _ in range(draws):
-                noisy, applied = _corrupt(tokens, rng, rates)
+                noisy, applied = _corrupt(tokens, rng, rates, adjacent)
                 if applied:
                     break
             counts.update(applied)
