@@ -206,9 +206,19 @@ def write_documents(path: Path, docs: list[list[tuple[list[str], list[str]]]]) -
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def doc_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("doc_data")
     return {"train": write_documents(tmp / "train.conll", toy_documents(80, 1)),
             "dev": write_documents(tmp / "dev.conll", toy_documents(10, 2)),
             "test": write_documents(tmp / "test.conll", toy_documents(20, 3))}
+
+
+@pytest.fixture(scope="session")
+def head_run(tiny_model: str, doc_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tagger with a document head (`--doc-context head`) fitted on the documents' dev split."""
+    import stepwise
+
+    runs = tmp_path_factory.mktemp("head_runs")
+    return stepwise.train(**tiny_options(tiny_model, doc_files, runs / "run", task="tag", epochs=10,
+                                         doc_context="head")).path

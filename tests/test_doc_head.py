@@ -155,13 +155,6 @@ def test_step_2_reads_the_documents_step_1_probabilities(tiny_model: str) -> Non
 
 
 # --- a run end to end --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def head_run(tiny_model: str, doc_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("head_runs")
-    return stepwise.train(**tiny_options(tiny_model, doc_files, runs / "run", task="tag", epochs=10,
-                                         doc_context="head")).path
-
-
 def test_head_run_is_fitted_on_dev_and_saved_with_the_model(head_run: Path) -> None:
     results = json.loads((head_run / "results.json").read_text())
     notes = results["doc_context"]

@@ -355,6 +355,44 @@ def test_tagger_takes_token_lists_and_refiner_options(tag_run: Path, tmp_path: P
         assert srv.stop() == 0, srv.log.read_text()
 
 
+def test_a_document_heads_context_comes_from_each_requests_documents(head_run: Path, doc_files: dict,
+                                                                     tmp_path: Path) -> None:
+    from stepwise.data.conll import read_conll
+    from stepwise.data.readers import Example
+
+    examples = read_conll(doc_files["test"])
+    texts = [ex.text for ex in examples[:30]]
+    names = [f"doc-{ex.doc}" for ex in examples[:30]]
+    local = stepwise.load(head_run, precision="fp32")
+    with_docs = local.predict_records([Example(t, None, i + 1, None, d) for i, (t, d) in enumerate(zip(texts, names))])
+    alone = local.predict_records(texts)
+    assert [r["tags"] for r in with_docs] != [r["tags"] for r in alone]  # the documents change step 2 here
+    srv = Server(head_run, "--max-wait-ms", "100", log=tmp_path / "log")
+    try:
+        srv.wait_ready()
+        status, body = predict(srv, {"texts": texts, "documents": names})
+        assert status == 200 and [r["tags"] for r in body["predictions"]] == [r["tags"] for r in with_docs]
+        status, body = predict(srv, {"texts": texts})
+        assert status == 200 and [r["tags"] for r in body["predictions"]] == [r["tags"] for r in alone]
+        # two requests in one batch, a document split between them: each request's half is its own document
+        def apart(cut: int) -> list:
+            return [r["tags"] for r in local.predict_records(
+                [Example(t, None, i + 1, None, (i < cut, d)) for i, (t, d) in enumerate(zip(texts, names))])]
+
+        cut = next(c for c in range(1, len(texts)) if apart(c) != [r["tags"] for r in with_docs])
+        make_concurrent(srv)
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(lambda body: predict(srv, body), [
+                {"texts": texts[:cut], "documents": names[:cut]}, {"texts": texts[cut:], "documents": names[cut:]}]))
+        assert [r["tags"] for _, b in both for r in b["predictions"]] == apart(cut)
+        status, body = predict(srv, {"texts": texts[:2], "documents": ["a"]})
+        assert status == 422 and body["field"] == "documents"
+        info = json.loads(call(srv.url + "/v1/model")[2])
+        assert info["multi_step"] is True and info["default_steps"] == 2
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()
+
+
 def test_an_exported_directory_is_served_on_onnx_runtime(server: Server, cls_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from stepwise.cli import main

@@ -10,6 +10,7 @@ batcher and thread: two apps in one process do not share state.
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ import stepwise
 from stepwise.data.readers import Example
 from stepwise.serve.batcher import MicroBatcher, Overloaded
 from stepwise.serve.metrics import ServeMetrics
-from stepwise.serve.settings import MAX_STEPS, ServeSettings
+from stepwise.serve.settings import MAX_DOCUMENT_NAME, MAX_STEPS, ServeSettings
 from stepwise.tasks import task_class
 
 log = logging.getLogger("stepwise.serve")
@@ -95,6 +96,11 @@ def request_model(task: Any, settings: ServeSettings, pairs: bool = False) -> ty
     if pairs:
         fields["pairs"] = (Optional[list[text]], Field(None, description="text-pair classifiers: the second text "
                                                                           "of each pair, as many as texts"))
+    if task.takes_documents:
+        name = Annotated[str, StringConstraints(max_length=MAX_DOCUMENT_NAME)]
+        fields["documents"] = (Optional[list[Optional[Union[int, name]]]], Field(
+            None, description="taggers with document context: each text's document, as many as texts (texts with "
+            "the same value in this request are one document; null: none)"))
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -141,6 +147,10 @@ def check_texts(body: BaseModel, settings: ServeSettings) -> Optional[JSONRespon
             text.encode("utf-8")
         except UnicodeEncodeError:
             return error(422, f"texts[{i}]: not valid Unicode (a lone surrogate)", f"texts[{i}]")
+    documents = getattr(body, "documents", None)
+    if documents is not None and len(documents) != len(body.texts):
+        return error(422, f"documents: {len(documents)} documents for {len(body.texts)} texts; give one per text "
+                     "(null for none)", "documents")
     pairs = getattr(body, "pairs", None)
     if pairs is not None:
         if len(pairs) != len(body.texts):
@@ -167,6 +177,7 @@ class ServerState:
         self.ready = False
         self.draining = False
         self.failed: Optional[str] = None
+        self.requests = itertools.count()
 
         def predict(items: list[Any], key: Any) -> list[Any]:
             steps, confidence, keep = key
@@ -235,7 +246,11 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
         if not state.ready:
             return unavailable(state.failed and f"the model failed to load: {state.failed}" or "the model is loading")
         pairs = getattr(body, "pairs", None) or [None] * len(body.texts)
-        items = [Example(text, None, i + 1, pair) for i, (text, pair) in enumerate(zip(body.texts, pairs))]
+        request = next(state.requests)  # documents are this request's: batches merge several requests
+        named = getattr(body, "documents", None) or [None] * len(body.texts)
+        documents = [None if d is None else (request, d) for d in named]
+        items = [Example(text, None, i + 1, pair, doc)
+                 for i, (text, pair, doc) in enumerate(zip(body.texts, pairs, documents))]
         try:
             records = await asyncio.wait_for(state.batcher.submit(items, (body.steps, body.confidence, body.keep)),
                                              settings.timeout_s)

@@ -10,6 +10,8 @@ from stepwise.errors import StepwiseError
 
 #: the largest `steps` a client may ask a refiner for
 MAX_STEPS = 20
+#: the longest document name a client may give (taggers' `documents`)
+MAX_DOCUMENT_NAME = 200
 
 
 @dataclass(frozen=True)

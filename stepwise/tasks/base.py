@@ -59,6 +59,9 @@ class Task(ABC):
     takes_token_lists: bool = False
     #: an input may carry a second text (text-pair classification), when the model was trained on pairs
     takes_text_pairs: bool = False
+    #: whether examples of one document inform each other (a tagger's document context): the server then
+    #: takes each text's document
+    takes_documents: bool = False
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         check_classes(labels)

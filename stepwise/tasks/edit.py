@@ -87,6 +87,7 @@ class EditTask(TagTask):
     iterative = True
     default_steps = 5
     takes_token_lists = False  # a sentence to correct is a string
+    takes_documents = False
     data_hint = "sentence pairs (source<TAB>target TSV, JSONL {\"source\", \"target\"}, or --train-target files)"
 
     def __init__(self, labels: list[str], *, casing: bool = True, keep_bias: float = 0.0, min_edit_prob: float = 0.0,

@@ -47,6 +47,7 @@ class TagTask(Task):
     rewards = ("entity_f1", "accuracy", "bleu", "rouge_l", "loglik")
     output_formats = ("jsonl", "tsv", "conll")
     takes_token_lists = True
+    takes_documents = True
     #: a second step that sees the step-1 tags of the same word form elsewhere in the document
     doc_context: bool = False
     #: --doc-context head: step 2's fitted weights (stepwise.refine.doc_head); subclasses have none
