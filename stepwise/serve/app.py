@@ -97,8 +97,8 @@ def request_model(task: Any, settings: ServeSettings, pairs: bool = False) -> ty
         fields["pairs"] = (Optional[list[text]], Field(None, description="text-pair classifiers: the second text "
                                                                           "of each pair, as many as texts"))
     if task.takes_documents:
-        name = Annotated[str, StringConstraints(max_length=MAX_DOCUMENT_NAME)]
-        fields["documents"] = (Optional[list[Optional[Union[int, name]]]], Field(
+        document = Annotated[str, StringConstraints(max_length=MAX_DOCUMENT_NAME)]
+        fields["documents"] = (Optional[list[Optional[Union[int, document]]]], Field(
             None, description="taggers with document context: each text's document, as many as texts (texts with "
             "the same value in this request are one document; null: none)"))
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), **fields)
