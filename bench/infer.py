@@ -270,8 +270,9 @@ def refiner_rows(name: str, run: Path, dev: Path, test: list, steps: int) -> lis
 
 
 def refiners() -> list[dict]:
-    """Two real CoNLL refiners: a 3-step refiner (previous tags as an input), trained here for one epoch if absent,
-    and the document-context refiner of `bench/refine.py --only conll-doc --fold-epochs 1` (2 steps)."""
+    """Three real CoNLL refiners: a 3-step refiner (previous tags as an input), trained here for one epoch if absent,
+    the document-context refiner of `bench/refine.py --only conll-doc --fold-epochs 1` (2 steps), and the
+    tagger with a document head of `bench/refine.py --only conll-doc-head` (seed 0, 2 steps)."""
     import stepwise
     from stepwise.data.readers import read_examples
 
@@ -289,6 +290,12 @@ def refiners() -> list[dict]:
     else:
         print(f"skipped the document-context refiner: {doc} is missing (bench/refine.py --only conll-doc "
               "--epochs 3 --fold-epochs 1 makes it)", flush=True)
+    head = OUT / "refine_doc_head" / "seed0"
+    if (head / "results.json").exists():
+        rows += refiner_rows("tagger + document head", head, data / "valid.txt", test, 2)
+    else:
+        print(f"skipped the document head: {head} is missing (bench/refine.py --only conll-doc-head makes it)",
+              flush=True)
     return rows
 
 
