@@ -121,11 +121,14 @@ class Predictor:
 
     def score(self, examples: list[Example], features: list[Feature] | None = None) -> dict[str, Any]:
         """Metrics, predictions and report text against the examples' gold labels."""
-        probs = self.probabilities(examples, features)
-        pred = [self.task.to_labels(p) for p in probs]
-        gold = self.task.gold(examples)
-        return {"metrics": self.task.metrics(gold, pred), "pred": pred, "probs": probs,
-                "report": self.task.report_text(gold, pred)}
+        return score_probabilities(self.task, examples, self.probabilities(examples, features))
+
+
+def score_probabilities(task: Task, examples: list[Example], probs: list[Any]) -> dict[str, Any]:
+    """`Predictor.score` for probabilities made elsewhere (a document head's cross-validated dev outputs)."""
+    pred = [task.to_labels(p) for p in probs]
+    gold = task.gold(examples)
+    return {"metrics": task.metrics(gold, pred), "pred": pred, "probs": probs, "report": task.report_text(gold, pred)}
 
 
 def _has_text(example: Example) -> bool:

@@ -74,6 +74,7 @@ def fit_head(job: Any, run: RunDir, best: Any, metric: str) -> tuple[dict[str, A
     import numpy as np
 
     from stepwise.modeldir import update_meta
+    from stepwise.predictor import score_probabilities
     from stepwise.refine import doc_head
     from stepwise.tasks.tag import words_of
 
@@ -95,10 +96,7 @@ def fit_head(job: Any, run: RunDir, best: Any, metric: str) -> tuple[dict[str, A
     kept = scores[head.C] > before
     options = {**task.options, "doc_head": head.to_dict()} if kept else task.options
     update_meta(run.model_dir, task_options=options, refine_steps=2 if kept else 1)
-    chosen = np.split(held, sizes) if kept else step1
-    pred = [task.to_labels(p) for p in chosen]
-    dev_score = {"metrics": task.metrics(gold, pred), "pred": pred, "probs": chosen,
-                 "report": task.report_text(gold, pred)}
+    dev_score = score_probabilities(task, dev, np.split(held, sizes) if kept else step1)
     notes = {"method": "head", "kept": kept, "C": head.C, "dev_documents": len({g for g in groups if g[0] == "d"}),
              f"step1_dev_{metric}": round(before, 6),
              f"cross_validated_dev_{metric}": {str(c): round(v, 6) for c, v in scores.items()},
