@@ -76,15 +76,13 @@ def features(words: Sequence[list[str]], docs: Sequence[Any], own: Sequence[np.n
         mean[idx] = (block.sum(0) - block) / (len(idx) - 1)
         top[idx] = _max_of_others(block)
         count[idx] = len(idx) - 1
-    blocks = []
-    for p in own:
-        p = np.asarray(p, dtype=np.float32)
-        prev = np.vstack([np.zeros((1, n_labels), np.float32), p[:-1]]) if len(p) else p
-        nxt = np.vstack([p[1:], np.zeros((1, n_labels), np.float32)]) if len(p) else p
-        blocks.append(np.hstack([np.log(p + _FLOOR), p, prev, nxt]))
-    mine = np.concatenate(blocks) if blocks else np.zeros((0, 4 * n_labels), np.float32)
-    return np.hstack([mine[:, :2 * n_labels], mean, top, np.log1p(count)[:, None], (count > 0)[:, None],
-                      mine[:, 2 * n_labels:]]).astype(np.float32)
+    pad = np.zeros((1, n_labels), np.float32)
+    mine = np.concatenate([np.asarray(p, np.float32) for p in own]) if len(own) else pad[:0]
+    # each example's previous- and next-word probabilities (zeros before its first and after its last word)
+    around = np.concatenate([np.hstack([np.vstack([pad, p])[:-1], np.vstack([p, pad])[1:]]) for p in own]) \
+        if len(own) else np.zeros((0, 2 * n_labels), np.float32)
+    return np.hstack([np.log(mine + _FLOOR), mine, mean, top, np.log1p(count)[:, None], (count > 0)[:, None],
+                      around]).astype(np.float32)
 
 
 def _max_of_others(block: np.ndarray) -> np.ndarray:
