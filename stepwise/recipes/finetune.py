@@ -134,8 +134,9 @@ def load_model(job: Prepared) -> None:
     cfg, task = job.config, job.task
     if job.start_meta:
         job.model, job.tokenizer, _ = TaskModel.from_pretrained(RunDir.open(cfg.init_from).model_dir)
-        head = job.start_meta.get("task_options", {}).get("doc_head")  # dropped in `prepare`: its steps too
-        job.refine_steps = 1 if head else job.start_meta.get("refine_steps", 1)
+        # the run's steps, unless its model no longer refines (a document head is dropped in `prepare`)
+        multi = task.multi_step(job.model.extra_inputs)
+        job.refine_steps = job.start_meta.get("refine_steps", 1) if multi else 1
         return
     job.tokenizer = load_tokenizer(cfg.model)
     extra_inputs = dict(task.extra_inputs)
