@@ -222,11 +222,12 @@ def main() -> None:
                "latency_ratio", "train_seconds", "train_steps"]
     if rows:
         emit("refine" if args.noise is None else f"refine_noise{args.noise:g}", rows, columns, {})
+    # the document rows: recommended tagging settings, and the encoder and window of --model / --max-length
+    doc_options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
+                   **({"max_length": args.max_length} if args.max_length else {})}
     if "conll-doc" in only:
         data = need(SHARED / "conll2003")
-        options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
-                   **({"max_length": args.max_length} if args.max_length else {})}
-        doc_rows = run_documents(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, options,
+        doc_rows = run_documents(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, doc_options,
                                  args.limit, args.fold_epochs)
         columns = ["data", "documents", "model", "epochs", "T", "metric", "gain_vs_single", "changed_last_step",
                    "ms_per_example", "train_seconds", "fold_seconds", "final_seconds", "train_steps",
@@ -236,11 +237,9 @@ def main() -> None:
              {"epochs": args.epochs, "fold_epochs": args.fold_epochs})
     if "conll-doc-head" in only:
         data = need(SHARED / "conll2003")
-        options = {"lr": 1e-4, "casing": True, **({"model": args.model} if args.model else {}),
-                   **({"max_length": args.max_length} if args.max_length else {})}
         seeds = [int(s) for s in args.seeds.split(",")]
-        head_rows = run_document_head(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs, options,
-                                      seeds, args.limit)
+        head_rows = run_document_head(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs,
+                                      doc_options, seeds, args.limit)
         columns = ["data", "seed", "model", "epochs", "T", "metric", "gain_vs_single", "changed_last_step",
                    "ms_per_example", "train_seconds", "head_fit_seconds", "head_C", "dev_step1", "dev_step2_cv"]
         emit("refine_doc_head" + (f"_limit{args.limit}" if args.limit else ""), head_rows, columns,
@@ -248,7 +247,7 @@ def main() -> None:
     if "conll-doc-control" in only:
         data = need(SHARED / "conll2003")
         control = run_dev_control(data / "train.txt", data / "valid.txt", data / "test.txt", args.epochs,
-                                  {"lr": 1e-4, "casing": True})
+                                  doc_options)
         emit("refine_doc_control", control, ["data", "seed", "model", "epochs", "T", "metric", "ms_per_example",
                                              "train_seconds", "train_examples"], {"epochs": args.epochs})
 
