@@ -59,7 +59,7 @@ def hf_training_args(name: str, epochs: float, seed: int = HF_SETTINGS["seed"]):
 @contextmanager
 def levers_off():
     """Training as before issue 17, for a before/after row in one process: torch's own dropout (the swap to
-    MaskDropout disabled; the word embeddings train by default either way)."""
+    MaskDropout disabled; the row also passes `embedding_update="dense"`)."""
     import stepwise.training.loop as loop
 
     swap = loop.use_mask_dropout
@@ -71,14 +71,17 @@ def levers_off():
 
 
 def lever_rows(parts: list[str], run) -> list[dict]:
-    """Issue 17's extra same-settings rows: `frozen` (--freeze-embeddings) and `before` (training as before
-    the issue). `run(name, **options)` trains one row at the bench's same settings plus `options`."""
+    """Issue 17's extra same-settings rows: `dense` (every embedding row through AdamW, as before the used-rows
+    update), `frozen` (--freeze-embeddings) and `before` (training as before the issue). `run(name, **options)`
+    trains one row at the bench's same settings plus `options`."""
     rows = []
+    if "dense" in parts:
+        rows.append(run("same settings, dense embedding update", embedding_update="dense"))
     if "frozen" in parts:
         rows.append(run("same settings, frozen word embeddings", freeze_embeddings=True))
     if "before" in parts:
         with levers_off():
-            rows.append(run("same settings, before issue 17"))
+            rows.append(run("same settings, before issue 17", embedding_update="dense"))
     return rows
 
 

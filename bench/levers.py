@@ -6,8 +6,9 @@ every lever in turn (the order alternating), so a noisy neighbour slows them all
 lever's speed against `off` (training as before issue 17): the ratio of summed step times and the median
 of per-batch ratios, plus the one-time warm-up (compilation, for `compile`).
 
-Levers: off (training as before issue 17), dropout (MaskDropout: what `stepwise train` does now), and on
-top of it: frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer (the whole embedding
+Levers: off (training as before issue 17), dropout (MaskDropout), and on top of it: used_rows (only the
+embedding rows the whole training file uses train, the rest decays as one factor: with dropout, what
+`stepwise train` does now), frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer (the whole embedding
 layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
 (torch.compile(dynamic=True) of the model). fp32 throughout.
 """
@@ -31,8 +32,9 @@ from stepwise.training.flops import matmul_peak
 from stepwise.training.objectives import ObjectiveContext, build_objective
 from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.step import TrainStep
+from stepwise.training.used_rows import UsedRows
 
-LEVERS = ("off", "dropout", "frozen", "frozen_layer", "fused", "compile")
+LEVERS = ("off", "dropout", "used_rows", "frozen", "frozen_layer", "fused", "compile")
 
 
 def training_data(task_name: str, n: int = 4096):
@@ -51,7 +53,15 @@ def training_data(task_name: str, n: int = 4096):
     return task, tokenizer, TrainConfig(train="-", out="-", task=task_name, casing=False), features, batches
 
 
-def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: str = "fp32") -> TrainStep:
+def training_vocabulary(task_name: str, task, tokenizer) -> set[int]:
+    """The token ids of the whole training file: the rows a full run trains with `used_rows`."""
+    path = SHARED / "sst2" / "train.tsv" if task_name == "classify" else SHARED / "conll2003" / "train.txt"
+    examples = read_examples(need(path), fmt=None if task_name == "classify" else "conll")
+    return {i for f in task.encode(tokenizer, examples, 256, with_labels=False) for i in f["input_ids"]}
+
+
+def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: str = "fp32",
+          vocabulary: set[int] | None = None) -> TrainStep:
     """stepwise's own training step (`TrainStep`, in train mode) on a fresh model with `lever` applied."""
     torch.manual_seed(0)
     model = TaskModel.from_encoder(None, len(task.labels), task.pooling)
@@ -61,7 +71,10 @@ def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: 
         freeze_embeddings(model)
     if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
         model.encoder.embeddings.requires_grad_(False)
+    used_rows = UsedRows(model, [sorted(vocabulary or ())], pad_id) if lever == "used_rows" else None
     optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
+    if used_rows is not None:
+        used_rows.track(optimizer)
     if lever == "fused":
         optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
     objective = build_objective("supervised", ObjectiveContext(task, model, cfg, precision, features))
@@ -76,14 +89,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default="classify", choices=["classify", "tag"])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--levers", default="off,dropout,frozen,frozen_layer,fused")
+    parser.add_argument("--levers", default="off,dropout,used_rows,frozen")
     args = parser.parse_args()
     levers = args.levers.split(",")
     unknown = set(levers) - set(LEVERS)
     if unknown or levers[0] != "off":
         parser.error(f"--levers: the first must be 'off', the others from {', '.join(LEVERS)}")
     task, tokenizer, cfg, features, batches = training_data(args.task)
-    steps = {lever: build(lever, task, features, tokenizer.pad_token_id, cfg) for lever in levers}
+    vocabulary = training_vocabulary(args.task, task, tokenizer) if "used_rows" in levers else None
+    steps = {lever: build(lever, task, features, tokenizer.pad_token_id, cfg, vocabulary=vocabulary)
+             for lever in levers}
     warm, times, flops = {}, {lever: [] for lever in levers}, {lever: 0.0 for lever in levers}
     for lever in levers:
         start = time.perf_counter()

@@ -137,6 +137,8 @@ class DocContextTraining:
     the out-of-fold context stored in each feature under TRAIN_KEY. Its seeded generator (`rng`) is saved
     in checkpoints."""
 
+    keeps_tokens = True  # its inputs keep the features' token ids (the loop's used embedding rows)
+
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
 

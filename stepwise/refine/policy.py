@@ -61,6 +61,8 @@ class RefinerTraining:
     in checkpoints) draws the coin flips and the corruption.
     """
 
+    keeps_tokens = True  # its inputs keep the features' token ids (the loop's used embedding rows)
+
     def __init__(self, task: Task, noise: float, pad_id: int, precision: str, seed: int = 0) -> None:
         self.task, self.noise, self.pad_id, self.precision = task, noise, pad_id, precision
         self.rng = random.Random(seed)

@@ -8,6 +8,7 @@ metrics; callbacks see the state after every step and may return True to stop th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from stepwise.training.objectives import Objective, ObjectiveContext, build_obje
 from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.schedule import lr_at, warmup_steps
 from stepwise.training.step import StepResult, TrainStep
+from stepwise.training.used_rows import UsedRows
 
 
 @dataclass
@@ -52,6 +54,7 @@ class LoopState:
     tokens: int = 0
     flops: float = 0.0
     peak_flops: float = 0.0
+    used_rows: bool = False  # the embedding trained as used rows only (the optimizer state's layout)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -106,25 +109,36 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     use_mask_dropout(model)  # same dropout, a cheaper mask (training/dropout.py)
     if cfg.freeze_embeddings:  # before the optimizer: it only sees what trains
         freeze_embeddings(model)
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
-                                                                            train_features))
     refiner = step_inputs or (RefinerTraining(task, cfg.refine_noise, pad_id, precision, seed=cfg.seed)
                               if PREV in model.extra_inputs else None)
-    train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner,
-                           dist=dist)
-    stopping = EarlyStopping(cfg.patience, cfg.eval_every)
     checkpointer = Checkpointer(run_dir / CHECKPOINT, {"refiner": refiner.rng} if refiner else {})
-    peak = matmul_peak(precision) * dist.world  # every rank's share of the machine(s) counts
-
     state = LoopState()
     saved = checkpointer.load() if (cfg.resume if resume is None else resume) and dist.is_main else None
     saved = dist.broadcast(saved)  # the other ranks (other machines, maybe) get rank 0's checkpoint
     if saved is not None:
         state = LoopState(**saved["state"])
-        if not state.done:
+    # Only the embedding rows the data uses train (the same result as all of them: training/used_rows.py)
+    # where a step's token ids are the features' and AdamW's decay of the other rows is one factor; a
+    # resumed run keeps the layout its optimizer state was saved in.
+    used_rows = (UsedRows(model, (f["input_ids"] for f in train_features), pad_id)
+                 if cfg.embedding_update == "used_rows" and not cfg.freeze_embeddings and cfg.optimizer == "adamw"
+                 and (refiner is None or getattr(refiner, "keeps_tokens", False))
+                 and (saved is None or state.used_rows) else None)
+    state.used_rows = used_rows is not None
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    if used_rows is not None:
+        used_rows.track(optimizer)
+    plain = used_rows.plain if used_rows is not None else contextlib.nullcontext
+    objective = objective or build_objective("supervised", ObjectiveContext(task, model, cfg, precision,
+                                                                            train_features))
+    train_step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=cfg.clip, refiner=refiner,
+                           dist=dist)
+    stopping = EarlyStopping(cfg.patience, cfg.eval_every)
+    peak = matmul_peak(precision) * dist.world  # every rank's share of the machine(s) counts
+    if saved is not None and not state.done:
+        with plain():
             model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(saved["optimizer"])
     train_step.attach(dist.wrap(model))  # after loading: DDP starts every rank from rank 0's weights
     if not dist.is_main:
         loggers = []
@@ -137,6 +151,10 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
 
     def evaluation() -> bool:
         """Score dev, keep the best weights, checkpoint; True when early stopping says stop."""
+        with plain():
+            return _evaluation()
+
+    def _evaluation() -> bool:
         start = time.perf_counter()
         scores = dist.broadcast(evaluate() if dist.is_main else None)
         improved, state.bad_evals, state.stopped_early = stopping.update(state.best, state.bad_evals, scores[metric])
@@ -200,4 +218,6 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
         state.peak_flops = peak
         if dist.is_main:
             checkpointer.save(asdict(state))  # a finished run keeps only its state: the best weights are in model/
+    if used_rows is not None:
+        used_rows.remove()
     return state
