@@ -69,7 +69,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, frozen, before, defaults")
+    parser.add_argument("--only", default="hf,same,defaults", help="rows: hf, same, dense, frozen, before, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of the stepwise rows")
     args = parser.parse_args()

@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/profile_train.py [--precision bf16|fp32] [--steps 12] [--levers on|off]
 Prints the top operators by self CPU time and the step's model FLOPs utilisation against the
 measured matmul peak of the same precision. The step is `TrainStep` in train mode, built as
-`levers.py` builds it: `--levers off` is training as before issue 17 (torch's dropout), `on` (the
-default) as `stepwise train` does now (MaskDropout). (The 2026-11-27 profile used a step of its own,
+`levers.py` builds it: `--levers off` is training as before issue 17 (torch's dropout, every embedding
+row through AdamW), `on` (the default) as `stepwise train` does now (MaskDropout, the used embedding rows
+only). (The 2026-11-27 profile used a step of its own,
 with the model left in eval mode: dropout off.)
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from levers import build, training_data
+from levers import build, training_data, training_vocabulary
 from torch.profiler import ProfilerActivity, profile
 
 from stepwise.training.flops import matmul_peak
@@ -26,8 +27,9 @@ def main() -> None:
     parser.add_argument("--levers", default="on", choices=["on", "off"])
     args = parser.parse_args()
     task, tokenizer, cfg, features, batches = training_data("classify", 2048)
-    step = build("dropout" if args.levers == "on" else "off", task, features, tokenizer.pad_token_id, cfg,
-                 args.precision)
+    on = args.levers == "on"
+    step = build("used_rows" if on else "off", task, features, tokenizer.pad_token_id, cfg, args.precision,
+                 vocabulary=training_vocabulary("classify", task, tokenizer) if on else None)
 
     def run(idx: list[int]) -> float:
         return step([[features[i] for i in idx]], 5e-5).flops

@@ -95,7 +95,7 @@ def stepwise_run(name: str, train_path, dev_path, test_path, **options) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="hf,same,shape,defaults",
-                        help="rows: hf, same, frozen, before, token, fp32, random, shape, defaults")
+                        help="rows: hf, same, dense, frozen, before, token, fp32, random, shape, defaults")
     parser.add_argument("--hf-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=HF_SETTINGS["seed"], help="seed of every row (variance check)")
     parser.add_argument("--pools", default="", help="extra same-settings rows with these length-grouping pools, "
