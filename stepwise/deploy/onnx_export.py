@@ -11,8 +11,9 @@ int8 settings, measured on dev sets (stepwise tagger on CoNLL-2003, F1 0.8418 in
 SST-2, accuracy 0.8658; measured with the fused Attention op, which the quantizer left in fp32): ORT's
 defaults −0.94 pt F1; per-channel weights −0.49 F1; per-channel with only MatMuls quantized (embedding
 tables stay fp32: 67 MB instead of 31 MB) −0.34 F1 and −0.69 accuracy; the same with `reduce_range`
-(7-bit weights, which avoid int16 saturation in u8×s8 kernels) −0.27 F1 and −0.11 accuracy. That is the first setting `export` tries; the parity gate allows −0.5 pt,
-and when it refuses, the second keeps the FFN output projections in fp32 (see `quantize_int8`).
+(7-bit weights, which avoid int16 saturation in u8×s8 kernels) −0.27 F1 and −0.11 accuracy. That is the
+first setting `export` tries; the parity gate allows −0.5 pt, and when it refuses, the second keeps the
+FFN output projections in fp32 (see `quantize_int8`).
 """
 
 from __future__ import annotations
