@@ -11,10 +11,16 @@ from stepwise.tasks.base import Task
 
 def predict_features(backend: Backend, task: Task, features: list[Feature], *, batch_size: int,
                      pad_id: int) -> list[np.ndarray]:
-    """Probabilities per feature, in the order given; batches are formed longest-first internally."""
+    """Probabilities per feature, in the order given; batches are formed longest-first internally.
+
+    A backend with `run_many` (ONNX Runtime) gets all the batches at once and may run several side by side.
+    """
     out: list[np.ndarray | None] = [None] * len(features)
-    for idx in sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        batch = pad([features[i] for i in idx], pad_id)
-        for i, probs in zip(idx, task.decode(backend.run(batch), batch)):
+    order = sorted_batches([len(f["input_ids"]) for f in features], batch_size)
+    batches = [pad([features[i] for i in idx], pad_id) for idx in order]
+    run_many = getattr(backend, "run_many", None)
+    logits = run_many(batches) if run_many is not None else map(backend.run, batches)
+    for idx, batch, batch_logits in zip(order, batches, logits):
+        for i, probs in zip(idx, task.decode(batch_logits, batch)):
             out[i] = probs
     return out  # type: ignore[return-value]

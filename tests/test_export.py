@@ -60,6 +60,24 @@ def test_onnx_export_round_trip(cls_run: Path, tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and len(stdout.splitlines()) == 20
 
 
+def test_onnx_batches_side_by_side_keep_order_and_values(cls_run: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """`run_many` runs several batches at once on one-thread sessions; a lone batch keeps the main session."""
+    out = tmp_path / "onnx"
+    assert run_cli(capsys, ["export", str(cls_run), "--out", str(out)])[0] == 0
+    texts = [t for t, _ in toy_sentences(70, 11)]
+    side_by_side = stepwise.load(out, batch_size=4, threads=2)
+    assert side_by_side.backend.streams == 2
+    one = side_by_side.predict_proba(texts[:3])
+    assert side_by_side.backend._single is None  # one batch: all threads on it, no second session
+    many = side_by_side.predict_proba(texts)  # 18 batches of mixed lengths, two at a time
+    assert side_by_side.backend._single is not None
+    sequential = stepwise.load(out, batch_size=4, threads=2)
+    sequential.backend.streams = 1
+    np.testing.assert_allclose(many, sequential.predict_proba(texts), atol=1e-5)
+    np.testing.assert_allclose(one, many[:3], atol=1e-5)
+
+
 def test_parity_gate_refuses_a_broken_export(cls_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from stepwise.backends.onnx import OnnxBackend
