@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -55,13 +56,13 @@ class OnnxBackend:
             yield self.run(first)
             return
         if self.streams < 2:
-            yield from map(self.run, (first, second, *batches))
+            yield from map(self.run, itertools.chain((first, second), batches))
             return
         if self._single is None:
             self._single = _session(self.path, 1)
         with ThreadPoolExecutor(self.streams) as pool:
             pending: deque = deque()
-            for batch in (first, second, *batches):
+            for batch in itertools.chain((first, second), batches):  # lazily: only those in flight are held
                 pending.append(pool.submit(self._run, self._single, batch))
                 if len(pending) > 2 * self.streams:
                     yield pending.popleft().result()
