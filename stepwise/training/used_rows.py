@@ -74,10 +74,6 @@ class UsedRows:
         self.module = UsedRowsEmbedding(self.original, torch.tensor(sorted(ids), dtype=torch.long))
         self.encoder.set_input_embeddings(self.module)
 
-    @property
-    def count(self) -> int:
-        return len(self.module.used)
-
     def track(self, optimizer: torch.optim.Optimizer) -> None:
         """After each AdamW step, owe the unused rows that step's decoupled weight decay."""
         group = next(g for g in optimizer.param_groups if any(p is self.module.rows for p in g["params"]))
