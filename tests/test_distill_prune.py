@@ -24,15 +24,12 @@ from stepwise.recipes.distill import distill
 from stepwise.recipes.prune import prune
 from stepwise.tasks import get_task
 from stepwise.training.objectives import ObjectiveContext, Teacher, build_objective
-from tests.conftest import tiny_options, toy_ner, toy_sentences, write_conll, write_tsv
+from tests.conftest import tiny_options, toy_ner, toy_sentences, toy_splits, write_conll
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("distill-prune-data")
-    return {"train": write_tsv(root / "train.tsv", toy_sentences(160, 1)),
-            "dev": write_tsv(root / "dev.tsv", toy_sentences(40, 2)),
-            "test": write_tsv(root / "test.tsv", toy_sentences(40, 3))}
+    return toy_splits(tmp_path_factory.mktemp("distill-prune-data"))
 
 
 @pytest.fixture(scope="module")
