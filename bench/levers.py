@@ -6,10 +6,12 @@ every lever in turn (the order alternating), so a noisy neighbour slows them all
 lever's speed against `off` (training as before issue 17): the ratio of summed step times and the median
 of per-batch ratios, plus the one-time warm-up (compilation, for `compile`).
 
-Levers: off (training as before issue 17), dropout (MaskDropout), and on top of it: used_rows (only the
-embedding rows the whole training file uses train, the rest decays as one factor: with dropout, what
-`stepwise train` does now), frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer (the whole embedding
-layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
+Levers: off (training as before issue 17), uniform (session 7's MaskDropout: a float uniform draw per entry,
+SDPA's own attention dropout), dropout (MaskDropout now: 16-bit masks, the attention probabilities too), and on
+top of it: used_rows (only the embedding rows the whole training file uses train, the rest decays as one
+factor: with dropout, what `stepwise train` does now), used_rows_uniform (the same with the uniform mask: what
+`stepwise train` did in session 10), frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer
+(the whole embedding layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
 (torch.compile(dynamic=True) of the model). fp32 throughout.
 """
 
@@ -21,6 +23,7 @@ import time
 
 import torch
 from common import SHARED, emit, need
+from torch import nn
 
 from stepwise.config import TrainConfig
 from stepwise.data.batching import length_grouped_batches
@@ -34,7 +37,25 @@ from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.step import TrainStep
 from stepwise.training.used_rows import UsedRows
 
-LEVERS = ("off", "dropout", "used_rows", "frozen", "frozen_layer", "fused", "compile")
+LEVERS = ("off", "uniform", "dropout", "used_rows", "used_rows_uniform", "frozen", "frozen_layer", "fused", "compile")
+
+
+class UniformDropout(nn.Dropout):
+    """Session 7's MaskDropout, the baseline of `uniform`: one float32 uniform draw per entry, compared with p."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * torch.rand(x.shape, dtype=torch.float32).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+
+
+def use_uniform_dropout(model: nn.Module) -> None:
+    """Every dropout a `UniformDropout`, and the encoder's attention back to SDPA with its own dropout."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, UniformDropout(child.p))
+    model.encoder.set_attn_implementation("sdpa")
 
 
 def training_data(task_name: str, n: int = 4096):
@@ -67,11 +88,13 @@ def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: 
     model = TaskModel.from_encoder(None, len(task.labels), task.pooling)
     if lever != "off":  # every lever on top of the default one (MaskDropout)
         use_mask_dropout(model)
+    if lever.endswith("uniform"):
+        use_uniform_dropout(model)
     if lever == "frozen":
         freeze_embeddings(model)
     if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
         model.encoder.embeddings.requires_grad_(False)
-    used_rows = UsedRows(model, [sorted(vocabulary or ())], pad_id) if lever == "used_rows" else None
+    used_rows = UsedRows(model, [sorted(vocabulary or ())], pad_id) if lever.startswith("used_rows") else None
     optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
     if used_rows is not None:
         used_rows.track(optimizer)
@@ -96,7 +119,8 @@ def main() -> None:
     if unknown or levers[0] != "off":
         parser.error(f"--levers: the first must be 'off', the others from {', '.join(LEVERS)}")
     task, tokenizer, cfg, features, batches = training_data(args.task)
-    vocabulary = training_vocabulary(args.task, task, tokenizer) if "used_rows" in levers else None
+    vocabulary = (training_vocabulary(args.task, task, tokenizer)
+                  if any(lever.startswith("used_rows") for lever in levers) else None)
     steps = {lever: build(lever, task, features, tokenizer.pad_token_id, cfg, vocabulary=vocabulary)
              for lever in levers}
     warm, times, flops = {}, {lever: [] for lever in levers}, {lever: 0.0 for lever in levers}

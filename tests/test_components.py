@@ -157,6 +157,61 @@ def test_use_mask_dropout_swaps_every_dropout_and_keeps_eval_outputs() -> None:
     assert sorted(model.state_dict()) == sorted(BertModel(config).state_dict())
 
 
+def test_keep_mask_uses_all_sixteen_bits_of_every_entry() -> None:
+    from stepwise.training.dropout import keep_mask
+
+    torch.manual_seed(0)
+    keep, kept = keep_mask((50000, 4), 0.3)  # four entries share a 64-bit draw: each lane must drop at rate p
+    assert keep.dtype == torch.bool and kept == (65536 - round(0.3 * 65536)) / 65536
+    for lane in keep.unbind(1):
+        assert abs((~lane).float().mean().item() - 0.3) < 0.01
+    assert keep_mask((7, 3), 0.0)[0].all() and keep_mask((5,), 0.1)[0].shape == (5,)
+
+
+def test_sdpa_mask_dropout_is_sdpa_with_the_keep_mask_on_the_probabilities() -> None:
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from stepwise.training.dropout import keep_mask, sdpa_mask_dropout
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
+    attend = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    attend[1, :, :, 3:] = False  # the second sequence is padded after 3 tokens
+    layer = torch.nn.Module()
+    plain, _ = sdpa_mask_dropout(layer, q, k, v, attend, dropout=0.0, scaling=0.5)
+    expected = scaled_dot_product_attention(q, k, v, attn_mask=attend, scale=0.5).transpose(1, 2)
+    assert torch.allclose(plain, expected, atol=1e-6)
+    torch.manual_seed(1)
+    dropped, _ = sdpa_mask_dropout(layer, q, k, v, attend, dropout=0.4, scaling=0.5)
+    torch.manual_seed(1)
+    keep, kept = keep_mask((2, 3, 5, 5), 0.4)
+    probs = torch.softmax((q @ k.transpose(-1, -2) * 0.5).masked_fill(~attend, -1e9), dim=-1)
+    assert torch.allclose(dropped, (probs * keep / kept @ v).transpose(1, 2), atol=1e-6)
+    assert not torch.allclose(dropped, plain)
+
+
+def test_use_mask_dropout_drops_attention_in_training_and_saves_plain_sdpa(tmp_path) -> None:
+    from stepwise.training.dropout import ATTENTION, use_mask_dropout
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.5)
+    model = BertModel(config).eval()
+    ids, mask = torch.randint(0, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    before = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    use_mask_dropout(model)
+    assert model.config._attn_implementation == ATTENTION
+    assert torch.equal(model(input_ids=ids, attention_mask=mask).last_hidden_state, before)
+    model.train()  # only the attention probabilities drop here: the outputs move, and differ draw to draw
+    first = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert not torch.allclose(first, before) and not torch.allclose(first, model(input_ids=ids,
+                                                                                 attention_mask=mask).last_hidden_state)
+    model.save_pretrained(tmp_path)
+    assert BertModel.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
+
+
 
 def test_auto_precision_is_fp32_when_kernels_are_capped_below_avx512() -> None:
     import os
