@@ -1,6 +1,7 @@
-"""Where a training step's time goes: torch.profiler over stepwise's own step on real SST-2 batches.
+"""Where a training step's time goes: torch.profiler over stepwise's own step on real SST-2 (or CoNLL) batches.
 
 Run: .venv/bin/python bench/profile_train.py [--precision bf16|fp32] [--steps 12] [--levers on|off]
+                                              [--task classify|tag]
 Prints the top operators by self CPU time and the step's model FLOPs utilisation against the
 measured matmul peak of the same precision. The step is `TrainStep` in train mode, built as
 `levers.py` builds it: `--levers off` is training as before issue 17 (torch's dropout, every embedding
@@ -25,11 +26,12 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--levers", default="on", choices=["on", "off"])
+    parser.add_argument("--task", default="classify", choices=["classify", "tag"])
     args = parser.parse_args()
-    task, tokenizer, cfg, features, batches = training_data("classify", 2048)
+    task, tokenizer, cfg, features, batches = training_data(args.task, 2048)
     on = args.levers == "on"
     step = build("used_rows" if on else "off", task, features, tokenizer.pad_token_id, cfg, args.precision,
-                 vocabulary=training_vocabulary("classify", task, tokenizer) if on else None)
+                 vocabulary=training_vocabulary(args.task, task, tokenizer) if on else None)
 
     def run(idx: list[int]) -> float:
         return step([[features[i] for i in idx]], 5e-5).flops
