@@ -1,9 +1,10 @@
 """The task model as one ONNX file, with the well-kept tools only.
 
 torch.onnx (dynamo) exports the model with dynamic batch and sequence axes → onnxscript's ORT fusion
-rewriter turns the BERT blocks into ORT's fused Attention / SkipLayerNormalization / BiasGelu (the
+rewriter turns the BERT blocks into ORT's fused Attention / SkipLayerNormalization / Gelu (the
 TorchScript-era `onnxruntime.transformers` optimizer does not match transformers 5's SDPA attention;
-for int8, attention stops at MultiHeadAttention so its projections can be quantized: `_fuse_for_ort`)
+for int8, attention stops at MultiHeadAttention so its projections can be quantized; no BiasGelu:
+`_fuse_for_ort`)
 → the onnx checker validates the graph → optionally `onnxruntime.quantization.quantize_dynamic`
 stores int8 weights (activations quantized on the fly).
 
@@ -58,30 +59,37 @@ class _Positional(torch.nn.Module):
         return self.model(**dict(zip(self.names, inputs)))
 
 
-def _fuse_for_ort(model: Any, attention: bool) -> tuple[Any, dict[str, int]]:
-    """onnxscript's ORT fusions; without `attention`, the blocks stop at MultiHeadAttention.
+def _fuse_for_ort(model: Any, int8: bool) -> tuple[Any, dict[str, int]]:
+    """onnxscript's ORT fusions, less two that cost time on ONNX Runtime's CPU provider.
 
-    ORT's fused Attention op takes the Q/K/V projection inside it, and `quantize_dynamic` leaves an
-    Attention node with `qkv_hidden_sizes` (what the fusion writes) in fp32 — so for int8 the projections
-    stay MatMuls, which it quantizes: +32% examples/s on SST-2, where the fp32 graph is 2% faster fused
-    (docs/benchmarks.md, issue 13). onnxscript has no switch for one fusion; its own step is skipped, and
-    `patch.object` fails loudly if a new onnxscript (pinned in pyproject) renames it.
+    - BiasGelu, never: left as Add + Gelu, ORT's own optimizer moves the bias into the MatMul before it
+      (`MatMulIntegerToFloat` / `DynamicQuantizeMatMul` take a bias) and runs Gelu alone: +3.9% examples/s
+      for SST-2 int8, +0.8% fp32 (docs/benchmarks.md, issue 13).
+    - For int8, attention stops at MultiHeadAttention: ORT's fused Attention op takes the Q/K/V projection
+      inside it, and `quantize_dynamic` leaves an Attention node with `qkv_hidden_sizes` (what the fusion
+      writes) in fp32, so the projections stay MatMuls, which it quantizes: +32% examples/s on SST-2,
+      where the fp32 graph is 2% faster fused.
+
+    onnxscript has no switch for one fusion; its own steps are skipped, and `patch.object` fails loudly if
+    a new onnxscript (pinned in pyproject) renames them.
     """
+    from contextlib import ExitStack
     from unittest import mock
 
     from onnxscript.rewriter import ort_fusions
     from onnxscript.rewriter.ort_fusions import _core
 
-    if attention:
-        return ort_fusions.optimize_for_ort(model)
-    with mock.patch.object(_core, "fuse_attention", lambda model, debug=False: 0):
+    skipped = ["fuse_bias_gelu"] + (["fuse_attention"] if int8 else [])
+    with ExitStack() as stack:
+        for step in skipped:
+            stack.enter_context(mock.patch.object(_core, step, lambda model, debug=False: 0))
         return ort_fusions.optimize_for_ort(model)
 
 
 def export_onnx(model: torch.nn.Module, sample: dict[str, np.ndarray], path: str | Path, *,
-                opset: int = 18, fuse_attention: bool = True) -> dict[str, Any]:
+                opset: int = 18, int8: bool = False) -> dict[str, Any]:
     """Write the fp32 graph to `path`; `sample` is a padded batch of at least two rows (size-1 dims would be
-    specialised). `fuse_attention=False` for a graph that will be quantized (`_fuse_for_ort`). Returns the
+    specialised). `int8=True` for a graph that will be quantized (fused for it: `_fuse_for_ort`). Returns the
     opset, the fusion counts, the input names and the file size."""
     import onnx
     import onnxscript
@@ -94,7 +102,7 @@ def export_onnx(model: torch.nn.Module, sample: dict[str, np.ndarray], path: str
         program = torch.onnx.export(wrapper, args, input_names=list(names), output_names=["logits"],
                                     dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
                                     dynamo=True, opset_version=opset, verbose=False)
-        fused_model, fusions = _fuse_for_ort(program.model, fuse_attention)
+        fused_model, fusions = _fuse_for_ort(program.model, int8)
     proto = onnxscript.ir.serde.serialize_model(fused_model)
     onnx.checker.check_model(proto)
     path = Path(path)

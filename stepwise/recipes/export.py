@@ -83,7 +83,7 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
 
     model_file = tmp / ONNX_FILE
     fp32 = tmp / "model.fp32.onnx" if int8 else model_file
-    info = export_onnx(reference.model, sample, fp32, opset=opset, fuse_attention=not int8)
+    info = export_onnx(reference.model, sample, fp32, opset=opset, int8=int8)
     with quiet_transformers():
         reference.tokenizer.save_pretrained(tmp)
     (tmp / "stepwise.json").write_text(json.dumps({**meta, "export": info}, indent=2))
