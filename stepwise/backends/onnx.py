@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 
+# ORT's SkipLayerNormalization CPU kernel is slower than the Add and LayerNormalization it replaces: SST-2
+# int8 +23% examples/s, fp32 +8% without it (docs/benchmarks.md, issue 13); `export` leaves them apart
+UNFUSED = ["SkipLayerNormFusion"]
+
 
 def _session(path: str | Path, threads: int | None) -> Any:
     import onnxruntime as ort
@@ -20,7 +24,7 @@ def _session(path: str | Path, threads: int | None) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
 
 
 class OnnxBackend:
