@@ -1,4 +1,4 @@
-"""Dropout with a cheaper mask on the CPU: the same Bernoulli(1-p) mask and inverted scaling, in a third of the time.
+"""Dropout with a cheaper mask on the CPU: the same Bernoulli(1-p) mask and inverted scaling, in half the time.
 
 torch's CPU dropout draws its mask with `bernoulli_` (one serial 32-bit draw and a float compare per entry),
 8-9% of a MiniLM training step in the profile (docs/benchmarks.md, issue 17). Here four entries share one
