@@ -11,8 +11,10 @@ SDPA's own attention dropout), dropout (MaskDropout now: 16-bit masks, the atten
 top of it: used_rows (only the embedding rows the whole training file uses train, the rest decays as one
 factor: with dropout, what `stepwise train` does now), used_rows_uniform (the same with the uniform mask: what
 `stepwise train` did in session 10), frozen (the word-embedding matrix, `--freeze-embeddings`), frozen_layer
-(the whole embedding layer: no gradient below layer 1), fused (AdamW(fused=True) instead of foreach), compile
-(torch.compile(dynamic=True) of the model). fp32 throughout.
+(the whole embedding layer: no gradient below layer 1), compile (torch.compile(dynamic=True) of the model),
+used_rows_foreach (used_rows with `foreach` AdamW: what `stepwise train` did in session 11). Since session 12
+AdamW is `fused=True` (build_optimizer); `off`, `uniform`, `used_rows_uniform` and `used_rows_foreach` keep
+the `foreach` AdamW they had. fp32 throughout.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from stepwise.tasks import get_task
 from stepwise.training.dropout import use_mask_dropout
 from stepwise.training.flops import matmul_peak
 from stepwise.training.objectives import ObjectiveContext, build_objective
-from stepwise.training.optim import build_optimizer, freeze_embeddings
+from stepwise.training.optim import build_optimizer, freeze_embeddings, param_groups
 from stepwise.training.step import TrainStep
 from stepwise.training.used_rows import UsedRows
 
-LEVERS = ("off", "uniform", "dropout", "used_rows", "used_rows_uniform", "frozen", "frozen_layer", "fused", "compile")
+LEVERS = ("off", "uniform", "dropout", "used_rows", "used_rows_uniform", "used_rows_foreach", "frozen", "frozen_layer",
+          "compile")
+FOREACH = ("off", "uniform", "used_rows_uniform", "used_rows_foreach")  # levers from before AdamW was fused
 
 
 class UniformDropout(nn.Dropout):
@@ -95,11 +99,10 @@ def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: 
     if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
         model.encoder.embeddings.requires_grad_(False)
     used_rows = UsedRows(model, [sorted(vocabulary or ())], pad_id) if lever.startswith("used_rows") else None
-    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01)
+    optimizer = (torch.optim.AdamW(param_groups(model, 0.01), lr=5e-5, foreach=True) if lever in FOREACH
+                 else build_optimizer(model, "adamw", 5e-5, 0.01))
     if used_rows is not None:
         used_rows.track(optimizer)
-    if lever == "fused":
-        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=5e-5, fused=True)
     objective = build_objective("supervised", ObjectiveContext(task, model, cfg, precision, features))
     step = TrainStep(model, optimizer, objective, task, pad_id=pad_id, clip=1.0)
     if lever == "compile":

@@ -11,7 +11,7 @@ from transformers import BertConfig, BertModel
 from stepwise.data.batching import IGNORE_INDEX, collate, length_grouped_batches, sorted_batches
 from stepwise.data.readers import Example
 from stepwise.data.split import stratified_split
-from stepwise.training.optim import param_groups
+from stepwise.training.optim import build_optimizer, param_groups
 from stepwise.training.schedule import lr_at, warmup_steps
 
 
@@ -37,6 +37,28 @@ def test_no_weight_decay_on_bias_and_layernorm() -> None:
     assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
     assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_adamw_is_fused_on_cpu_and_steps_like_the_reference_adamw() -> None:
+    """The fused kernel must be the same AdamW: decay on weights only, bias correction, the same lr."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    fast, slow = BertModel(config), BertModel(config)
+    slow.load_state_dict(fast.state_dict())
+    optimizer = build_optimizer(fast, "adamw", 1e-2, 0.1)
+    reference = torch.optim.AdamW(param_groups(slow, 0.1), lr=1e-2, foreach=False)
+    assert optimizer.defaults["fused"] and not optimizer.defaults["foreach"]
+    ids = torch.randint(0, 50, (3, 7))
+    for _ in range(3):
+        for model, opt in ((fast, optimizer), (slow, reference)):
+            model.train(False)
+            model(ids).last_hidden_state.pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    moved = [(a - b).abs().max().item() for a, b in zip(fast.parameters(), BertModel(config).parameters())]
+    assert max(moved) > 1e-3  # the step did something
+    for (name, a), b in zip(fast.named_parameters(), slow.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)  # decay alone moves weights 1.5e-4
 
 
 def test_length_grouped_batches_cover_everything_with_less_padding() -> None:

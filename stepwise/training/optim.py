@@ -30,8 +30,11 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
                     momentum: float = 0.9) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay)
     if name == "adamw":
-        # foreach: one fused kernel per tensor list instead of a Python loop over 100+ tensors.
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+        # fused: one pass over each tensor's parameter, gradient and moments. On CPU `foreach` is a loop
+        # of ~10 elementwise kernels per tensor; fused measured +5-7% per training step (issue 17).
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                                 fused=fused or None, foreach=None if fused else True)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}")
