@@ -9,6 +9,8 @@ In this one process:
 4. JFLEG dev scored as source copy (no edits), the editor at 1 pass, and at T passes (stop when a pass
    changes nothing), at the run's default knobs and at the `--keep-bias` chosen below; GLEU (JFLEG's
    scorer), edit P/R/F0.5, sentences changed, latency. The synthetic test split gets the same rows.
+5. optionally (`--jfleg-folds K`) learner pairs in training: K-fold cross-fitting on JFLEG dev, each sentence
+   corrected by an editor trained on the other folds' pairs (`jfleg_folds`), scored pass by pass.
 """
 
 from __future__ import annotations
@@ -48,18 +50,25 @@ def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> Path:
     return path
 
 
-def score(predictor, examples, steps: int) -> dict:
+def run_passes(predictor, examples, steps: int) -> tuple[list[str], float, float]:
+    """The corrected sentences after up to `steps` passes, the seconds it took and the mean passes made."""
     from stepwise.predictor import PredictOptions
 
-    task = predictor.task
     start = time.perf_counter()
     result = predictor.run(examples, PredictOptions(steps=steps))
     seconds = time.perf_counter() - start
-    pred = [task.ids_to_labels(p) for p in result.predictions]
+    return [predictor.task.ids_to_labels(p) for p in result.predictions], seconds, result.mean_steps
+
+
+def metrics_row(task, examples, pred: list[str], seconds: float, mean_steps: float) -> dict:
     m = task.metrics(task.gold(examples), pred)
     return {"GLEU": round(100 * m["gleu"], 2), "P": round(m["precision"], 4), "R": round(m["recall"], 4),
             "F0.5": round(m["f0.5"], 4), "changed_%": round(100 * m["changed"], 1),
-            "mean_passes": round(result.mean_steps, 2), "ms_per_sentence": round(1000 * seconds / len(examples), 2)}
+            "mean_passes": round(mean_steps, 2), "ms_per_sentence": round(1000 * seconds / len(examples), 2)}
+
+
+def score(predictor, examples, steps: int) -> dict:
+    return metrics_row(predictor.task, examples, *run_passes(predictor, examples, steps))
 
 
 def per_pass(predictor, examples, steps: int) -> list[dict]:
@@ -116,6 +125,64 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
     return rows
 
 
+def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float]
+                ) -> tuple[list[dict], dict]:
+    """Learner errors in training, each JFLEG sentence scored by an editor that never saw it (cross-fitting).
+
+    JFLEG dev is split into `folds` seeded folds of sentences; for each fold the editor in `run_dir` is trained on
+    for `epochs` more on the other folds' (source, reference) pairs — all four references — mixed with as many of
+    its own synthetic pairs, then runs STEPS passes over the held-out fold. The folds' outputs are put back in
+    order and scored together: GLEU of the whole dev set after each pass, with cumulative latency.
+    """
+    from collections import defaultdict
+
+    import stepwise
+    from stepwise.predictor import PredictOptions
+    from stepwise.tasks.edit import references
+
+    order = list(range(len(jfleg)))
+    random.Random(0).shuffle(order)
+    fold_of = {i: k % folds for k, i in enumerate(order)}
+    synthetic = files["train"].read_text(encoding="utf-8").splitlines()
+    outputs: dict = defaultdict(lambda: [None] * len(jfleg))  # (bias, pass) -> sentence per JFLEG line
+    seconds: dict = defaultdict(float)
+    active: dict = defaultdict(int)
+    runs = []
+    for k in range(folds):
+        learner = [f"{' '.join(ex.text.split())}\t{ref}" for i, ex in enumerate(jfleg) if fold_of[i] != k
+                   for ref in references(ex.label)]
+        mixed = learner + random.Random(k).sample(synthetic, len(learner))
+        random.Random(k).shuffle(mixed)
+        path = run_dir.parent / f"jfleg_fold{k}_of{folds}.tsv"
+        path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
+        run = stepwise.train(task="edit", init_from=str(run_dir), train=str(path), dev=str(files["dev"]),
+                             out=str(run_dir.parent / f"{run_dir.name}_jfleg{k}of{folds}"), epochs=epochs, lr=5e-5,
+                             batch_size=32, max_length=128, eval_every=None, patience=None, quiet=True, overwrite=True)
+        runs.append({"fold": k, "pairs": len(mixed), "learner_pairs": len(learner), **run.results["train"]})
+        print(f"fold {k}: {runs[-1]}", flush=True)
+        predictor = stepwise.load(run.path)
+        held = [i for i in range(len(jfleg)) if fold_of[i] == k]
+        for bias in [0.0, *biases]:
+            predictor.task.keep_bias = bias
+            result = predictor.run([jfleg[i] for i in held], PredictOptions(steps=STEPS))
+            for stat in result.stats:
+                for i, p in zip(held, result.at_step(stat.step)):
+                    outputs[bias, stat.step][i] = predictor.task.ids_to_labels(p)
+                seconds[bias, stat.step] += stat.seconds
+                active[bias, stat.step] += stat.active
+            for step in range(len(result.stats) + 1, STEPS + 1):  # every sentence stopped early in this fold
+                for i, p in zip(held, result.predictions):
+                    outputs[bias, step][i] = predictor.task.ids_to_labels(p)
+                seconds[bias, step] += result.stats[-1].seconds
+    task = predictor.task
+    rows = []
+    for (bias, step), pred in sorted(outputs.items()):
+        row = metrics_row(task, jfleg, pred, seconds[bias, step], 0.0)
+        del row["mean_passes"], row["changed_%"]
+        rows.append({"keep_bias": bias, "pass": step, "active": active[bias, step], **row})
+    return rows, {"folds": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3.0)
@@ -130,6 +197,10 @@ def main() -> None:
                         "other than 1, its run and JSON get the suffix _noiseS")
     parser.add_argument("--adjacent", action="store_true", help="training noise may put errors side by side "
                         "(stepwise.data.noise `adjacent`); its run and JSON get the suffix _adj")
+    parser.add_argument("--jfleg-folds", type=int, default=0, help="also: K-fold cross-fitting on JFLEG "
+                        "dev — the editor trained on for --jfleg-epochs more on the other folds' learner pairs (+ as "
+                        "many synthetic ones), each fold scored pass by pass by the editor that never saw it")
+    parser.add_argument("--jfleg-epochs", type=float, default=2.0)
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
     args = parser.parse_args()
@@ -189,9 +260,17 @@ def main() -> None:
     print(table(passes, list(passes[0])))
     if args.rl_steps:
         rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias)
-    emit(f"edit{suffix}", rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%",
-                                 "mean_passes", "ms_per_sentence", "extra_steps", "extra_seconds"],
-         {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes})
+    extra = {}
+    if args.jfleg_folds:
+        fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
+                                       args.keep_bias)
+        print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
+        print(table(fold_rows, list(fold_rows[0])))
+        extra["jfleg_folds"] = fold_rows
+    name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "")
+    emit(name, rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
+                      "ms_per_sentence", "extra_steps", "extra_seconds"],
+         {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes, **extra})
 
 
 if __name__ == "__main__":
