@@ -324,6 +324,7 @@ def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: s
 def test_editor_trains_with_own_outputs(tiny_model: str, edit_files: dict, tmp_path: Path) -> None:
     from stepwise.recipes.finetune import train
 
-    run = train(**tiny_options(tiny_model, edit_files, tmp_path / "run", task="edit", epochs=15, batch_size=8,
+    # 20 epochs: at 12-15 the toy editor is still between 0.76 and 1.0 GLEU, depending on float rounding
+    run = train(**tiny_options(tiny_model, edit_files, tmp_path / "run", task="edit", epochs=20, batch_size=8,
                                own_outputs=0.5))
     assert run.results["test"]["gleu"] > 0.9
