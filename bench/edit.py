@@ -165,15 +165,12 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
         for bias in [0.0, *biases]:
             predictor.task.keep_bias = bias
             result = predictor.run([jfleg[i] for i in held], PredictOptions(steps=STEPS))
-            for stat in result.stats:
-                for i, p in zip(held, result.at_step(stat.step)):
-                    outputs[bias, stat.step][i] = predictor.task.ids_to_labels(p)
-                seconds[bias, stat.step] += stat.seconds
-                active[bias, stat.step] += stat.active
-            for step in range(len(result.stats) + 1, STEPS + 1):  # every sentence stopped early in this fold
-                for i, p in zip(held, result.predictions):
+            for step in range(1, STEPS + 1):  # past the fold's last pass, at_step keeps each sentence's last
+                for i, p in zip(held, result.at_step(step)):
                     outputs[bias, step][i] = predictor.task.ids_to_labels(p)
-                seconds[bias, step] += result.stats[-1].seconds
+                stat = result.stats[min(step, len(result.stats)) - 1]
+                seconds[bias, step] += stat.seconds
+                active[bias, step] += stat.active if step <= len(result.stats) else 0
     task = predictor.task
     rows = []
     for (bias, step), pred in sorted(outputs.items()):
