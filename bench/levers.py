@@ -35,7 +35,7 @@ from stepwise.tasks import get_task
 from stepwise.training.dropout import use_mask_dropout
 from stepwise.training.flops import matmul_peak
 from stepwise.training.objectives import ObjectiveContext, build_objective
-from stepwise.training.optim import build_optimizer, freeze_embeddings, param_groups
+from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.step import TrainStep
 from stepwise.training.used_rows import UsedRows
 
@@ -99,8 +99,7 @@ def build(lever: str, task, features, pad_id: int, cfg: TrainConfig, precision: 
     if lever == "frozen_layer":  # the whole embedding layer: no gradient below layer 1 either
         model.encoder.embeddings.requires_grad_(False)
     used_rows = UsedRows(model, [sorted(vocabulary or ())], pad_id) if lever.startswith("used_rows") else None
-    optimizer = (torch.optim.AdamW(param_groups(model, 0.01), lr=5e-5, foreach=True) if lever in FOREACH
-                 else build_optimizer(model, "adamw", 5e-5, 0.01))
+    optimizer = build_optimizer(model, "adamw", 5e-5, 0.01, fused=lever not in FOREACH)
     if used_rows is not None:
         used_rows.track(optimizer)
     objective = build_objective("supervised", ObjectiveContext(task, model, cfg, precision, features))
