@@ -99,8 +99,11 @@ def source_copy(task, examples) -> dict:
             "F0.5": round(m["f0.5"], 4), "changed_%": 0.0, "mean_passes": 0, "ms_per_sentence": 0.0}
 
 
-def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[float]) -> list[dict]:
-    """RL with the sentence-GLEU reward vs the cross-entropy control at equal extra training time."""
+def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[float], passes: list[int]
+            ) -> list[dict]:
+    """RL with the sentence-GLEU reward vs the cross-entropy control at the extra training time of RL with the
+    one-pass reward; RL whose reward waits for the greedy passes after the sampled one (`rl_passes` P) beside it.
+    Each run is scored at 1 pass and at STEPS passes."""
     import json
 
     import stepwise
@@ -108,20 +111,24 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
     common = {"train": str(files["train"]), "dev": str(files["dev"]), "lr": 1e-5, "warmup_ratio": 0.0,
               "batch_size": 32, "max_length": 128, "patience": None, "quiet": True, "overwrite": True}
     name = run_dir.parent / run_dir.name
-    rl = stepwise.rl(str(run_dir), out=f"{name}_rl", reward="gleu", max_steps=steps, **common)
-    rl_seconds = rl.results["train"]["seconds"]
+    runs = [(f"+ RL (gleu reward{f', {p} passes' if p > 1 else ''})",
+             stepwise.rl(str(run_dir), out=f"{name}_rl{f'{p}p' if p > 1 else ''}", reward="gleu", max_steps=steps,
+                         rl_passes=p, **common)) for p in passes]
+    rl_seconds = runs[0][1].results["train"]["seconds"]
     base = json.loads((run_dir / "results.json").read_text())["train"]
     ce_steps = max(1, round(rl_seconds / (base["seconds"] / base["steps"])))
-    ce = stepwise.train(task="edit", init_from=str(run_dir), out=f"{name}_ce", max_steps=ce_steps, **common)
+    runs.append((f"+ cross-entropy, the time of {runs[0][0][2:]}", stepwise.train(
+        task="edit", init_from=str(run_dir), out=f"{name}_ce", max_steps=ce_steps, **common)))
     rows = []
-    for name, run in (("+ RL (gleu reward)", rl), ("+ cross-entropy, same extra time", ce)):
+    for label, run in runs:
         predictor = stepwise.load(run.path)
         for bias in [0.0, *biases]:
             predictor.task.keep_bias = bias
-            rows.append({"data": "JFLEG dev", "system": f"editor {name}, {STEPS} passes", "keep_bias": bias,
-                         "T": STEPS, "extra_steps": run.results["train"]["steps"],
-                         "extra_seconds": run.results["train"]["seconds"], **score(predictor, jfleg, STEPS)})
-            print(rows[-1], flush=True)
+            for t in (1, STEPS):
+                rows.append({"data": "JFLEG dev", "system": f"editor {label}, {t} pass{'es' if t > 1 else ''}",
+                             "keep_bias": bias, "T": t, "extra_steps": run.results["train"]["steps"],
+                             "extra_seconds": run.results["train"]["seconds"], **score(predictor, jfleg, t)})
+                print(rows[-1], flush=True)
     return rows
 
 
@@ -200,6 +207,9 @@ def main() -> None:
     parser.add_argument("--jfleg-epochs", type=float, default=2.0)
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
+    parser.add_argument("--rl-passes", type=int, nargs="+", default=[1], help="RL runs whose reward scores the "
+                        "sentence after P passes (the sampled one, then greedy ones), one run per P; the first is "
+                        "the cross-entropy control's time")
     args = parser.parse_args()
 
     import stepwise
@@ -256,7 +266,7 @@ def main() -> None:
     print(f"JFLEG dev pass by pass (keep_bias {best['keep_bias']}):")
     print(table(passes, list(passes[0])))
     if args.rl_steps:
-        rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias)
+        rows += rl_rows(run_dir, files, data["JFLEG dev"], args.rl_steps, args.keep_bias, args.rl_passes)
     extra = {}
     if args.jfleg_folds:
         fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
@@ -264,7 +274,8 @@ def main() -> None:
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
-    name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "")
+    name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
+        (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
     emit(name, rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
                       "ms_per_sentence", "extra_steps", "extra_seconds"],
          {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes, **extra})

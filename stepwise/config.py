@@ -85,6 +85,9 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
+    rl_passes: int = Field(1, ge=1, le=10, description="rl, edit: the reward scores the sentence after this many "
+                           "passes: the sampled pass, then the current model's greedy passes (1: the sampled pass "
+                           "alone)")
     own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
                                "replaced by the model's own one-pass output (tagged against the same target), so "
                                "later passes learn to fix what the model leaves; 0 = off")

@@ -240,17 +240,38 @@ def test_rl_outcomes_turn_sampled_tags_into_scored_sentences(tiny_model: str) ->
     assert outcomes(ids, keep)[0][0] == "the cat saw dog" and gleu("the cat saw dog", golds[0]) < 0.5
 
 
+def test_rl_outcomes_with_passes_are_what_the_later_passes_make(editor: tuple[Path, Path]) -> None:
+    """rl_passes > 1: the sampled pass's sentence, then the model's greedy passes, as at prediction time."""
+    from stepwise.predictor import PredictOptions, load
+
+    run, tmp = editor
+    predictor = load(run)
+    task = predictor.task
+    examples = EditTask.read_file(str(tmp / "test.tsv"))[:12]
+    features = task.encode(predictor.tokenizer, examples, 64)
+    ids = [f["pair_id"] for f in features if f["_state"] == list(examples[f["_example"]].text.split())]
+    keep = [[KEEP] * sum(features[i]["word_mask"]) for i in ids]
+    sources = [" ".join(features[i]["_state"]) for i in ids]
+    assert task.action_outcomes(features)(ids, keep)[0] == sources
+    follow = {"model": predictor.model, "tokenizer": predictor.tokenizer, "max_length": 64}
+    for passes in (2, 3):
+        later = predictor.run([examples[features[i]["_example"]] for i in ids], PredictOptions(steps=passes - 1))
+        made = task.action_outcomes(features, passes=passes, **follow)(ids, keep)[0]
+        assert made == [" ".join(p) for p in later.predictions]
+        assert sum(a != b for a, b in zip(made, sources)) >= len(ids) // 2  # the passes did edit
+
+
 def test_rl_on_an_editor_with_the_gleu_reward(editor: tuple[Path, Path]) -> None:
     from stepwise.recipes.rl import rl
 
     run, tmp = editor
     out = tmp / "rl"
     result = rl(str(run), train=str(tmp / "train.tsv"), dev=str(tmp / "dev.tsv"), out=str(out), epochs=1,
-                batch_size=8, lr=1e-4, precision="fp32", quiet=True, threads=1)
+                batch_size=8, lr=1e-4, precision="fp32", quiet=True, threads=1, rl_passes=2)
     assert result.results["train"]["best_dev_reward"] > 0.5
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward_mean" in r for r in logs)
-    assert "reward: gleu" in (out / "config.yaml").read_text()
+    assert "reward: gleu" in (out / "config.yaml").read_text() and "rl_passes: 2" in (out / "config.yaml").read_text()
 
 
 def test_augment_adds_noisy_copies_that_keep_labels(tiny_model: str, toy_files: dict, ner_files: dict,

@@ -234,7 +234,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         use_reward = job.reward is not None and metric == "reward"
         evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
     loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
-                                                       job.teacher))
+                                                       job.teacher, job.tokenizer))
     step_inputs, doc_notes = task.step_inputs(cfg, job.tokenizer, precision), None
     if cfg.doc_context == "model":  # out-of-fold step-1 tags → each training sentence's document context
         from stepwise.recipes.doc_context import out_of_fold

@@ -77,9 +77,9 @@ class ReinforceObjective:
             greedy_rewards = ((greedy_taken * maskf).sum(1) / maskf.sum(1).clamp(min=1)).tolist()
         else:
             if self.outcomes is not None:
-                pair_ids = batch["pair_id"].tolist()
-                preds, gold = self.outcomes(pair_ids, self._tags(sampled, mask))
-                greedy_preds = self.outcomes(pair_ids, self._tags(greedy, mask))[0]
+                pair_ids, n = batch["pair_id"].tolist(), len(sampled)
+                both, gold = self.outcomes(pair_ids * 2, self._tags(sampled, mask) + self._tags(greedy, mask))
+                preds, greedy_preds, gold = both[:n], both[n:], gold[:n]
             else:
                 gold = self._labels(gold_ids, mask, single)
                 preds, greedy_preds = self._labels(sampled, mask, single), self._labels(greedy, mask, single)

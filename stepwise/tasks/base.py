@@ -121,9 +121,11 @@ class Task(ABC):
         """The prediction that matches one gold item exactly (a reward's sanity check)."""
         return gold
 
-    def action_outcomes(self, features: list[Feature]) -> Any:
+    def action_outcomes(self, features: list[Feature], **follow: Any) -> Any:
         """For RL: None when the actions (labels, tags) are the prediction and the gold labels its gold; else
-        f(pair_ids, action rows) -> (predictions, golds) for tasks whose actions build the prediction."""
+        f(pair_ids, action rows) -> (predictions, golds) for tasks whose actions build the prediction.
+        `follow` (model, tokenizer, passes, ...): an iterative task's prediction is what its later passes make
+        of the actions' outcome."""
         return None
 
     @classmethod

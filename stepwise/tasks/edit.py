@@ -154,9 +154,12 @@ class EditTask(TagTask):
     def perfect(self, gold: Any) -> Any:
         return " ".join(gold[1][0]) if gold[1] else " ".join(gold[0])
 
-    def action_outcomes(self, features: list[Feature]) -> Any:
+    def action_outcomes(self, features: list[Feature], *, model: Any = None, tokenizer: Any = None, passes: int = 1,
+                        precision: str = "fp32", max_length: int = 128, batch_size: int = 64) -> Any:
         """RL: sampled tags → the sentence they make from the pair's current state, scored against the source's
-        references (every reference, not just the one the pair was built from)."""
+        references (every reference, not just the one the pair was built from). With `passes` > 1 the
+        sentence is what `model`'s greedy passes then make of it, as at prediction time: the reward of an
+        edit counts what it lets the later passes do."""
         table = {f["pair_id"]: f for f in features}
 
         def outcomes(pair_ids: list[int], rows: list[list[str]]) -> tuple[list[str], list[Any]]:
@@ -166,11 +169,25 @@ class EditTask(TagTask):
                 state = f["_state"]
                 full = [KEEP] * (len(state) + 1)
                 full[f["_start"]:f["_start"] + len(tags)] = tags  # a window covers part of $START + words
-                preds.append(" ".join(self.apply(state, full)))
+                preds.append(self.apply(state, full))
                 golds.append(f["_gold"])
-            return preds, golds
+            if passes > 1:
+                preds = self._later_passes(model, tokenizer, preds, passes - 1, precision, max_length, batch_size)
+            return [" ".join(p) for p in preds], golds
 
         return outcomes
+
+    def _later_passes(self, model: Any, tokenizer: Any, sentences: list[list[str]], passes: int, precision: str,
+                      max_length: int, batch_size: int) -> list[list[str]]:
+        from stepwise.backends.torch import TorchBackend
+        from stepwise.edit.policy import EditPolicy
+        from stepwise.refine.engine import refine
+
+        examples = [Example(list(s)) for s in sentences]
+        policy = EditPolicy(TorchBackend(model, precision), self, tokenizer, examples, batch_size=batch_size,
+                            max_length=max_length)
+        result = refine(policy, len(examples), steps=passes, initial=[tuple(s) for s in sentences])
+        return [list(p) for p in result.predictions]
 
     # --- encoding: $START + words, the first operation of each position as its label ----------
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,

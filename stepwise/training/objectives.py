@@ -41,6 +41,7 @@ class ObjectiveContext:
     train_features: list[Feature]
     reward: Callable[[Any, Any], float] | None = None
     teacher: Teacher | None = None
+    tokenizer: Any = None  # for objectives that run the model on new text (an editor's later passes)
 
 
 def labels_per_batch(features: list[Feature], batch_size: int) -> float:
@@ -69,9 +70,13 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
     from stepwise.rl import ReinforceObjective
 
     cfg = ctx.config
+    follow = {}
+    if getattr(cfg, "rl_passes", 1) > 1:  # the reward waits for the greedy passes after the sampled one
+        follow = {"model": ctx.model, "tokenizer": ctx.tokenizer, "passes": cfg.rl_passes, "precision": ctx.precision,
+                  "max_length": cfg.max_length, "batch_size": cfg.eval_batch_size}
     return ReinforceObjective(ctx.task, ctx.model, ctx.reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
                               kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=ctx.precision,
-                              outcomes=ctx.task.action_outcomes(ctx.train_features))
+                              outcomes=ctx.task.action_outcomes(ctx.train_features, **follow))
 
 
 def distill(ctx: ObjectiveContext) -> Objective:
