@@ -224,7 +224,7 @@ def test_rl_outcomes_turn_sampled_tags_into_scored_sentences(tiny_model: str) ->
     gold is the source with every reference."""
     from stepwise.data.readers import Example
     from stepwise.model import load_tokenizer
-    from stepwise.rl.rewards import gleu
+    from stepwise.reinforce.rewards import gleu
 
     examples = [Example("the cat saw dog", ["The cat saw the dog .", "A cat saw the dog ."], 1)]
     task = EditTask(EditTask.collect_labels(examples * 2))

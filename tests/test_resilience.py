@@ -189,6 +189,20 @@ def test_importing_stepwise_changes_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_exported_functions_survive_importing_every_subpackage() -> None:
+    """`stepwise.rl(...)` once failed with "module not callable" in a process that had scored an editor: importing
+    a subpackage named like an exported function rebinds that name on the package."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(stepwise.__path__):
+        if info.ispkg:
+            importlib.import_module(f"stepwise.{info.name}")
+    for name in stepwise.__all__:
+        assert not isinstance(getattr(stepwise, name), type(stepwise)), f"stepwise.{name} is a module"
+    assert callable(stepwise.rl) and callable(stepwise.train) and callable(stepwise.load)
+
+
 def test_files_are_written_with_normal_permissions(tiny_model: str, reference: dict, tmp_path: Path) -> None:
     run = stepwise.train(**tiny_options(tiny_model, reference["files"], tmp_path / "run", epochs=1))
     mask = os.umask(0)

@@ -13,8 +13,8 @@ from torch import nn
 import stepwise
 from stepwise.cli import main
 from stepwise.errors import StepwiseError
-from stepwise.rl.reinforce import ReinforceObjective
-from stepwise.rl.rewards import accuracy, bleu, entity_f1, get_reward, rouge_l
+from stepwise.reinforce.objective import ReinforceObjective
+from stepwise.reinforce.rewards import accuracy, bleu, entity_f1, get_reward, rouge_l
 from stepwise.tasks import get_task
 from tests.conftest import tiny_options, toy_ner, write_conll
 

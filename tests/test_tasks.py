@@ -13,7 +13,7 @@ import pytest
 from stepwise.data.batching import IGNORE_INDEX, pad
 from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
-from stepwise.rl.rewards import BUILT_IN, LOGLIK
+from stepwise.reinforce.rewards import BUILT_IN, LOGLIK
 from stepwise.tasks import get_task, task_class, task_names
 from tests.conftest import toy_edits, toy_ner, toy_sentences
 

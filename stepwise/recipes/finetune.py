@@ -164,7 +164,7 @@ def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
 
 def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
     """The reward, checked before any writing: known, fits the task, and sane on gold predictions."""
-    from stepwise.rl.rewards import BUILT_IN, LOGLIK, get_reward
+    from stepwise.reinforce.rewards import BUILT_IN, LOGLIK, get_reward
 
     spec = cfg.reward or task.default_reward
     if (spec in BUILT_IN or spec == LOGLIK) and spec not in task.rewards:

@@ -66,8 +66,8 @@ def supervised(ctx: ObjectiveContext) -> Objective:
 
 
 def reinforce(ctx: ObjectiveContext) -> Objective:
-    """REINFORCE with a baseline, entropy bonus and KL to the starting policy (stepwise.rl)."""
-    from stepwise.rl import ReinforceObjective
+    """REINFORCE with a baseline, entropy bonus and KL to the starting policy (stepwise.reinforce)."""
+    from stepwise.reinforce import ReinforceObjective
 
     cfg = ctx.config
     follow = {}

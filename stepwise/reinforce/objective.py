@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from stepwise.data.batching import IGNORE_INDEX
 from stepwise.precision import autocast
-from stepwise.rl.rewards import Reward
+from stepwise.reinforce.rewards import Reward
 from stepwise.tasks.base import Task
 
 
