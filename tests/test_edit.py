@@ -303,6 +303,19 @@ def test_augment_is_refused_for_an_editor(edit_files: dict, tiny_model: str, tmp
     assert "stepwise noise" in capsys.readouterr().err
 
 
+def test_editor_only_options_are_refused_elsewhere(edit_files: dict, toy_files: dict, tiny_model: str,
+                                                   tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--rl-passes and --own-outputs would be ignored by a classifier (and --rl-passes by supervised training)."""
+    base = ["--model", tiny_model, "--out", str(tmp_path / "r")]
+    for args in (["--task", "classify", "--train", str(toy_files["train"]), "--own-outputs", "0.5"],
+                 ["--task", "classify", "--train", str(toy_files["train"]), "--rl-passes", "2"],
+                 ["--task", "edit", "--train", str(edit_files["train"]), "--rl-passes", "2"]):
+        assert main(["train", *args, *base]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("--own-outputs" in err[0] or "--rl-passes" in err[0])
+    assert not (tmp_path / "r").exists()
+
+
 def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: str) -> None:
     """Training on own outputs: a batch's sentences become what the current model makes of them in one pass,
     labeled with the edits from there to the unchanged target."""

@@ -95,6 +95,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     cfg = cfg.model_copy(update={"task": name})
     task_cls = task_class(name)
     _check_metric(cfg, task_cls, objective)
+    _check_edit_options(cfg, task_cls, objective)
     if not start_meta:
         check_encoder_dir(cfg.model or default_model_dir())
 
@@ -160,6 +161,15 @@ def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
     if cfg.metric not in allowed:
         raise StepwiseError(f"--metric {cfg.metric} is not a {task_cls.noun} metric",
                             fix=f"use one of {', '.join(allowed)}")
+
+
+def _check_edit_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
+    """Options that only an iterative task's training reads are refused elsewhere, not silently ignored."""
+    if cfg.rl_passes > 1 and (objective != "reinforce" or not task_cls.iterative):
+        raise StepwiseError(f"--rl-passes is for `stepwise rl` on an editor, not for {task_cls.noun} "
+                            f"{'RL' if objective == 'reinforce' else 'training'}", fix="drop --rl-passes")
+    if cfg.own_outputs and not task_cls.iterative:
+        raise StepwiseError(f"--own-outputs is for editors, not for {task_cls.noun} runs", fix="drop --own-outputs")
 
 
 def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
