@@ -132,14 +132,16 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
     return rows
 
 
-def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float]
-                ) -> tuple[list[dict], dict]:
+def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float],
+                rl_steps: int = 0, rl_passes: int = 1) -> tuple[list[dict], dict]:
     """Learner errors in training, each JFLEG sentence scored by an editor that never saw it (cross-fitting).
 
     JFLEG dev is split into `folds` seeded folds of sentences; for each fold the editor in `run_dir` is trained on
     for `epochs` more on the other folds' (source, reference) pairs — all four references — mixed with as many of
     its own synthetic pairs, then runs STEPS passes over the held-out fold. The folds' outputs are put back in
     order and scored together: GLEU of the whole dev set after each pass, with cumulative latency.
+    With `rl_steps`, each fold's editor is instead `stepwise rl` for that many steps on the same mix (the GLEU
+    reward, each learner sentence once with its four references, `rl_passes` passes per reward).
     """
     from collections import defaultdict
 
@@ -159,12 +161,20 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
         learner = [f"{' '.join(ex.text.split())}\t{ref}" for i, ex in enumerate(jfleg) if fold_of[i] != k
                    for ref in references(ex.label)]
         mixed = learner + random.Random(k).sample(synthetic, len(learner))
+        if rl_steps:  # the reward needs every reference of a source on one line
+            mixed = ["\t".join([" ".join(ex.text.split()), *references(ex.label)])
+                     for i, ex in enumerate(jfleg) if fold_of[i] != k] + mixed[len(learner):]
         random.Random(k).shuffle(mixed)
-        path = run_dir.parent / f"jfleg_fold{k}_of{folds}.tsv"
+        path = run_dir.parent / f"jfleg_fold{k}_of{folds}{'_rl' if rl_steps else ''}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
-        run = stepwise.train(task="edit", init_from=str(run_dir), train=str(path), dev=str(files["dev"]),
-                             out=str(run_dir.parent / f"{run_dir.name}_jfleg{k}of{folds}"), epochs=epochs, lr=5e-5,
-                             batch_size=32, max_length=128, eval_every=None, patience=None, quiet=True, overwrite=True)
+        common = {"train": str(path), "dev": str(files["dev"]), "batch_size": 32, "max_length": 128,
+                  "eval_every": None, "patience": None, "quiet": True, "overwrite": True}
+        if rl_steps:
+            run = stepwise.rl(str(run_dir), out=str(run_dir.parent / f"{run_dir.name}_jfleg{k}of{folds}_rl{rl_passes}"),
+                              reward="gleu", max_steps=rl_steps, rl_passes=rl_passes, **common)
+        else:
+            run = stepwise.train(task="edit", init_from=str(run_dir), out=str(run_dir.parent /
+                                 f"{run_dir.name}_jfleg{k}of{folds}"), epochs=epochs, lr=5e-5, **common)
         runs.append({"fold": k, "pairs": len(mixed), "learner_pairs": len(learner), **run.results["train"]})
         print(f"fold {k}: {runs[-1]}", flush=True)
         predictor = stepwise.load(run.path)
@@ -205,6 +215,8 @@ def main() -> None:
                         "dev — the editor trained on for --jfleg-epochs more on the other folds' learner pairs (+ as "
                         "many synthetic ones), each fold scored pass by pass by the editor that never saw it")
     parser.add_argument("--jfleg-epochs", type=float, default=2.0)
+    parser.add_argument("--jfleg-rl-steps", type=int, default=0, help="with --jfleg-folds: each fold's editor is "
+                        "`stepwise rl` (gleu reward) for this many steps on the same data instead of cross-entropy")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
     parser.add_argument("--rl-passes", type=int, nargs="+", default=[1], help="RL runs whose reward scores the "
@@ -270,11 +282,12 @@ def main() -> None:
     extra = {}
     if args.jfleg_folds:
         fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
-                                       args.keep_bias)
+                                       args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0])
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
     name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
+        (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}" if args.jfleg_folds and args.jfleg_rl_steps else "") + \
         (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
     emit(name, rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
                       "ms_per_sentence", "extra_steps", "extra_seconds"],
