@@ -133,7 +133,7 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
 
 
 def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float],
-                rl_steps: int = 0, rl_passes: int = 1) -> tuple[list[dict], dict]:
+                rl_steps: int = 0, rl_passes: int = 1, rl_lr: float = 1e-5) -> tuple[list[dict], dict]:
     """Learner errors in training, each JFLEG sentence scored by an editor that never saw it (cross-fitting).
 
     JFLEG dev is split into `folds` seeded folds of sentences; for each fold the editor in `run_dir` is trained on
@@ -171,7 +171,7 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
                   "eval_every": None, "patience": None, "quiet": True, "overwrite": True}
         if rl_steps:
             run = stepwise.rl(str(run_dir), out=str(run_dir.parent / f"{run_dir.name}_jfleg{k}of{folds}_rl{rl_passes}"),
-                              reward="gleu", max_steps=rl_steps, rl_passes=rl_passes, **common)
+                              reward="gleu", max_steps=rl_steps, rl_passes=rl_passes, lr=rl_lr, **common)
         else:
             run = stepwise.train(task="edit", init_from=str(run_dir), out=str(run_dir.parent /
                                  f"{run_dir.name}_jfleg{k}of{folds}"), epochs=epochs, lr=5e-5, **common)
@@ -219,6 +219,7 @@ def main() -> None:
                         "`stepwise rl` (gleu reward) for this many steps on the same data instead of cross-entropy")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
                         "run vs continued cross-entropy training for the same time, scored on JFLEG dev")
+    parser.add_argument("--rl-lr", type=float, default=1e-5, help="with --jfleg-rl-steps: the RL learning rate")
     parser.add_argument("--rl-passes", type=int, nargs="+", default=[1], help="RL runs whose reward scores the "
                         "sentence after P passes (the sampled one, then greedy ones), one run per P; the first is "
                         "the cross-entropy control's time")
@@ -282,12 +283,13 @@ def main() -> None:
     extra = {}
     if args.jfleg_folds:
         fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
-                                       args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0])
+                                       args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0], args.rl_lr)
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
     name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
-        (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}" if args.jfleg_folds and args.jfleg_rl_steps else "") + \
+        (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}"
+         if args.jfleg_folds and args.jfleg_rl_steps else "") + \
         (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
     emit(name, rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
                       "ms_per_sentence", "extra_steps", "extra_seconds"],
