@@ -303,17 +303,26 @@ def test_augment_is_refused_for_an_editor(edit_files: dict, tiny_model: str, tmp
     assert "stepwise noise" in capsys.readouterr().err
 
 
-def test_editor_only_options_are_refused_elsewhere(edit_files: dict, toy_files: dict, tiny_model: str,
-                                                   tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """--rl-passes and --own-outputs would be ignored by a classifier (and --rl-passes by supervised training)."""
+def test_task_options_are_refused_by_tasks_that_do_not_read_them(edit_files: dict, toy_files: dict, ner_files: dict,
+                                                                   tiny_model: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """A classifier would ignore --own-outputs, --strict or --casing, an editor --strict, and supervised training
+    --rl-passes: each is one line and exit 2 instead, before anything is written."""
     base = ["--model", tiny_model, "--out", str(tmp_path / "r")]
-    for args in (["--task", "classify", "--train", str(toy_files["train"]), "--own-outputs", "0.5"],
-                 ["--task", "classify", "--train", str(toy_files["train"]), "--rl-passes", "2"],
-                 ["--task", "edit", "--train", str(edit_files["train"]), "--rl-passes", "2"]):
+    classify = ["--task", "classify", "--train", str(toy_files["train"])]
+    edit = ["--task", "edit", "--train", str(edit_files["train"])]
+    for args, flag, readers in ((classify + ["--own-outputs", "0.5"], "--own-outputs", "editors"),
+                                (classify + ["--rl-passes", "2"], "--rl-passes", "editors"),
+                                (classify + ["--strict"], "--strict", "taggers"),
+                                (classify + ["--no-casing"], "--casing", "taggers and editors"),
+                                (edit + ["--strict"], "--strict", "taggers"),
+                                (edit + ["--rl-passes", "2"], "--rl-passes", "stepwise rl")):
         assert main(["train", *args, *base]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and ("--own-outputs" in err[0] or "--rl-passes" in err[0])
+        assert len(err) == 1 and flag in err[0] and readers in err[0], err
     assert not (tmp_path / "r").exists()
+    assert main(["train", "--task", "tag", "--train", str(ner_files["train"]), "--strict", "--no-casing",
+                 "--epochs", "1", *base]) == 0  # a tagger reads both
 
 
 def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: str) -> None:

@@ -95,7 +95,7 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     cfg = cfg.model_copy(update={"task": name})
     task_cls = task_class(name)
     _check_metric(cfg, task_cls, objective)
-    _check_edit_options(cfg, task_cls, objective)
+    _check_task_options(cfg, task_cls, objective)
     if not start_meta:
         check_encoder_dir(cfg.model or default_model_dir())
 
@@ -163,13 +163,19 @@ def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
                             fix=f"use one of {', '.join(allowed)}")
 
 
-def _check_edit_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
-    """Options that only an iterative task's training reads are refused elsewhere, not silently ignored."""
-    if cfg.rl_passes > 1 and (objective != "reinforce" or not task_cls.iterative):
-        raise StepwiseError(f"--rl-passes is for `stepwise rl` on an editor, not for {task_cls.noun} "
-                            f"{'RL' if objective == 'reinforce' else 'training'}", fix="drop --rl-passes")
-    if cfg.own_outputs and not task_cls.iterative:
-        raise StepwiseError(f"--own-outputs is for editors, not for {task_cls.noun} runs", fix="drop --own-outputs")
+def _check_task_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
+    """A task-specific option that this task does not read is refused, not silently ignored."""
+    from stepwise.config import TASK_OPTIONS
+    from stepwise.tasks import task_class, task_names
+
+    for name in TASK_OPTIONS:
+        if name in task_cls.config_fields or getattr(cfg, name) == TrainConfig.model_fields[name].default:
+            continue
+        readers = [task_class(t).noun + "s" for t in task_names() if name in task_class(t).config_fields]
+        flag = "--" + name.replace("_", "-")
+        raise StepwiseError(f"{flag} is for {' and '.join(readers)}, not for {task_cls.noun} runs", fix=f"drop {flag}")
+    if cfg.rl_passes > 1 and objective != "reinforce":
+        raise StepwiseError("--rl-passes is for `stepwise rl`: it shapes the reward", fix="drop --rl-passes")
 
 
 def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:

@@ -62,6 +62,9 @@ class Task(ABC):
     #: whether examples of one document inform each other (a tagger's document context): the server then
     #: takes each text's document
     takes_documents: bool = False
+    #: the task-specific training options (`stepwise.config.TASK_OPTIONS`) this task reads; a run of another
+    #: task refuses them rather than ignoring them
+    config_fields: tuple[str, ...] = ()
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         check_classes(labels)

@@ -78,6 +78,7 @@ def training_pairs(examples: list[Example], stages: int = 2) -> list[tuple[int, 
 class EditTask(TagTask):
     name = "edit"
     noun = "editor"
+    config_fields = ("casing", "own_outputs", "rl_passes")
     pooling = "token"
     default_metric = "gleu"
     metric_names = ("gleu", "f0.5", "precision", "recall", "bleu")

@@ -40,6 +40,7 @@ def words_of(example: Example) -> list[str]:
 class TagTask(Task):
     name = "tag"
     noun = "tagger"
+    config_fields = ("casing", "strict", "repair", "doc_fold_epochs")
     pooling = "token"
     default_metric = "f1"
     metric_names = ("f1", "precision", "recall", "macro_f1", "token_accuracy")
