@@ -190,8 +190,8 @@ def test_importing_stepwise_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_the_exported_functions_survive_importing_every_subpackage() -> None:
-    """`stepwise.rl(...)` once failed with "module not callable" in a process that had scored an editor: importing
-    a subpackage named like an exported function rebinds that name on the package."""
+    """A second `stepwise.rl(...)` in one process once failed with "module not callable": the first imported the
+    rewards from a subpackage named `stepwise.rl`, and importing a subpackage rebinds that name on the package."""
     import importlib
     import pkgutil
 
