@@ -280,6 +280,12 @@ CASES: list[Case] = [
     Case("--output equal to --input", "silent",
          lambda ws: ["predict", str(ws.cls_run), "--input", str(ws.cls_dev), "--output", str(ws.cls_dev)],
          "is the input file", out=None),
+    Case("--strict for a classifier", "silent", lambda ws: train_args(ws, "--strict"), "--strict is for taggers"),
+    Case("--own-outputs for a tagger", "silent",
+         lambda ws: train_args(ws, "--task", "tag", "--own-outputs", "0.5", train=ws.ner_train),
+         "--own-outputs is for editors"),
+    Case("--rl-passes on supervised training", "silent", lambda ws: train_args(ws, "--rl-passes", "3"),
+         "--rl-passes is for editors"),
 ]
 
 
