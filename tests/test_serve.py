@@ -90,6 +90,12 @@ def predict_when_loaded(server: Server, body: Any, timeout: float = 90) -> tuple
         time.sleep(0.2)
 
 
+def burst(server: Server, n: int = 8) -> None:
+    """n simultaneous one-text requests (their answers are not looked at)."""
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda t: predict(server, {"texts": [t]}), ["good"] * n))
+
+
 def make_concurrent(server: Server) -> None:
     """Bursts of simultaneous requests until one burst was served by a single merged batch.
 
@@ -102,8 +108,7 @@ def make_concurrent(server: Server) -> None:
 
     for _ in range(20):
         before = counts()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda t: predict(server, {"texts": [t]}), ["good"] * 8))
+        burst(server)
         after = counts()
         if (after[0] - before[0], after[1] - before[1]) == (8, 1):
             return
@@ -325,8 +330,7 @@ def test_request_timeout_is_503_with_retry_after(cls_run: Path, tmp_path: Path) 
     try:
         srv.wait_ready()
         for _ in range(20):  # bursts until the server waits its window (the bursts themselves may time out)
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda t: predict(srv, {"texts": [t]}), ["good"] * 8))
+            burst(srv)
             status, headers, content = call(srv.url + "/v1/predict", {"texts": ["good"]})
             if status != 200:
                 break
