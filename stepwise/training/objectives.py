@@ -71,7 +71,7 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
 
     cfg = ctx.config
     follow = {}
-    if getattr(cfg, "rl_passes", 1) > 1:  # the reward waits for the greedy passes after the sampled one
+    if cfg.rl_passes > 1:  # the reward waits for the greedy passes after the sampled one
         follow = {"model": ctx.model, "tokenizer": ctx.tokenizer, "passes": cfg.rl_passes, "precision": ctx.precision,
                   "max_length": cfg.max_length, "batch_size": cfg.eval_batch_size}
     return ReinforceObjective(ctx.task, ctx.model, ctx.reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
