@@ -158,12 +158,13 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
     active: dict = defaultdict(int)
     runs = []
     for k in range(folds):
-        learner = [f"{' '.join(ex.text.split())}\t{ref}" for i, ex in enumerate(jfleg) if fold_of[i] != k
-                   for ref in references(ex.label)]
-        mixed = learner + random.Random(k).sample(synthetic, len(learner))
+        others = [(" ".join(ex.text.split()), references(ex.label)) for i, ex in enumerate(jfleg) if fold_of[i] != k]
+        learner = [f"{src}\t{ref}" for src, refs in others for ref in refs]
         if rl_steps:  # the reward needs every reference of a source on one line
-            mixed = ["\t".join([" ".join(ex.text.split()), *references(ex.label)])
-                     for i, ex in enumerate(jfleg) if fold_of[i] != k] + mixed[len(learner):]
+            learner_lines = ["\t".join([src, *refs]) for src, refs in others]
+        else:
+            learner_lines = learner
+        mixed = learner_lines + random.Random(k).sample(synthetic, len(learner))
         random.Random(k).shuffle(mixed)
         path = run_dir.parent / f"jfleg_fold{k}_of{folds}{'_rl' if rl_steps else ''}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
