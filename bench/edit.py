@@ -132,8 +132,18 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
     return rows
 
 
+def essay_pairs(clean: list[str], count: int, seed: int, noise_scale: float) -> list[str]:
+    """`count` noisy/clean lines from clean essay sentences (enough noisy copies of each, seeded, then sampled)."""
+    from stepwise.data.noise import make_pairs, scale_rates
+
+    copies = -(-count // max(len(clean), 1)) + 1
+    pairs, _ = make_pairs(clean, seed=100 + seed, copies=copies, keep_clean=0.1, rates=scale_rates(None, noise_scale))
+    return [f"{s}\t{t}" for s, t in pairs]
+
+
 def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float],
-                rl_steps: int = 0, rl_passes: int = 1, rl_lr: float = 1e-5) -> tuple[list[dict], dict]:
+                rl_steps: int = 0, rl_passes: int = 1, rl_lr: float = 1e-5, synthetic_from: str = "news",
+                noise_scale: float = 1.0) -> tuple[list[dict], dict]:
     """Learner errors in training, each JFLEG sentence scored by an editor that never saw it (cross-fitting).
 
     JFLEG dev is split into `folds` seeded folds of sentences; for each fold the editor in `run_dir` is trained on
@@ -142,6 +152,8 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
     order and scored together: GLEU of the whole dev set after each pass, with cumulative latency.
     With `rl_steps`, each fold's editor is instead `stepwise rl` for that many steps on the same mix (the GLEU
     reward, each learner sentence once with its four references, `rl_passes` passes per reward).
+    With `synthetic_from="references"` the synthetic half is made, at `noise_scale`, from the other folds'
+    references (learner-essay English, corrected) instead of the editor's own news pairs.
     """
     from collections import defaultdict
 
@@ -164,9 +176,12 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
             learner_lines = ["\t".join([src, *refs]) for src, refs in others]
         else:
             learner_lines = learner
+        if synthetic_from == "references":
+            synthetic = essay_pairs(sorted({ref for _, refs in others for ref in refs}), len(learner), k, noise_scale)
         mixed = learner_lines + random.Random(k).sample(synthetic, len(learner))
         random.Random(k).shuffle(mixed)
-        path = run_dir.parent / f"jfleg_fold{k}_of{folds}{'_rl' if rl_steps else ''}.tsv"
+        tag = ("_rl" if rl_steps else "") + ("_refnoise" if synthetic_from == "references" else "")
+        path = run_dir.parent / f"jfleg_fold{k}_of{folds}{tag}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
         common = {"train": str(path), "dev": str(files["dev"]), "batch_size": 32, "max_length": 128,
                   "eval_every": None, "patience": None, "quiet": True, "overwrite": True}
@@ -175,7 +190,7 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
                               reward="gleu", max_steps=rl_steps, rl_passes=rl_passes, lr=rl_lr, **common)
         else:
             run = stepwise.train(task="edit", init_from=str(run_dir), out=str(run_dir.parent /
-                                 f"{run_dir.name}_jfleg{k}of{folds}"), epochs=epochs, lr=5e-5, **common)
+                                 f"{run_dir.name}_jfleg{k}of{folds}{tag}"), epochs=epochs, lr=5e-5, **common)
         runs.append({"fold": k, "pairs": len(mixed), "learner_pairs": len(learner), **run.results["train"]})
         print(f"fold {k}: {runs[-1]}", flush=True)
         predictor = stepwise.load(run.path)
@@ -216,6 +231,9 @@ def main() -> None:
                         "dev — the editor trained on for --jfleg-epochs more on the other folds' learner pairs (+ as "
                         "many synthetic ones), each fold scored pass by pass by the editor that never saw it")
     parser.add_argument("--jfleg-epochs", type=float, default=2.0)
+    parser.add_argument("--jfleg-synthetic", choices=["news", "references"], default="news", help="with "
+                        "--jfleg-folds: the synthetic half of each fold's data, the editor's own news pairs or noisy "
+                        "copies (at --noise-scale) of the other folds' references, clean learner-essay English")
     parser.add_argument("--jfleg-rl-steps", type=int, default=0, help="with --jfleg-folds: each fold's editor is "
                         "`stepwise rl` (gleu reward) for this many steps on the same data instead of cross-entropy")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
@@ -284,11 +302,13 @@ def main() -> None:
     extra = {}
     if args.jfleg_folds:
         fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
-                                       args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0], args.rl_lr)
+                                       args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0], args.rl_lr,
+                                       args.jfleg_synthetic, args.noise_scale)
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
     name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
+        ("_refnoise" if args.jfleg_folds and args.jfleg_synthetic == "references" else "") + \
         (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}"
          if args.jfleg_folds and args.jfleg_rl_steps else "") + \
         (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
