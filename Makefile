@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-llm demo test test-llm lint bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm clean
+.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,17 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check stepwise tests bench
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/pytest -q
+
+# The monitor report's test renders the page in a real headless Chromium. Debian's package is installed when
+# it is missing and apt-get can (as root); otherwise that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "make: Chromium is not installed and could not be: the headless-browser test will skip"
 
 bench: bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm
 
