@@ -7,10 +7,12 @@ A perfect tagger tags each token of the current sentence with the first operatio
 that needs a second look: a token with two operations (a replacement and an appended word), a two-word
 insertion, a merge after a change. The target is each sentence's closest reference, then each reference.
 
-To see that share at an editor's recall, a tagger that knows a fraction p of the edits: an edit (sentence,
-token, operation) is known with probability p, decided once by a hash, so the same edit is known or unknown in
-every pass, as for a deterministic model; unknown edits are tagged $KEEP. It never makes a wrong edit, and it
-gains nothing from a corrected context: it isolates what op dependencies alone give to later passes.
+To see that share at an editor's recall, a tagger that knows a fraction p of the edits, decided once by a hash
+so that the same edit is known or unknown in every pass, as for a deterministic model; unknown edits are tagged
+$KEEP. Two bounds on how a real model's knowledge hangs together: each edit (sentence, token, operation) known
+on its own (a second-pass edit then needs two lucky draws), or whole sentences known (a sentence the tagger
+understands, it corrects completely). It never makes a wrong edit and gains nothing from a corrected context:
+it isolates what dependent operations alone give to later passes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def known(key: str, p: float) -> bool:
     return p >= 1.0 or int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32 < p
 
 
-def passes(sources: list[tuple], targets: list[tuple], p: float) -> list[list[tuple]]:
+def passes(sources: list[tuple], targets: list[tuple], p: float, unit: str) -> list[list[tuple]]:
     """The corpus after each pass (index 0: the sources) of a gold tagger that knows a share p of the edits."""
     from stepwise.edit.tags import KEEP, START, apply_tags
     from stepwise.tasks.edit import ops_for, speller
@@ -37,7 +39,8 @@ def passes(sources: list[tuple], targets: list[tuple], p: float) -> list[list[tu
         nxt = []
         for i, (sentence, target) in enumerate(zip(current, targets)):
             words = [START, *sentence]
-            tags = [ops[0] if ops[0] == KEEP or known(f"{i}|{words[k]}|{ops[0]}", p) else KEEP
+            tags = [ops[0] if ops[0] == KEEP or known(f"{i}|{words[k]}|{ops[0]}" if unit == "edit" else str(i), p)
+                    else KEEP
                     for k, ops in enumerate(ops_for(sentence, list(target)))]
             nxt.append(apply_tags(sentence, tags, speller()))
         current = nxt
@@ -62,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--known", type=float, nargs="+", default=[1.0, 0.5, 0.25],
                         help="shares of the edits the simulated tagger knows")
+    parser.add_argument("--unit", choices=["edit", "sentence"], nargs="+", default=["edit", "sentence"],
+                        help="what the simulated tagger knows or not as a whole")
     args = parser.parse_args()
 
     from stepwise.edit.metrics import gleu, token_edits
@@ -76,9 +81,10 @@ def main() -> None:
     rows = []
     for name, targets in choices.items():
         total, later = later_share(sources, targets)
-        for p in args.known:
-            scores = [round(100 * gleu(sources, out, refs), 2) for out in passes(sources, targets, p)]
-            rows.append({"target": name, "known": p, "ops": total, "ops_past_first_%": round(100 * later / total, 1),
+        for unit, p in [(u, p) for u in args.unit for p in args.known if p < 1 or u == args.unit[0]]:
+            scores = [round(100 * gleu(sources, out, refs), 2) for out in passes(sources, targets, p, unit)]
+            rows.append({"target": name, "known": p, "unit": unit if p < 1 else "", "ops": total,
+                         "ops_past_first_%": round(100 * later / total, 1),
                          **{f"pass_{t}": scores[t] for t in range(PASSES + 1)},
                          "gain_T_vs_1": round(scores[-1] - scores[1], 2),
                          "gain_1_vs_copy": round(scores[1] - scores[0], 2)})
