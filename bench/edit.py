@@ -143,7 +143,7 @@ def essay_pairs(clean: list[str], count: int, seed: int, noise_scale: float) -> 
 
 def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float],
                 rl_steps: int = 0, rl_passes: int = 1, rl_lr: float = 1e-5, synthetic_from: str = "news",
-                noise_scale: float = 1.0) -> tuple[list[dict], dict]:
+                noise_scale: float = 1.0, synthetic_ratio: float = 1.0) -> tuple[list[dict], dict]:
     """Learner errors in training, each JFLEG sentence scored by an editor that never saw it (cross-fitting).
 
     JFLEG dev is split into `folds` seeded folds of sentences; for each fold the editor in `run_dir` is trained on
@@ -153,7 +153,8 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
     With `rl_steps`, each fold's editor is instead `stepwise rl` for that many steps on the same mix (the GLEU
     reward, each learner sentence once with its four references, `rl_passes` passes per reward).
     With `synthetic_from="references"` the synthetic half is made, at `noise_scale`, from the other folds'
-    references (learner-essay English, corrected) instead of the editor's own news pairs.
+    references (learner-essay English, corrected) instead of the editor's own news pairs; `synthetic_ratio`
+    synthetic pairs per learner pair.
     """
     from collections import defaultdict
 
@@ -176,11 +177,13 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
             learner_lines = ["\t".join([src, *refs]) for src, refs in others]
         else:
             learner_lines = learner
+        wanted = round(synthetic_ratio * len(learner))
         if synthetic_from == "references":
-            synthetic = essay_pairs(sorted({ref for _, refs in others for ref in refs}), len(learner), k, noise_scale)
-        mixed = learner_lines + random.Random(k).sample(synthetic, len(learner))
+            synthetic = essay_pairs(sorted({ref for _, refs in others for ref in refs}), wanted, k, noise_scale)
+        mixed = learner_lines + random.Random(k).sample(synthetic, wanted)
         random.Random(k).shuffle(mixed)
-        tag = ("_rl" if rl_steps else "") + ("_refnoise" if synthetic_from == "references" else "")
+        tag = ("_rl" if rl_steps else "") + ("_refnoise" if synthetic_from == "references" else "") + \
+            (f"_x{synthetic_ratio:g}" if synthetic_ratio != 1 else "")
         path = run_dir.parent / f"jfleg_fold{k}_of{folds}{tag}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
         common = {"train": str(path), "dev": str(files["dev"]), "batch_size": 32, "max_length": 128,
@@ -234,6 +237,8 @@ def main() -> None:
     parser.add_argument("--jfleg-synthetic", choices=["news", "references"], default="news", help="with "
                         "--jfleg-folds: the synthetic half of each fold's data, the editor's own news pairs or noisy "
                         "copies (at --noise-scale) of the other folds' references, clean learner-essay English")
+    parser.add_argument("--jfleg-synthetic-ratio", type=float, default=1.0, help="with --jfleg-folds: synthetic "
+                        "pairs per learner pair in each fold's data")
     parser.add_argument("--jfleg-rl-steps", type=int, default=0, help="with --jfleg-folds: each fold's editor is "
                         "`stepwise rl` (gleu reward) for this many steps on the same data instead of cross-entropy")
     parser.add_argument("--rl-steps", type=int, default=0, help="also: RL (gleu reward) for this many steps from the "
@@ -303,12 +308,13 @@ def main() -> None:
     if args.jfleg_folds:
         fold_rows, extra = jfleg_folds(run_dir, files, data["JFLEG dev"], args.jfleg_folds, args.jfleg_epochs,
                                        args.keep_bias, args.jfleg_rl_steps, args.rl_passes[0], args.rl_lr,
-                                       args.jfleg_synthetic, args.noise_scale)
+                                       args.jfleg_synthetic, args.noise_scale, args.jfleg_synthetic_ratio)
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
     name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
         ("_refnoise" if args.jfleg_folds and args.jfleg_synthetic == "references" else "") + \
+        (f"_x{args.jfleg_synthetic_ratio:g}" if args.jfleg_folds and args.jfleg_synthetic_ratio != 1 else "") + \
         (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}"
          if args.jfleg_folds and args.jfleg_rl_steps else "") + \
         (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
