@@ -50,12 +50,13 @@ def passes(sources: list[tuple], targets: list[tuple], p: float, unit: str) -> l
 
 def later_share(sources: list[tuple], targets: list[tuple]) -> tuple[int, int]:
     """(all operations source → target, those past a token's first: one pass cannot make them)."""
+    from stepwise.edit.tags import KEEP
     from stepwise.tasks.edit import ops_for
 
     total = later = 0
     for source, target in zip(sources, targets):
         for ops in ops_for(list(source), list(target)):
-            edits = [o for o in ops if o != "$KEEP"]
+            edits = [o for o in ops if o != KEEP]
             total += len(edits)
             later += max(len(edits) - 1, 0)
     return total, later
