@@ -183,7 +183,7 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
         mixed = learner_lines + random.Random(k).sample(synthetic, wanted)
         random.Random(k).shuffle(mixed)
         tag = ("_rl" if rl_steps else "") + ("_refnoise" if synthetic_from == "references" else "") + \
-            (f"_x{synthetic_ratio:g}" if synthetic_ratio != 1 else "")
+            (f"_x{synthetic_ratio:g}" if synthetic_ratio != 1 else "") + (f"_ep{epochs:g}" if epochs != 2 else "")
         path = run_dir.parent / f"jfleg_fold{k}_of{folds}{tag}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
         common = {"train": str(path), "dev": str(files["dev"]), "batch_size": 32, "max_length": 128,
@@ -315,6 +315,7 @@ def main() -> None:
     name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
         ("_refnoise" if args.jfleg_folds and args.jfleg_synthetic == "references" else "") + \
         (f"_x{args.jfleg_synthetic_ratio:g}" if args.jfleg_folds and args.jfleg_synthetic_ratio != 1 else "") + \
+        (f"_fep{args.jfleg_epochs:g}" if args.jfleg_folds and args.jfleg_epochs != 2 else "") + \
         (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}"
          if args.jfleg_folds and args.jfleg_rl_steps else "") + \
         (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
