@@ -10,9 +10,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from stepwise.errors import StepwiseError
 
-#: training options that only some tasks read (each task lists its own in `Task.config_fields`)
-TASK_OPTIONS = ("casing", "strict", "repair", "doc_fold_epochs", "own_outputs", "rl_passes")
-
 
 class TrainConfig(BaseModel):
     """Every training option; each is also a `--flag` of `stepwise train` and a key in `--config`."""

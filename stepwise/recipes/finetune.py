@@ -164,14 +164,15 @@ def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
 
 
 def _check_task_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
-    """A task-specific option that this task does not read is refused, not silently ignored."""
-    from stepwise.config import TASK_OPTIONS
+    """A task-specific option (one that some task lists in `config_fields`) that this task does not read is
+    refused, not silently ignored."""
     from stepwise.tasks import task_class, task_names
 
-    for name in TASK_OPTIONS:
-        if name in task_cls.config_fields or getattr(cfg, name) == TrainConfig.model_fields[name].default:
+    tasks = [task_class(t) for t in task_names()]
+    for name, spec in TrainConfig.model_fields.items():
+        readers = [t.noun + "s" for t in tasks if name in t.config_fields]
+        if not readers or name in task_cls.config_fields or getattr(cfg, name) == spec.default:
             continue
-        readers = [task_class(t).noun + "s" for t in task_names() if name in task_class(t).config_fields]
         flag = "--" + name.replace("_", "-")
         raise StepwiseError(f"{flag} is for {' and '.join(readers)}, not for {task_cls.noun} runs", fix=f"drop {flag}")
     if cfg.rl_passes > 1 and objective != "reinforce":

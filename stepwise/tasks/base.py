@@ -62,8 +62,8 @@ class Task(ABC):
     #: whether examples of one document inform each other (a tagger's document context): the server then
     #: takes each text's document
     takes_documents: bool = False
-    #: the task-specific training options (`stepwise.config.TASK_OPTIONS`) this task reads; a run of another
-    #: task refuses them rather than ignoring them
+    #: the task-specific training options (TrainConfig fields) this task reads; a run of a task that does not
+    #: list an option some other task lists refuses it rather than ignoring it
     config_fields: tuple[str, ...] = ()
 
     def __init__(self, labels: list[str], **options: Any) -> None:
