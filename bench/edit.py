@@ -141,6 +141,13 @@ def essay_pairs(clean: list[str], count: int, seed: int, noise_scale: float) -> 
     return [f"{s}\t{t}" for s, t in pairs]
 
 
+def fold_variant(synthetic_from: str, synthetic_ratio: float, epochs: float) -> str:
+    """The name suffix of a cross-fitting variant that departs from the session-12 defaults (news pairs, 1:1, 2
+    epochs): its fold files, fold runs and JSON carry it."""
+    return ("_refnoise" if synthetic_from == "references" else "") + \
+        (f"_x{synthetic_ratio:g}" if synthetic_ratio != 1 else "") + (f"_fep{epochs:g}" if epochs != 2 else "")
+
+
 def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: float, biases: list[float],
                 rl_steps: int = 0, rl_passes: int = 1, rl_lr: float = 1e-5, synthetic_from: str = "news",
                 noise_scale: float = 1.0, synthetic_ratio: float = 1.0) -> tuple[list[dict], dict]:
@@ -165,11 +172,12 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
     order = list(range(len(jfleg)))
     random.Random(0).shuffle(order)
     fold_of = {i: k % folds for k, i in enumerate(order)}
-    synthetic = files["train"].read_text(encoding="utf-8").splitlines()
+    news = files["train"].read_text(encoding="utf-8").splitlines() if synthetic_from == "news" else []
     outputs: dict = defaultdict(lambda: [None] * len(jfleg))  # (bias, pass) -> sentence per JFLEG line
     seconds: dict = defaultdict(float)
     active: dict = defaultdict(int)
     runs = []
+    tag = ("_rl" if rl_steps else "") + fold_variant(synthetic_from, synthetic_ratio, epochs)
     for k in range(folds):
         others = [(" ".join(ex.text.split()), references(ex.label)) for i, ex in enumerate(jfleg) if fold_of[i] != k]
         learner = [f"{src}\t{ref}" for src, refs in others for ref in refs]
@@ -178,12 +186,10 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
         else:
             learner_lines = learner
         wanted = round(synthetic_ratio * len(learner))
-        if synthetic_from == "references":
-            synthetic = essay_pairs(sorted({ref for _, refs in others for ref in refs}), wanted, k, noise_scale)
+        synthetic = news if synthetic_from == "news" else \
+            essay_pairs(sorted({ref for _, refs in others for ref in refs}), wanted, k, noise_scale)
         mixed = learner_lines + random.Random(k).sample(synthetic, wanted)
         random.Random(k).shuffle(mixed)
-        tag = ("_rl" if rl_steps else "") + ("_refnoise" if synthetic_from == "references" else "") + \
-            (f"_x{synthetic_ratio:g}" if synthetic_ratio != 1 else "") + (f"_ep{epochs:g}" if epochs != 2 else "")
         path = run_dir.parent / f"jfleg_fold{k}_of{folds}{tag}.tsv"
         path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
         common = {"train": str(path), "dev": str(files["dev"]), "batch_size": 32, "max_length": 128,
@@ -312,13 +318,11 @@ def main() -> None:
         print(f"JFLEG dev, {args.jfleg_folds}-fold cross-fitted, pass by pass:")
         print(table(fold_rows, list(fold_rows[0])))
         extra["jfleg_folds"] = fold_rows
-    name = f"edit{suffix}" + (f"_folds{args.jfleg_folds}" if args.jfleg_folds else "") + \
-        ("_refnoise" if args.jfleg_folds and args.jfleg_synthetic == "references" else "") + \
-        (f"_x{args.jfleg_synthetic_ratio:g}" if args.jfleg_folds and args.jfleg_synthetic_ratio != 1 else "") + \
-        (f"_fep{args.jfleg_epochs:g}" if args.jfleg_folds and args.jfleg_epochs != 2 else "") + \
-        (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}"
-         if args.jfleg_folds and args.jfleg_rl_steps else "") + \
-        (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
+    folds = (f"_folds{args.jfleg_folds}" + fold_variant(args.jfleg_synthetic, args.jfleg_synthetic_ratio,
+                                                        args.jfleg_epochs) +
+             (f"_foldrl{args.jfleg_rl_steps}x{args.rl_passes[0]}_lr{args.rl_lr:g}" if args.jfleg_rl_steps else "")
+             if args.jfleg_folds else "")
+    name = f"edit{suffix}{folds}" + (f"_rl{'_'.join(map(str, args.rl_passes))}" if args.rl_steps else "")
     emit(name, rows, ["data", "system", "keep_bias", "T", "GLEU", "F0.5", "P", "R", "changed_%", "mean_passes",
                       "ms_per_sentence", "extra_steps", "extra_seconds"],
          {"train_pairs": len(pairs), "errors": dict(counts), "results": results, "jfleg_passes": passes, **extra})
