@@ -20,7 +20,7 @@ from typing import Any
 
 from stepwise.errors import StepwiseError
 
-NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
@@ -336,6 +336,9 @@ def check_output_path(path: str | None, flag: str, *, inputs: Sequence[str] = ()
     if not parent.is_dir():
         raise StepwiseError(f"cannot write {flag}: {parent} is a file, not a directory", path=path,
                             fix=f"choose another {flag}")
+    from stepwise.places import FILE, check_output
+
+    check_output(path, flag, FILE, inputs=inputs)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -688,6 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     previous = _sigterm_as_interrupt()
     try:
+        from stepwise.numbers import check_finite
+
+        check_finite(vars(args))  # every float option of every verb: NaN and ±inf never reach a range check
         return HANDLERS[args.command](args)
     except StepwiseError as err:
         print(f"stepwise: error: {err.message}", file=sys.stderr)

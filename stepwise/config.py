@@ -14,7 +14,7 @@ from stepwise.errors import StepwiseError
 class TrainConfig(BaseModel):
     """Every training option; each is also a `--flag` of `stepwise train` and a key in `--config`."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, allow_inf_nan=False)
 
     task: Optional[str] = Field(None, description="classify (a label per text), tag (a tag per word) or edit "
                                 "(correct sentences); default: tag for CoNLL files (.conll/.bio/.iob/.iobes), else "
@@ -179,6 +179,8 @@ def describe(error: dict[str, Any], values: dict[str, Any]) -> str:
         return f"{flag} must be a number{got}"
     if kind in ("bool_parsing", "bool_type"):
         return f"{flag} must be true or false{got}"
+    if kind == "finite_number":
+        return f"{flag} must be a finite number{got}"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{flag}: {message}{got}"
 

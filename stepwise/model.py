@@ -17,6 +17,7 @@ from stepwise.files import current_umask
 from stepwise.modeldir import (
     HEAD_FILE,
     META_FILE,
+    META_FORMAT,
     check_encoder_dir,
     default_model_dir,
     load_errors,
@@ -111,7 +112,7 @@ class TaskModel(nn.Module):
             save_file(head, str(tmp / HEAD_FILE))
             full_meta = {**meta, "pooling": self.pooling, "num_labels": self.num_labels,
                          "head_dropout": self.head_dropout, "extra_inputs": self.extra_inputs,
-                         "token_types": self.token_types}
+                         "token_types": self.token_types, "format": META_FORMAT}
             (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
             for file in tmp.iterdir():  # some writers (safetensors) create 0600 files
                 file.chmod(0o666 & ~current_umask())

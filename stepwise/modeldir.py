@@ -15,6 +15,8 @@ from stepwise.errors import StepwiseError
 
 META_FILE = "stepwise.json"
 HEAD_FILE = "head.safetensors"
+#: stepwise.json's "format": written by save_pretrained; a higher number (a newer stepwise) is refused
+META_FORMAT = 1
 
 
 def default_model_dir() -> str:
@@ -41,11 +43,50 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise StepwiseError("not a stepwise model directory (no stepwise.json)", path=model_dir,
                             fix="point at a run directory written by `stepwise train`")
+    return read_json(path, "model metadata", "retrain (or export again), or restore the directory from a copy",
+                     required={"task": str, "labels": list}, newest=META_FORMAT)
+
+
+def read_json(path: str | Path, what: str, fix: str, *, required: dict[str, type] | None = None,
+              newest: int | None = None, kind: type = dict) -> Any:
+    """The one reader of the JSON metadata stepwise writes (stepwise.json, results.json, labels.json, ...).
+
+    A missing, empty, truncated or foreign file, or one written by a newer stepwise (its "format" above
+    `newest`), is one StepwiseError naming the file, what it should be and `fix`; never a KeyError later.
+    `required`: top-level keys and their types; `kind`: dict or list.
+    """
+    path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StepwiseError("the run's model metadata is damaged", path=path,
-                            fix="retrain, or restore the run directory from a copy") from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StepwiseError(f"the {what} is missing", path=path, fix=fix) from None
+    except IsADirectoryError:
+        raise StepwiseError(f"the {what} is a directory, not a file", path=path, fix=fix) from None
+    except UnicodeDecodeError:
+        raise StepwiseError(f"the {what} is damaged (not UTF-8 text)", path=path, fix=fix) from None
+    if not text.strip():
+        raise StepwiseError(f"the {what} is empty", path=path, fix=fix)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        cut = err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated string")
+        where = "cut off" if cut else f"not valid JSON at line {err.lineno}"
+        raise StepwiseError(f"the {what} is damaged ({where})", path=path, fix=fix) from None
+    if not isinstance(value, kind):
+        raise StepwiseError(f"not stepwise's {what} (a JSON {'object' if kind is dict else 'list'} expected, found "
+                            f"{type(value).__name__})", path=path, fix=fix)
+    if kind is dict:
+        for key, expected in (required or {}).items():
+            if not isinstance(value.get(key), expected):
+                found = "no" if key not in value else f"a {type(value[key]).__name__} as its"
+                raise StepwiseError(f"not stepwise's {what} ({found} {key!r})", path=path, fix=fix)
+        written = value.get("format", 1)
+        if newest is not None and (not isinstance(written, int) or isinstance(written, bool)):
+            raise StepwiseError(f"the {what} is damaged (format {written!r})", path=path, fix=fix)
+        if newest is not None and written > newest:
+            raise StepwiseError(f"the {what} was written by a newer stepwise (format {written}; this one reads up "
+                                f"to {newest})", path=path, fix="upgrade stepwise (pip install -U stepwise)")
+    return value
 
 
 def update_meta(model_dir: str | Path, **changes: Any) -> None:

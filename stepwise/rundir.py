@@ -15,7 +15,6 @@ that can be lost, so a plain rerun (or `--resume`) starts it over; one with a ch
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPOR
            *EXPORTS.values())
 
 EMPTY, UNSTARTED, RESUMABLE, FINISHED = "empty", "unstarted", "resumable", "finished"
+DAMAGED = "damaged"
+DAMAGED_FIX = "restore the run directory from a copy, or retrain it with --overwrite"
 
 
 class RunDir:
@@ -92,8 +93,9 @@ class RunDir:
             return UNSTARTED
         return EMPTY
 
-    def check_writable(self) -> None:
-        """An --out that cannot become a directory is reported before any work starts."""
+    def check_writable(self, source: str | Path | None = None) -> None:
+        """An --out that cannot become a directory, or would land in another run or an export (or be `source`,
+        the run it starts from), is reported before any work starts."""
         from stepwise.files import nearest_existing
 
         parent = nearest_existing(self.path)
@@ -103,6 +105,9 @@ class RunDir:
                                 fix="choose another --out")
         if not os.access(parent, os.W_OK):
             raise StepwiseError("cannot write here (permission denied)", path=parent, fix="choose another --out")
+        from stepwise.places import RUN, check_output
+
+        check_output(self.path, "--out", RUN, source=source)
 
     def begin(self, *, resume: bool, overwrite: bool) -> bool:
         """Prepare the directory for `train`; True when training continues from the checkpoint."""
@@ -179,8 +184,19 @@ class RunDir:
         return read_meta(self.model_dir)
 
     def results(self) -> dict[str, Any] | None:
+        """results.json (None while the run is not finished); damaged or foreign: one StepwiseError."""
+        from stepwise.modeldir import read_json
+
         path = self.path / RESULTS
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.exists():
+            return None
+        return read_json(path, "run's results file", DAMAGED_FIX, required={"task": str})
+
+    def labels(self) -> list[str] | None:
+        from stepwise.modeldir import read_json
+
+        path = self.path / LABELS
+        return read_json(path, "run's label file", DAMAGED_FIX, kind=list) if path.exists() else None
 
     def config(self) -> dict[str, Any]:
         from stepwise.config import load_yaml
@@ -227,20 +243,29 @@ def list_runs(root: str | Path) -> list[dict[str, str]]:
         raise StepwiseError("not a directory", path=root, fix="pass the folder your runs are in")
     for config in sorted(base.rglob(CONFIG)):
         run = RunDir(config.parent)
-        results = run.results() or {}
-        task = results.get("task") or str(run.config().get("task") or "?")
-        metric = ""
-        key = _headline(task)
-        for split in ("test", "dev"):
-            scores = results.get(split) or {}
-            if key in scores:
-                metric = f"{split} {key} {scores[key]:.4f}"
-                break
         stamp = config.stat().st_mtime
-        rows.append({"path": str(run.path), "task": task, "status": run.status(), "metric": metric,
+        try:
+            task, status, metric = _summary(run)
+        except StepwiseError as err:  # one damaged run is flagged in its row; the listing goes on
+            task, status, metric = "?", DAMAGED, (err.problem.removeprefix("the ")[:60])
+        rows.append({"path": str(run.path), "task": task, "status": status, "metric": metric,
                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)), "_t": stamp})
     rows.sort(key=lambda r: -r["_t"])
     return [{k: v for k, v in r.items() if k != "_t"} for r in rows]
+
+
+def _summary(run: RunDir) -> tuple[str, str, str]:
+    """A run's task, status and headline metric for `stepwise runs`."""
+    results = run.results() or {}
+    task = results.get("task") or str(run.config().get("task") or "?")
+    metric = ""
+    key = _headline(task)
+    for split in ("test", "dev"):
+        scores = results.get(split) if isinstance(results.get(split), dict) else {}
+        if key in scores and isinstance(scores[key], (int, float)):
+            metric = f"{split} {key} {scores[key]:.4f}"
+            break
+    return task, run.status(), metric
 
 
 def describe_run(path: str | Path) -> str:
@@ -252,17 +277,18 @@ def describe_run(path: str | Path) -> str:
     config = run.config()
     if config:
         lines.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if v is not None))
-    labels = run.path / LABELS
-    if labels.is_file():
-        lines.append("labels: " + ", ".join(json.loads(labels.read_text(encoding="utf-8"))))
+    labels = run.labels()
+    if labels is not None:
+        lines.append("labels: " + ", ".join(map(str, labels)))
     results = run.results()
     if results:
         for split in ("dev", "test"):
-            scores = {k: v for k, v in (results.get(split) or {}).items() if isinstance(v, (int, float))}
+            part = results.get(split)
+            scores = {k: v for k, v in (part if isinstance(part, dict) else {}).items() if isinstance(v, (int, float))}
             if scores:
                 lines.append(f"{split}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                        for k, v in scores.items()))
-        train = results.get("train", {})
+        train = results.get("train") if isinstance(results.get("train"), dict) else {}
         lines.append(f"train: {train.get('steps')} steps, {train.get('seconds')} s, "
                      f"{train.get('examples_per_s')} examples/s")
     return "\n".join(lines)

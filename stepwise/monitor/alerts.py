@@ -41,6 +41,11 @@ class Detector:
     direction: str = "negative"  # or "both"
 
     def __post_init__(self) -> None:
+        from dataclasses import asdict
+
+        from stepwise.numbers import check_finite
+
+        check_finite(asdict(self))
         checks = [(self.z > 0, "--z must be greater than 0"), (self.min_count >= 1, "--min-count must be at least 1"),
                   (0 <= self.min_shift < 1, "--min-shift must be in [0, 1)"),
                   (self.baseline_windows >= 1, "--baseline-windows must be at least 1"),

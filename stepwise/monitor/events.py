@@ -17,6 +17,9 @@ from datetime import datetime, timezone
 from stepwise.errors import StepwiseError
 
 MAX_EPOCH = 1e11  # seconds; a larger number is most likely milliseconds
+# a time is stored only in [0, MAX_EPOCH) (1970 to 5138) and a duration only up to MAX_EPOCH: every window start
+# and end then stays a date (years 1 to 9999) that the report, the alerts and matplotlib can read back
+MAX_YEAR = datetime.fromtimestamp(MAX_EPOCH, timezone.utc).year
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -42,11 +45,15 @@ def parse_duration(value: str | float, flag: str = "--window", *, zero: bool = F
     match = DURATION.match(str(value))
     if not match or (float(match.group(1)) <= 0 and not zero):
         raise StepwiseError(f"{flag} {value!r} is not a duration", fix=f"e.g. {flag} 1h, 15m, 30s or 1d")
-    return float(match.group(1)) * UNITS[match.group(2)]
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    if seconds > MAX_EPOCH:
+        raise StepwiseError(f"{flag} {value!r} is longer than {MAX_EPOCH:.0e} seconds (3000 years)",
+                            fix=f"e.g. {flag} 1h, 15m, 30s or 1d")
+    return seconds
 
 
 def parse_time(value: object) -> float | None:
-    """ISO 8601 (a time without an offset is UTC) or epoch seconds; None if neither."""
+    """ISO 8601 (a time without an offset is UTC) or epoch seconds, from 1970 up to MAX_EPOCH; None if neither."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -59,7 +66,11 @@ def parse_time(value: object) -> float | None:
         return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.timestamp()
+    try:
+        seconds = stamp.timestamp()
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted out of range by its offset
+        return None
+    return seconds if 0 <= seconds < MAX_EPOCH else None  # the range stored: it reads back as a date
 
 
 def parse_event(raw: str, line: int) -> Event | Reject:
@@ -80,7 +91,7 @@ def parse_event(raw: str, line: int) -> Event | Reject:
         return Reject(line, raw, "no time")
     when = parse_time(obj["time"])
     if when is None:
-        return Reject(line, raw, "bad time (ISO 8601 or epoch seconds)")
+        return Reject(line, raw, f"bad time (ISO 8601 or epoch seconds, from 1970 to {MAX_YEAR})")
     source = obj.get("source")
     return Event(str(event_id).strip(), when, text, None if source is None else str(source), line)
 

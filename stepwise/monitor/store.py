@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_try REAL NOT NULL, delivered REAL, last_error TEXT);
 """
 MAX_RAW = 2000  # characters of a rejected line kept
+TABLES = frozenset({"meta", "events", "mentions", "aggregates", "rejects", "alerts", "outbox"})
+FORMAT = 1  # meta "format": a database written by a newer stepwise (a higher number) is refused, not altered
+FOREIGN_FIX = "give --db a new file name or the monitor's own database"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            check_identity(conn, path, create=create)  # read only: nothing is written into a file not ours
+        except StepwiseError:
+            conn.close()
+            raise
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a killed process loses nothing committed
         conn.execute("PRAGMA busy_timeout=30000")
@@ -100,12 +108,35 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     return conn
 
 
+def check_identity(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
+    """The database is the monitor's (its tables, a format this stepwise reads) or, when `create`, empty."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        if create:
+            return
+        raise StepwiseError("the monitor database is empty", path=path, fix="run `stepwise monitor ... --db` first")
+    if not {"meta", "events", "aggregates"} <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StepwiseError(f"not a monitor database (it holds other tables: {shown})", path=path, fix=FOREIGN_FIX)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    try:
+        written = 1 if row is None else json.loads(row[0])
+    except (TypeError, ValueError):
+        written = None
+    if not isinstance(written, int) or isinstance(written, bool):
+        raise StepwiseError("the monitor database's format entry is damaged", path=path, fix=FOREIGN_FIX)
+    if written > FORMAT:
+        raise StepwiseError(f"the monitor database was written by a newer stepwise (format {written}; this one "
+                            f"reads up to {FORMAT})", path=path, fix="upgrade stepwise, or give --db a new file")
+
+
 class Store:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self.conn = connect(path, create=create)
         try:
             self.conn.executescript(SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (json.dumps(FORMAT),))
         except sqlite3.DatabaseError as err:
             self.conn.close()
             raise StepwiseError(f"not a monitor database ({err})", path=path,

@@ -33,6 +33,9 @@ def distill(teacher_run: str, *, layers: int, temperature: float = 2.0, alpha: f
     alpha 0.9 (mostly soft targets): on SST-2, 6 → 3 layers, 2 epochs, test accuracy 0.8737 against 0.8600
     at alpha 0.5 (T 2) and 0.8600 at T 4 (docs/benchmarks.md).
     """
+    from stepwise.numbers import check_finite
+
+    check_finite({"temperature": temperature, "alpha": alpha})
     teacher = RunDir.open(teacher_run)
     depth = encoder_config(teacher, "num_hidden_layers")
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= depth:

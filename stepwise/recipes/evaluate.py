@@ -28,6 +28,9 @@ def evaluate(run: str | Path, data: str | Path, *, steps: int | None = None, con
     The data is read and checked before the model loads; pass `examples` already read with
     `read_labeled` (and a loaded `predictor`) to skip both.
     """
+    from stepwise.numbers import check_finite
+
+    check_finite({"confidence": confidence, "time_budget_ms": time_budget_ms})
     if examples is None:
         examples = read_labeled(task_from_meta(model_meta(run)), data, **read_options)
     predictor = predictor or load(run)

@@ -48,7 +48,7 @@ def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False
         raise StepwiseError(f"--opset {opset} is not supported", fix="use an opset from 14 to 21 (default 18)")
     run_dir = RunDir.open(run)
     target = Path(out) if out else run_dir.export_dir("hf" if fmt == "hf" else "onnx-int8" if int8 else "onnx")
-    _check_target(target)
+    _check_target(target, run_dir)
     meta = run_dir.meta()
     examples = _parity_examples(run_dir, meta, data) if fmt == "onnx" else None
 
@@ -113,16 +113,12 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
     return info
 
 
-def _check_target(target: Path) -> None:
-    from stepwise.files import nearest_existing
-    from stepwise.modeldir import META_FILE
+def _check_target(target: Path, run_dir: RunDir) -> None:
+    """--out may be new, empty or an earlier export (replaced); never a run, a model directory or inside one."""
+    from stepwise.places import EXPORT, check_output, place_kind
 
-    parent = nearest_existing(target.parent)
-    if not parent.is_dir():
-        raise StepwiseError(f"cannot write the export: {parent} is a file, not a directory", path=target,
-                            fix="choose another --out")
-    # every export (ONNX or HF) holds stepwise.json: such a directory is an earlier export, replaced
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META_FILE).is_file())):
+    check_output(target, "--out", EXPORT, source=run_dir.path)
+    if target.exists() and any(target.iterdir()) and place_kind(target) != EXPORT:
         raise StepwiseError("--out exists and is not an earlier export", path=target,
                             fix="choose a new or empty directory (an earlier export there is replaced)")
 

@@ -63,7 +63,7 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
 
     run, launch = RunDir(cfg.out), from_environment()
     if launch.is_main:
-        run.check_writable()
+        run.check_writable(source=cfg.init_from)
     if cfg.doc_context == "model" and launch.active:
         raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
                             fix="run it as one process (drop torchrun), or drop --doc-context")

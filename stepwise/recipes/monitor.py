@@ -25,6 +25,7 @@ from stepwise.monitor.alerts import Detector, Outbox, alert_record
 from stepwise.monitor.companies import ALL, companies_of
 from stepwise.monitor.events import Event, Reject, parse_event, read_lines
 from stepwise.monitor.store import Scored, Store
+from stepwise.places import FILE, check_output
 
 NEGATIVE = {"negative", "neg", "bearish", "bad", "down", "sell"}
 POSITIVE = {"positive", "pos", "bullish", "good", "up", "buy"}
@@ -44,6 +45,13 @@ class MonitorOptions:
     labels: dict[str, str] = field(default_factory=dict)  # classifier label -> name (e.g. 0 -> bearish)
     backend: str = "auto"
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from dataclasses import asdict
+
+        from stepwise.numbers import check_finite
+
+        check_finite(asdict(self))
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -100,6 +108,7 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
         raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 256")
     if Path(db).is_dir():
         raise StepwiseError("--db is a directory", path=db, fix="give --db a file name, e.g. monitor.sqlite")
+    check_output(db, "--db", FILE, inputs=[input])
     if input != "-" and not Path(input).is_file():  # before the model loads and the database is created
         raise StepwiseError("input file not found" if not Path(input).exists() else "input is not a file", path=input,
                             fix="check the path, or use --input - for stdin")
@@ -192,8 +201,15 @@ def report(db: str | Path, out: str | Path, *, top: int = 12, examples: int = 5)
     from stepwise.monitor.report import build_report
 
     if top < 0:
+    import sqlite3
+
         raise StepwiseError("--top must be 0 or more", fix="e.g. --top 12")
-    return build_report(db, out, top=top, examples=examples)
+    try:
+        return build_report(db, out, top=top, examples=examples)
+    except (sqlite3.DatabaseError, json.JSONDecodeError) as err:  # pages cut off, a value that is not ours
+        raise StepwiseError(f"the monitor database is damaged ({str(err)[:120]})", path=db,
+                            fix="restore it from a copy, or rebuild it: run `stepwise monitor` on the stream "
+                            "into a new --db") from None
 
 
 def write_stream(path: str | Path, **kwargs: Any) -> dict[str, Any]:

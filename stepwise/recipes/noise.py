@@ -13,6 +13,8 @@ from stepwise.data.noise import ERROR_TYPES, make_pairs, scale_rates
 from stepwise.data.readers import read_text
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, same_file
+from stepwise.numbers import check_finite
+from stepwise.places import FILE, check_output
 
 
 def run(input: str, out: str, *, seed: int = 0, rates: dict[str, float] | None = None, copies: int = 1,
@@ -23,9 +25,11 @@ def run(input: str, out: str, *, seed: int = 0, rates: dict[str, float] | None =
     share of pairs left unchanged; `scale` multiplies every rate (capped at 0.95). Returns a summary:
     sentences read, pairs written, unchanged pairs, errors applied per type and per noisy pair.
     """
+    check_finite({"rate": rates or {}, "keep_clean": keep_clean, "scale": scale})
     rates = scale_rates(rates, scale)  # before reading: a typo in a rate name fails fast, even on stdin
     if input != "-" and same_file(input, out):
         raise StepwiseError("the output would overwrite the input", path=out, fix="write the pairs to another file")
+    check_output(out, "--out", FILE, inputs=[input])
     sentences = [line for line in read_text(input).splitlines() if line.strip()]
     pairs, counts = make_pairs(sentences, seed=seed, rates=rates, copies=copies, keep_clean=keep_clean)
     text = "".join(f"{noisy}\t{clean}\n" for noisy, clean in pairs)

@@ -59,6 +59,7 @@ def search(*, trials: int, out: str, timeout: float | None = None, space: str | 
     from stepwise.search import study as studies
 
     with studies.quiet_optuna():
+        created = not Path(out).exists()
         study = studies.open_study(out, storage=storage, pruner=pruner, startup_trials=startup_trials)
         _check_same_search(study, base, params, out)
         objective = _Objective(study, base, params, out, metric, n_train, evals_per_epoch, trials)
@@ -78,6 +79,8 @@ def search(*, trials: int, out: str, timeout: float | None = None, space: str | 
                     studies.retry(study, objective.number)  # interrupted, not bad: the next start reruns it
                 write_outputs(out, study.get_trials(), metric, base)
                 raise
+            except StepwiseError as err:  # a trial's options are bad: name the space line, keep nothing that blocks
+                raise _trial_error(err, study, params, space, out, created, objective.number) from None
             best = write_outputs(out, study.get_trials(), metric, base)
             if echo is not None and objective.number is not None:
                 echo(_trial_line(study, objective.number, metric, best))
@@ -141,8 +144,53 @@ class _Objective:
         return max(1, round(steps / self.evals_per_epoch))
 
 
+def _trial_error(err: StepwiseError, study: Any, params: list[Param], space: str | Path | None, out: str,
+                 created: bool, number: int | None) -> StepwiseError:
+    """A user error raised inside a trial, said in terms of the search: the searched option that caused it
+    (the space file and its line), and — when no trial of the study has finished or is running — the study
+    removed, so that the corrected command starts afresh instead of being refused as a different search."""
+    import shutil
+
+    import optuna
+
+    from stepwise.search.space import _key_lines
+    from stepwise.search.study import STUDY_NAME
+
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    drawn = trial.params if trial is not None else {}
+    culprit = next((p for p in params if f"--{p.name.replace('_', '-')}" in err.problem or p.name in err.problem),
+                   None)
+    where: dict[str, Any] = {"path": err.path, "line": err.line}
+    if culprit is not None:
+        where = {"path": space, "line": _key_lines(space).get(culprit.name)} if space is not None else \
+            {"path": None, "line": None}
+    value = f" with {culprit.name} = {drawn[culprit.name]!r}" if culprit is not None and culprit.name in drawn else ""
+    kept = [t for t in study.get_trials(deepcopy=False) if t.state.name != "FAIL"]
+    if not kept:  # nothing of value in the study: remove it (and what this command created)
+        optuna.delete_study(study_name=STUDY_NAME, storage=study._storage)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif number is not None:
+            shutil.rmtree(trial_dir(out, number), ignore_errors=True)
+        after = "nothing of this search was kept: correct it and run the same command again"
+    else:
+        after = "the finished trials are kept; a corrected space is a new search: use a new --out"
+    what = f"in the space file, searched option {culprit.name!r}" if culprit is not None and space is not None \
+        else f"searched option {culprit.name!r} of the default space" if culprit is not None else "a trial's options"
+    if culprit is not None and space is not None:
+        fix = f"remove {culprit.name!r} from the space file or narrow its values; "
+    elif culprit is not None:
+        fix = f"give {culprit.name} as a flag (--{culprit.name.replace('_', '-')}): that takes it out of the search; "
+    else:
+        fix = f"{err.fix}; " if err.fix else ""
+    return StepwiseError(f"trial {number}{value} failed: {err.problem} ({what})", fix=f"{fix}{after}", **where)
+
+
 def _check_arguments(trials: int, timeout: float | None, pruner: str, startup_trials: int, evals_per_epoch: int,
                      out: str, options: dict[str, Any]) -> None:
+    from stepwise.numbers import check_finite
+
+    check_finite({"timeout": timeout})
     if trials < 1:
         raise StepwiseError(f"--trials must be at least 1 (got {trials})", fix="e.g. --trials 20")
     if timeout is not None and timeout <= 0:
@@ -158,6 +206,9 @@ def _check_arguments(trials: int, timeout: float | None, pruner: str, startup_tr
                             "once per process or machine instead: the trials share the study")
     if Path(out).exists() and not Path(out).is_dir():
         raise StepwiseError("--out is a file, not a directory", path=out, fix="give --out a directory for the search")
+    from stepwise.places import SEARCH, check_output
+
+    check_output(out, "--out", SEARCH)
     if not options.get("dev"):
         raise StepwiseError("--dev is required: every trial is judged on the same dev file",
                             fix="pass --dev (e.g. a held-out slice of your training data)")

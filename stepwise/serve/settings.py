@@ -33,6 +33,9 @@ class ServeSettings:
     graceful_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
 
     def __post_init__(self) -> None:
+        from stepwise.numbers import check_finite
+
+        check_finite(asdict(self))
         positive = {"port": self.port, "max_batch": self.max_batch, "sub_batch": self.sub_batch,
                     "max_text_chars": self.max_text_chars,
                     "max_items": self.max_items, "max_body_bytes": self.max_body_bytes, "max_queue": self.max_queue,
