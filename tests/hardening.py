@@ -166,6 +166,72 @@ def _records(o: Outcome) -> list[dict]:
     return [json.loads(line) for line in o.out.splitlines() if line.strip()]
 
 
+def _victim(ws: Workspace, name: str = "victim_run") -> Path:
+    """A copy of the finished classifier run that a bad --out must leave intact (made once)."""
+    import shutil
+
+    path = ws.path(name)
+    if not path.exists():
+        shutil.copytree(ws.cls_run, path)
+    return path
+
+
+def _intact(ws: Workspace, name: str = "victim_run") -> bool:
+    """The copied run still predicts: its weights and metadata are the run's, not an export's."""
+    model = ws.path(name) / "model"
+    return ((model / "model.safetensors").is_file() and not (model / "model.onnx").exists()
+            and run_cli(["predict", str(ws.path(name)), "--input", "-"], b"good film\n").code == 0)
+
+
+def _events(ws: Workspace) -> Path:
+    good = [{"id": f"g{i}", "time": f"2026-03-02T0{i}:00:00Z", "text": "a good film"} for i in range(3)]
+    bad = [{"id": "y0", "time": "0001-01-01T00:30:00+01:00", "text": "year zero in UTC"},
+           {"id": "y10000", "time": "9999-12-31T23:30:00-01:00", "text": "year 10000 in UTC"}]
+    return _write(ws, "events.jsonl", "".join(json.dumps(e) + "\n" for e in good + bad))
+
+
+def _monitor_then_report(ws: Workspace, o: Outcome) -> bool:
+    """Out-of-range dates are rejected at input, so the database reads back: the report renders."""
+    import sqlite3
+
+    db = ws.path("monitor.sqlite")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        stored = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        rejected = [r[0] for r in conn.execute("SELECT reason FROM rejects")]
+    report = run_cli(["monitor", "report", "--db", str(db), "--out", str(ws.path("monitor.html"))])
+    return (o.code == 0 and stored == 3 and len(rejected) == 2 and all("bad time" in r for r in rejected)
+            and report.code == 0 and ws.path("monitor.html").is_file())
+
+
+def _fresh(ws: Workspace, name: str) -> str:
+    """`name` in the workspace, with any database (and its WAL files) an earlier case left there removed."""
+    for leftover in ws.root.glob(f"{name}*"):
+        leftover.unlink()
+    return name
+
+
+def _monitor_args(ws: Workspace, *extra: str, db: str = "monitor.sqlite") -> list[str]:
+    return ["monitor", "--classifier", str(ws.cls_run), "--input", str(_events(ws)), "--db", str(ws.path(db)),
+            "--threads", "1", *extra]
+
+
+def _search_args(ws: Workspace, space: str) -> list[str]:
+    import shutil
+
+    shutil.rmtree(ws.path("search"), ignore_errors=True)
+    return ["search", "--trials", "1", "--train", str(ws.cls_train), "--dev", str(ws.cls_dev), "--out",
+            str(ws.path("search")), "--model", ws.model, "--space", str(_write(ws, "space.yaml", space)),
+            "--max-steps", "2", "--quiet", "--threads", "1", "--precision", "fp32"]
+
+
+def _search_retry(ws: Workspace, o: Outcome) -> bool:
+    """The failed first trial left nothing behind: the corrected command is not refused and finishes."""
+    if ws.path("search").exists():
+        return False
+    retry = run_cli(_search_args(ws, "lr: {low: 1.0e-5, high: 1.0e-3, log: true}\n"))
+    return retry.code == 0 and (ws.path("search") / "best.yaml").is_file()
+
+
 CASES: list[Case] = [
     # --- a run directory that blocked every retry: now validated before the directory exists ---------------
     Case("tag on a TSV", "stuck", lambda ws: train_args(ws, "--task", "tag"), "one label per text, not a tag per word"),
@@ -286,6 +352,59 @@ CASES: list[Case] = [
          "--own-outputs is for editors"),
     Case("--rl-passes on supervised training", "silent", lambda ws: train_args(ws, "--rl-passes", "3"),
          "--rl-passes is for editors"),
+    # --- round 3: outputs that would land in a run or an export --------------------------------------------
+    Case("export --out RUN/model", "silent", lambda ws: ["export", str(_victim(ws)), "--out",
+                                                          str(_victim(ws) / "model")],
+         "a run's model directory", check=lambda ws, o: _intact(ws), out=None),
+    Case("export --out RUN", "silent", lambda ws: ["export", str(_victim(ws)), "--out", str(_victim(ws))],
+         "the run this command starts from", check=lambda ws, o: _intact(ws), out=None),
+    Case("export --out inside another run", "silent",
+         lambda ws: ["export", str(ws.cls_run), "--out", str(_victim(ws) / "onnx")], "is inside a run directory",
+         check=lambda ws, o: _intact(ws) and not (_victim(ws) / "onnx").exists(), out=None),
+    Case("train --out RUN/model", "silent", lambda ws: train_args(ws, "--out", str(_victim(ws) / "model")),
+         "a run's model directory", check=lambda ws, o: _intact(ws)),
+    Case("rl --out the run it starts from, --overwrite", "silent",
+         lambda ws: [*rl_args(ws, "accuracy", _victim(ws)), "--out", str(_victim(ws)), "--overwrite"],
+         "the run this command starts from", check=lambda ws, o: _intact(ws)),
+    Case("noise --out RUN/results.json", "silent",
+         lambda ws: ["noise", "--input", str(ws.cls_train), "--out", str(_victim(ws) / "results.json")],
+         "is inside a run directory", check=lambda ws, o: _intact(ws), out=None),
+    Case("search --out inside a run", "silent",
+         lambda ws: ["search", "--trials", "1", "--train", str(ws.cls_train), "--dev", str(ws.cls_dev), "--out",
+                     str(_victim(ws) / "search"), "--model", ws.model],
+         "is inside a run directory", check=lambda ws, o: not (_victim(ws) / "search").exists(), out=None),
+    Case("predict --output inside a run's model", "silent",
+         lambda ws: ["predict", str(ws.cls_run), "--input", str(ws.cls_dev), "--output",
+                     str(_victim(ws) / "model" / "config.json")], "a run's model directory",
+         check=lambda ws, o: _intact(ws), out=None),
+    Case("monitor --db under a regular file", "traceback",
+         lambda ws: _monitor_args(ws, db="a_file.txt/m.sqlite"), "is a file, not a directory", out=None),
+    # --- round 3: non-finite numbers -------------------------------------------------------------------
+    Case("serve --timeout-s nan", "silent", lambda ws: ["serve", str(ws.cls_run), "--timeout-s", "nan"],
+         "--timeout-s must be a finite number", out=None),
+    Case("predict --llm-timeout inf", "traceback",
+         lambda ws: ["predict", str(ws.cls_run), "--input", str(ws.cls_dev), "--llm", "http://127.0.0.1:9",
+                     "--llm-timeout", "inf"], "--llm-timeout must be a finite number", out=None),
+    Case("train --epochs inf", "silent", lambda ws: train_args(ws, "--epochs", "inf"), "--epochs must be a finite"),
+    Case("YAML lr: .nan", "silent",
+         lambda ws: train_args(ws, "--config", str(_write(ws, "nan.yaml", "lr: .nan\n"))), "--lr must be a finite"),
+    Case("noise --rate spelling=inf", "silent",
+         lambda ws: ["noise", "--input", str(ws.cls_train), "--out", str(ws.path("pairs.tsv")), "--rate",
+                     "spelling=inf"], "--rate spelling must be a finite number",
+         check=lambda ws, o: not ws.path("pairs.tsv").exists(), out=None),
+    Case("monitor --min-shift nan", "silent", lambda ws: _monitor_args(ws, "--min-shift", "nan"),
+         "--min-shift must be a finite number", check=lambda ws, o: not ws.path("monitor.sqlite").exists(), out=None),
+    Case("predict --confidence nan", "silent",
+         lambda ws: ["predict", str(ws.cls_run), "--input", str(ws.cls_dev), "--confidence", "nan"],
+         "--confidence must be a finite number", out=None),
+    # --- round 3: values stored only if they read back -------------------------------------------------
+    Case("monitor events dated year 0 and 10000", "silent",
+         lambda ws: _monitor_args(ws, db=_fresh(ws, "monitor.sqlite")), code=0,
+         check=_monitor_then_report, out=None),
+    # --- round 3: a search whose first trial fails -------------------------------------------------------
+    Case("search: space option wrong for the task, then corrected", "stuck",
+         lambda ws: _search_args(ws, "lr: {low: 1.0e-5, high: 1.0e-3, log: true}\ndoc_context: {choices: [model]}\n"),
+         "space.yaml:2: trial 0", check=_search_retry, out=None),
 ]
 
 
