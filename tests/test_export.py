@@ -218,10 +218,14 @@ def test_distilled_and_pruned_runs_export(cls_run: Path, tmp_path: Path, capsys:
               "--precision", "fp32", "--threads", "1", "--quiet"]
     assert run_cli(capsys, ["distill", str(cls_run), "--layers", "1", "--out", str(tmp_path / "d"), *common])[0] == 0
     assert run_cli(capsys, ["prune", str(cls_run), "--ffn", "0.5", "--out", str(tmp_path / "p"), *common])[0] == 0
+    texts = [text for text, _ in toy_sentences(8, 3)]
     for name in ("d", "p"):
         code, _, err = run_cli(capsys, ["export", str(tmp_path / name)])
         assert code == 0, err
-        assert stepwise.load(tmp_path / name / "onnx").predict(["a film"])[0] in ("neg", "pos")
+        torch_run = stepwise.load(tmp_path / name, backend="torch", precision="fp32")
+        exported = stepwise.load(tmp_path / name / "onnx")
+        assert exported.predict(texts) == torch_run.predict(texts)  # the student's own labels, not just any label
+        assert exported.predict_proba(texts) == pytest.approx(torch_run.predict_proba(texts), abs=1e-3)
 
 
 def test_int8_falls_back_to_the_more_accurate_setting(cls_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

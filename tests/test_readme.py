@@ -20,7 +20,7 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     out = capsys.readouterr().out.splitlines()
     assert float(out[0]) > 0.5  # one epoch of real MiniLM beats chance (1/3) on the headlines
     assert out[1] == "['negative', 'neutral', 'positive']"
-    assert out[2] in ("['positive']", "['neutral']", "['negative']")
+    assert out[2] == "['positive']"  # a dividend raised after a record year is good news
     assert (tmp_path / "runs" / "readme" / "report.txt").exists()
 
 

@@ -213,18 +213,30 @@ def test_model_health_and_unknown_paths(server: Server) -> None:
     assert status == 405 and json.loads(content)["error"]
 
 
-def test_readme_curl_example(server: Server) -> None:
-    """The README's curl command, pointed at this server, returns what it says."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- serve-example[^>]*-->\s*```bash\n(.*?)```", readme, re.S)
-    assert match, "README lost its serve example"
+def test_guide_curl_example(server: Server, cls_run: Path) -> None:
+    """The serve guide's curl commands, pointed at this server, return exactly what the run predicts and says."""
+    guide = (ROOT / "docs" / "guides" / "serve.md").read_text()
+    match = re.search(r"<!-- serve-example[^>]*-->\s*```bash\n(.*?)```", guide, re.S)
+    assert match, "docs/guides/serve.md lost its serve example"
     commands = [line for line in match.group(1).splitlines() if line.startswith("curl")]
-    assert commands
+    assert [re.search(r"localhost:8000(\S*)", c).group(1) for c in commands] == ["/v1/predict", "/v1/model", "/healthz"]
+    predictor = stepwise.load(cls_run, backend="torch", threads=1)
     for command in commands:
         command = command.replace("localhost:8000", f"127.0.0.1:{server.port}")
         out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True).stdout
         body = json.loads(out)
-        assert "predictions" in body or "task" in body or body == {"status": "alive"}, out
+        if "/v1/predict" in command:
+            texts = json.loads(re.search(r"-d '(.*)'", command).group(1))["texts"]
+            records = body["predictions"]
+            assert [r["text"] for r in records] == texts
+            assert [r["label"] for r in records] == predictor.predict(texts)
+            for record, probs in zip(records, predictor.predict_proba(texts)):
+                assert set(record) == {"text", "label", "probs"}
+                assert record["probs"] == pytest.approx(dict(zip(predictor.labels, probs.tolist())), abs=1e-4)
+        elif "/v1/model" in command:
+            assert body["task"] == "classify" and body["labels"] == ["neg", "pos"], body
+        else:
+            assert body == {"status": "alive"}, body
 
 
 def test_fuzzing_the_openapi_schema_finds_no_server_error(server: Server) -> None:
