@@ -137,15 +137,28 @@ def test_every_guide_exists_and_is_linked_from_the_readme() -> None:
         assert (ROOT / page).is_file() and page in readme, page
 
 
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text())
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
 def test_relative_links_in_the_docs_resolve() -> None:
     pages = [*DOCS, *sorted((ROOT / "docs").rglob("*.md")), ROOT / "CHANGELOG.md", ROOT / "bench" / "NOTES.md"]
     broken = []
     for page in dict.fromkeys(pages):
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
-            if re.match(r"[a-z]+:", target):
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or not (target or anchor):
                 continue
-            if not (page.parent / target).exists():
+            path = page.parent / target if target else page
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{page.relative_to(ROOT)} -> {target}#{anchor}")
     assert not broken, broken
 
 
