@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm clean
+.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,10 +48,13 @@ browser:
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "make: Chromium is not installed and could not be: the headless-browser test will skip"
 
-bench: bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm
+bench: bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy
 
 bench-llm: $(LLM_STAMP)
 	cd bench && ../$(BIN)/python llm.py
+
+bench-busy: $(STAMP)
+	cd bench && ../$(BIN)/python busy_host.py
 
 bench-search: $(STAMP)
 	cd bench && ../$(BIN)/python search.py

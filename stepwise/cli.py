@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--max-queue", type=int, default=1024, help="items waiting before requests get 503")
     p_serve.add_argument("--timeout-s", type=float, default=30.0, help="a request waiting longer gets 503")
     p_serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
-    p_serve.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
+    p_serve.add_argument("--threads", type=int, help="inference threads per worker (default: free cores / workers)")
     p_serve.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                          help="auto: ONNX Runtime for an exported directory, torch for a run")
     p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
@@ -247,7 +247,7 @@ def _add_monitor_parser(sub: Any, fmt: Any) -> None:
                        "end; the rest go on the next run")
     p_mon.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                        help="auto: ONNX Runtime for an exported directory, torch for a run")
-    p_mon.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p_mon.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
     p_mon.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
 
 
@@ -295,7 +295,7 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", help="write every step of every example to this JSONL file")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: ONNX Runtime for an exported directory, torch for a run")
-    parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    parser.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
     parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word, in "
                         "[-1, 1] (higher: fewer, surer edits; negative: more edits)")
     parser.add_argument("--min-edit-prob", type=float, help="editor: apply an edit only at this probability or above")

@@ -64,14 +64,16 @@ class TrainConfig(BaseModel):
     embedding_update: Literal["used_rows", "dense"] = Field(
         "used_rows", description="used_rows: train only the word-embedding rows the training data uses, with "
         "the same result as dense (the others get AdamW's weight decay as one factor), 7-9% faster per CPU step")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where the CPU has it")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast when a few timed "
+                                                       "steps show it faster on this host (cached), else fp32")
     group_by_length: bool = Field(True, description="batch sentences of similar length (less padding)")
     group_pool: int = Field(50, gt=0, description="length grouping: batches per length-sorted pool of shuffled "
                             "examples (smaller: batches closer to random, more padding)")
     loss_weighting: Literal["batch", "token"] = Field(
         "batch", description="'batch': mean over each batch's labels; 'token': every labeled token weighs the same "
         "in every batch (sum / average labels per batch), so length-grouped batches weigh tokens like random ones")
-    threads: Optional[int] = Field(None, gt=0, description="torch threads (default: all cores)")
+    threads: Optional[int] = Field(None, gt=0, description="torch threads (default: the cores other processes "
+                                   "leave free, counted at the start and at every log step)")
     quiet: bool = Field(False, description="no progress bar")
     refine_steps: int = Field(1, ge=1, le=8, description="train a refiner y_t = f(x, y_t-1) used for up to T "
                               "steps at inference (1 = single-step model; edit: passes, default 5)")
@@ -177,10 +179,10 @@ def describe(error: dict[str, Any], values: dict[str, Any]) -> str:
         return f"{flag} must be a whole number{got}"
     if kind in ("float_parsing", "float_type"):
         return f"{flag} must be a number{got}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"{flag} must be true or false{got}"
     if kind == "finite_number":
         return f"{flag} must be a finite number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{flag} must be true or false{got}"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{flag}: {message}{got}"
 

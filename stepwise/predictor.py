@@ -39,18 +39,20 @@ class Predictor:
                  precision: str = "auto", steps: int = 1, backend: Backend | None = None) -> None:
         if backend is None:
             from stepwise.backends.torch import TorchBackend
-            from stepwise.precision import resolve_precision
 
-            precision = resolve_precision(precision)
-            backend = TorchBackend(model, precision)
+            backend = TorchBackend(model, precision)  # "auto": measured on the first batch
         self.model = model  # the torch module when there is one (training, RL, export); None for ONNX
         self.backend = backend
         self.tokenizer = tokenizer
         self.task = task
         self.max_length = max_length
         self.batch_size = batch_size
-        self.precision = precision
         self.steps = steps
+
+    @property
+    def precision(self) -> str:
+        """The backend's precision: "auto" until the first batch has decided it (torch), "fp32" on ONNX."""
+        return getattr(self.backend, "precision", "fp32")
 
     @property
     def is_refiner(self) -> bool:
@@ -171,15 +173,29 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
     return Predictor(model, tokenizer, task_from_meta(meta), **predictor_options(meta, overrides))
 
 
-def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | None = None,
+def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | None = None, share: int = 1,
                     **overrides: Any) -> Predictor:
-    """`load` for a process that owns its threads (the CLI, the server, the monitor): `threads` sets ONNX
-    Runtime's session and, unless the backend is ONNX, this process's torch thread count."""
-    if threads and backend != "onnx":
-        import torch
+    """`load` for a process that owns its threads (the CLI, the server, the monitor).
 
-        torch.set_num_threads(threads)
-    return load(run, backend=backend, threads=threads, **overrides)
+    `threads` forces the thread count; by default it is the cores other processes leave free, measured
+    now (stepwise.threads), divided by `share` (server workers). It sets ONNX Runtime's session and this
+    process's torch threads. The predictor's `thread_governor` re-counts when its owner asks
+    (`recheck_threads`): the server and the monitor do so between batches.
+    """
+    from stepwise.threads import ThreadGovernor
+
+    governor = ThreadGovernor(forced=threads, share=share)
+    governor.start()
+    predictor = load(run, backend=backend, threads=governor.threads, **overrides)
+    predictor.thread_governor = governor
+    return predictor
+
+
+def recheck_threads(predictor: Any) -> None:
+    """Follow the machine's load between batches (torch only: an ONNX Runtime session keeps its threads)."""
+    governor = getattr(predictor, "thread_governor", None)
+    if governor is not None and predictor.backend.name == "torch":
+        governor.recheck(0)
 
 
 def predictor_options(meta: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from stepwise.training.checkpoint import rng_state, set_rng_state
 
 
 @contextlib.contextmanager
-def seeded(seed: int, threads: int | None = None) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
+    """Seed every generator for the run; the generators and the thread count (a run may change it while
+    it follows the machine's load: stepwise.threads) are put back after it."""
     saved, saved_threads = rng_state(), torch.get_num_threads()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
     try:
         yield
     finally:

@@ -167,7 +167,7 @@ def _fold(job: Any, run: RunDir, k: int, train_idx: list[int], held: list[int], 
     fold_cfg = cfg.model_copy(update={"doc_context": False, "epochs": cfg.doc_fold_epochs or cfg.epochs,
                                       "max_steps": None if cfg.doc_fold_epochs else cfg.max_steps})
     state = fit(model, task, features, DevEvaluator(predictor, data["dev"], dev, None), fold_cfg, directory.path,
-                pad_id=tokenizer.pad_token_id, precision=precision, resume=resuming,
+                pad_id=tokenizer.pad_token_id, precision=precision, resume=resuming, threads=job.threads,
                 save_best=lambda: model.save_pretrained(directory.model_dir, tokenizer, meta))
     best = load(directory.path)  # the fold's best checkpoint, not its last weights
     probs = best.probabilities([data["train"][i] for i in held])

@@ -43,6 +43,7 @@ class Prepared:
     refine_steps: int = 1
     teacher: Any = None  # a training.objectives.Teacher, for the "distill" objective
     unlabeled: list[Example] = field(default_factory=list)  # distill: texts scored by the teacher's soft targets
+    threads: Any = None  # a stepwise.threads.ThreadGovernor: the thread count, measured and followed
 
 
 def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
@@ -70,9 +71,13 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
 
     from stepwise.scope import seeded
+    from stepwise.threads import ThreadGovernor
     from stepwise.training.distributed import default_threads, process_group
 
-    with process_group() as dist, seeded(cfg.seed, cfg.threads or (default_threads(dist) if dist.active else None)):
+    with process_group() as dist, seeded(cfg.seed):
+        # under torchrun the ranks on one machine would count each other as load: they split the cores
+        job.threads = ThreadGovernor(forced=cfg.threads or (default_threads(dist) if dist.active else None))
+        job.threads.start()
         load_model(job)  # a missing or damaged model is still reported before anything is written
         if transform is not None:
             transform(job)
@@ -214,7 +219,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     Under torchrun (`dist`) every rank trains on its shards; rank 0 alone writes, evaluates, scores and
     reports, and the other ranks return its results.
     """
-    from stepwise.precision import resolve_precision
+    from stepwise.precision import measure_precision
     from stepwise.predictor import Predictor, load
     from stepwise.training.distributed import Dist
     from stepwise.training.loop import fit
@@ -234,12 +239,15 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             for split, part in data.items():
                 atomic_write_text(run.split_file(split), "".join(_split_line(ex) for ex in part))
 
-    precision = resolve_precision(cfg.precision)
     encoded = data if dist.is_main else {"train": data["train"]}  # dev and test are rank 0's to score
     features = {split: task.encode(job.tokenizer, exs, cfg.max_length) for split, exs in encoded.items()}
     if job.unlabeled:
         features["train"] = features["train"] + task.mark_unlabeled(
             task.encode(job.tokenizer, job.unlabeled, cfg.max_length, with_labels=False))
+    # timed at the run's typical batch: length-grouped batches are about as wide as their median sentence
+    lengths = sorted(len(f["input_ids"]) for f in features["train"])
+    precision, probe = dist.on_main(lambda: measure_precision(
+        cfg.precision, job.model, batch=cfg.batch_size, length=lengths[len(lengths) // 2], train=True))
     meta = {"task": task.name, "labels": task.labels, "max_length": cfg.max_length,
             "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision, "task_options": task.options,
             "refine_steps": job.refine_steps}
@@ -261,7 +269,8 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         step_inputs = DocContextTraining(cfg.seed)
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
-                callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs, dist=dist)
+                callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs, dist=dist,
+                threads=job.threads)
     if not dist.is_main:
         return Run(Path(run.path), dist.broadcast(None))
     if doc_notes is not None:  # the benchmark compares at equal total training time
@@ -283,6 +292,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
     result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
                             {**job.notes, "examples": len(data["train"]) + len(job.unlabeled),
+                             "precision_choice": probe, "threads": _threads_report(job, state),
                              **({"processes": dist.world} if dist.active else {})})
     if cfg.doc_context == "model":
         from stepwise.recipes.doc_context import finish
@@ -290,6 +300,15 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         finish(run)
     dist.broadcast(result.results)
     return result
+
+
+def _threads_report(job: Prepared, state: Any) -> dict[str, Any]:
+    """The thread counts the run used (measured or forced) and each change, with the step it took effect."""
+    if job.threads is None:
+        import torch
+
+        return {"mode": "inherited", "final": torch.get_num_threads(), "changes": state.threads}
+    return job.threads.report()
 
 
 def _split_line(ex: Example) -> str:
@@ -316,7 +335,8 @@ def _write_results(run: RunDir, cfg: TrainConfig, task: Any, state: Any, scores:
         "stopped_early": state.stopped_early, "precision": precision,
         "mfu": round(flops_per_s / max(state.peak_flops, 1), 4),
         "model_gflops_per_s": round(flops_per_s / 1e9, 1), "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
-        "examples": notes.pop("examples")}}
+        "examples": notes.pop("examples"), "precision_choice": notes.pop("precision_choice"),
+        "threads": notes.pop("threads")}}
     summary.update(notes)
     for split, rate in rates.items():
         summary.setdefault("inference", {})[f"{split}_examples_per_s"] = round(rate, 2)

@@ -119,6 +119,8 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
     signs = polarity(list(predictor.labels), options.labels)
     names = {label: options.labels.get(label, label) for label in predictor.labels}
 
+    from stepwise.predictor import recheck_threads
+
     store = Store(db)
     outbox = Outbox(str(db), backoff=options.webhook_backoff).start() if options.webhook else None
     stats = {"lines": 0, "new_events": 0, "duplicates": 0, "new_rejects": 0, "new_alerts": 0}
@@ -133,6 +135,7 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
             fresh = [e for e in events if e.id not in known]
             stats["duplicates"] += len(events) - len(fresh)
             scored = _score(fresh, predictor, tagger_predictor, names, signs)
+            recheck_threads(predictor)  # free (kernel counters): the stream runs for hours beside other jobs
             with store.transaction():
                 stats["new_events"] += store.add(scored, options.window)
                 stats["new_rejects"] += store.reject(rejects, input)
@@ -198,11 +201,11 @@ def _print_line(line: str) -> None:
 
 def report(db: str | Path, out: str | Path, *, top: int = 12, examples: int = 5) -> dict[str, Any]:
     """`stepwise monitor report`: the self-contained HTML page of a monitor database."""
+    import sqlite3
+
     from stepwise.monitor.report import build_report
 
     if top < 0:
-    import sqlite3
-
         raise StepwiseError("--top must be 0 or more", fix="e.g. --top 12")
     try:
         return build_report(db, out, top=top, examples=examples)

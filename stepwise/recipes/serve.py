@@ -56,7 +56,10 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
                               "access_log": access_log, "timeout_graceful_shutdown": settings.graceful_s,
                               "lifespan": "on"}
     if settings.workers > 1:
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
+        from stepwise.threads import probe
+
+        # counted once here: each worker would see its siblings as load and shrink
+        threads = settings.threads or max(1, probe()[0] // settings.workers)
         spec = {"run": run, "settings": {**settings.to_dict(), "threads": threads}}
         os.environ["STEPWISE_SERVE"] = json.dumps(spec)  # the worker processes read it
         with drained_signals():

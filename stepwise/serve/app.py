@@ -180,8 +180,12 @@ class ServerState:
         self.requests = itertools.count()
 
         def predict(items: list[Any], key: Any) -> list[Any]:
+            from stepwise.predictor import recheck_threads
+
             steps, confidence, keep = key
-            return self.predictor.predict_records(items, PredictOptions(steps, confidence, None, keep))
+            records = self.predictor.predict_records(items, PredictOptions(steps, confidence, None, keep))
+            recheck_threads(self.predictor)  # a free re-count (at most once a second): follow the host's load
+            return records
 
         self.batcher = MicroBatcher(predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                     max_queue=settings.max_queue, metrics=self.metrics)

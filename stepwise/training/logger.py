@@ -58,8 +58,12 @@ class ProgressBar(Logger):
         self.step = step
 
     def train(self, record: dict[str, Any]) -> None:
+        threads = {"threads": record["threads"]} if "threads" in record else {}
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                             ex_s=f"{record['examples_per_s']:.1f}", mfu=f"{record['mfu']:.1%}")
+                             ex_s=f"{record['examples_per_s']:.1f}", mfu=f"{record['mfu']:.1%}", **threads)
+        if change := record.get("threads_change"):
+            self.bar.write(f"step {change['step']}: {change['threads']} threads from here (other processes "
+                           f"use {change['others_load']:.1f} cores)")
 
     def close(self) -> None:
         self.bar.close()

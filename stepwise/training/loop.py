@@ -22,6 +22,7 @@ from stepwise.model import TaskModel
 from stepwise.refine.policy import PREV, RefinerTraining
 from stepwise.rundir import CHECKPOINT, METRICS
 from stepwise.tasks.base import Task
+from stepwise.threads import ThreadGovernor
 from stepwise.training.batches import BatchSource
 from stepwise.training.checkpoint import Checkpointer
 from stepwise.training.distributed import Dist
@@ -55,6 +56,7 @@ class LoopState:
     flops: float = 0.0
     peak_flops: float = 0.0
     used_rows: bool = False  # the embedding trained as used rows only (the optimizer state's layout)
+    threads: list[dict[str, Any]] = field(default_factory=list)  # thread counts used, from which step, and why
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -91,11 +93,13 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
         run_dir: Path, *, pad_id: int, precision: str, save_best: Callable[[], None],
         callbacks: tuple[Callback, ...] = (), log_every: int = 10, objective: Objective | None = None,
         resume: bool | None = None, loggers: list[Logger] | None = None, dist: Dist | None = None,
-        step_inputs: Any | None = None) -> LoopState:
+        step_inputs: Any | None = None, threads: ThreadGovernor | None = None) -> LoopState:
     """Optimize `model` on `train_features`; `evaluate()` scores dev, `save_best()` stores the best weights.
 
     `step_inputs` turns each micro-batch's features into model inputs (`inputs(model, feats)`, with a seeded
     `rng` saved in checkpoints); default: a refiner's previous predictions when the model reads them.
+    `threads`, when given, counts the free cores again at every log step and changes torch's thread count
+    when the machine's load has changed (stepwise.threads); its changes are kept in the state.
     Under torchrun (`dist`), each rank trains on its shard of every global batch; rank 0 alone evaluates
     (`evaluate` is None on the other ranks), saves, checkpoints and logs, and its decisions (scores, early
     stop) reach the others by broadcast.
@@ -117,6 +121,9 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
     saved = dist.broadcast(saved)  # the other ranks (other machines, maybe) get rank 0's checkpoint
     if saved is not None:
         state = LoopState(**saved["state"])
+    if threads is not None:  # a resumed run keeps the history of the runs before
+        threads.changes[:0] = [c for c in state.threads if c not in threads.changes]
+        state.threads = threads.changes
     # Only the embedding rows the data uses train (the same result as all of them: training/used_rows.py)
     # where a step's token ids are the features' and AdamW's decay of the other rows is one factor; a
     # resumed run keeps the layout its optimizer state was saved in.
@@ -194,6 +201,10 @@ def fit(model: TaskModel, task: Task, train_features: list[Feature], evaluate: E
                 logger.advance(state.step)
             if state.step % log_every == 0 or state.step == total:
                 record = window.record(state, epoch_position(), lr, peak)
+                if threads is not None:
+                    record["threads"] = threads.threads  # this window's; a change applies from the next step
+                    if change := threads.recheck(state.step):
+                        record["threads_change"] = change
                 for logger in loggers:
                     logger.train(record)
                 window = Window()
