@@ -15,7 +15,8 @@ from stepwise import threads as thr
 
 
 @pytest.mark.parametrize("others, cores, expected", [
-    (0.0, 2, 2), (0.3, 2, 2), (0.5, 2, 1), (1.0, 2, 1), (3.0, 2, 1), (1.0, 8, 7), (2.3, 8, 6), (2.4, 8, 5), (0.2, 1, 1)])
+    (0.0, 2, 2), (0.3, 2, 2), (0.5, 2, 1), (1.0, 2, 1), (3.0, 2, 1), (1.0, 8, 7), (2.3, 8, 6), (2.4, 8, 5),
+    (0.2, 1, 1)])
 def test_threads_for_leaves_the_cores_others_hold(others: float, cores: int, expected: int) -> None:
     assert thr.threads_for(others, cores) == expected
 
