@@ -182,11 +182,17 @@ def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | No
     process's torch threads. The predictor's `thread_governor` re-counts when its owner asks
     (`recheck_threads`): the server and the monitor do so between batches.
     """
+    from stepwise.deploy.exported import is_exported
     from stepwise.threads import ThreadGovernor
 
     governor = ThreadGovernor(forced=threads, share=share)
-    governor.start()
-    predictor = load(run, backend=backend, threads=governor.threads, **overrides)
+    governor.begin()
+    if is_exported(run):  # an ONNX Runtime session takes its thread count when it is made
+        governor.start()
+        predictor = load(run, backend=backend, threads=governor.threads, **overrides)
+    else:  # the count runs over the loading
+        predictor = load(run, backend=backend, **overrides)
+        governor.start()
     predictor.thread_governor = governor
     return predictor
 

@@ -120,19 +120,32 @@ class ThreadGovernor:
     threads: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
     _last: Sample | None = None
+    _first: Sample | None = None
 
     @property
     def mode(self) -> str:
         return "forced" if self.forced else "measured"
 
+    def begin(self) -> None:
+        """Start counting now: work done until `start` (reading data, loading the model) is the probe's
+        interval instead of a sleep, since our own CPU time is subtracted anyway."""
+        self._first = sample()
+
     def start(self, at_step: int = 0) -> int:
+        """Set the thread count: forced, or measured since `begin` (topped up to PROBE_SECONDS by a sleep)."""
         import torch
 
         if self.forced:
             self.threads = self.forced
             self.changes.append({"step": at_step, "threads": self.forced, "reason": "--threads"})
         else:
-            threads, load = probe()
+            if self._first is None:
+                threads, load = probe()
+            else:
+                if (wait := PROBE_SECONDS - (time.monotonic() - self._first.wall)) > 0:
+                    time.sleep(wait)
+                load = others_load(self._first, sample())
+                threads = threads_for(load, allowed_cores())
             self.threads = max(1, threads // self.share)
             self.changes.append({"step": at_step, "threads": self.threads, "others_load": round(load, 2),
                                  "reason": "start"})

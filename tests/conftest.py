@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the precision probe's cache: the suite's own, never the user's (subprocesses inherit it)
+os.environ.setdefault("STEPWISE_CACHE_DIR", tempfile.mkdtemp(prefix="stepwise-test-cache-"))
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "happy", "superb"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "sad", "horrible"]

@@ -187,3 +187,20 @@ def test_a_run_reports_its_threads_and_precision(tiny_model, tmp_path, cache) ->
     forced = stepwise.train(**{**options, "threads": 1, "out": str(tmp_path / "forced")})
     assert forced.results["train"]["threads"] == {"mode": "forced", "start": 1, "final": 1, "min": 1, "max": 1,
                                                   "changes": [{"step": 0, "threads": 1, "reason": "--threads"}]}
+
+
+def test_begin_counts_over_the_work_done_before_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's interval is the loading the run does anyway: no sleep once 0.2 s have passed."""
+    samples = iter([thr.Sample(0.0, 0.0, 0.0), thr.Sample(3.0, 1.5, 1.5), thr.Sample(3.0, 1.5, 1.5)])
+    monkeypatch.setattr(thr, "sample", lambda: next(samples))
+    monkeypatch.setattr(thr, "allowed_cores", lambda: 2)
+    monkeypatch.setattr(thr.time, "monotonic", lambda: 1.5)
+    monkeypatch.setattr(thr.time, "sleep", lambda s: pytest.fail(f"slept {s} s after 1.5 s of loading"))
+    saved = torch.get_num_threads()
+    try:
+        governor = thr.ThreadGovernor()
+        governor.begin()
+        assert governor.start() == 1  # 3 busy core-seconds in 1.5 s, 1.5 of them ours: others held 1 core
+        assert governor.changes == [{"step": 0, "threads": 1, "others_load": 1.0, "reason": "start"}]
+    finally:
+        torch.set_num_threads(saved)

@@ -60,9 +60,14 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
 def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
                transform: Callable[[Prepared], None] | None = None) -> Run:
     """`transform(job)`, when given, reshapes the loaded job (e.g. a smaller model, a teacher) before any writing."""
-    from stepwise.training.distributed import from_environment
+    from stepwise.threads import ThreadGovernor
+    from stepwise.training.distributed import default_threads, from_environment
 
     run, launch = RunDir(cfg.out), from_environment()
+    # the free cores are counted over the checks and the model's loading (no extra wait); under torchrun the
+    # ranks on one machine would count each other as load: they split the cores instead
+    threads = ThreadGovernor(forced=cfg.threads or (default_threads(launch) if launch.active else None))
+    threads.begin()
     if launch.is_main:
         run.check_writable(source=cfg.init_from)
     if cfg.doc_context == "model" and launch.active:
@@ -71,14 +76,12 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
     job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
 
     from stepwise.scope import seeded
-    from stepwise.threads import ThreadGovernor
-    from stepwise.training.distributed import default_threads, process_group
+    from stepwise.training.distributed import process_group
 
     with process_group() as dist, seeded(cfg.seed):
-        # under torchrun the ranks on one machine would count each other as load: they split the cores
-        job.threads = ThreadGovernor(forced=cfg.threads or (default_threads(dist) if dist.active else None))
-        job.threads.start()
         load_model(job)  # a missing or damaged model is still reported before anything is written
+        job.threads = threads
+        threads.start()
         if transform is not None:
             transform(job)
         resuming = dist.on_main(lambda: run.begin(resume=cfg.resume, overwrite=cfg.overwrite))
