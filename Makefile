@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy clean
+.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy bench-answer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,17 @@ bench-llm: $(LLM_STAMP)
 
 bench-busy: $(STAMP)
 	cd bench && ../$(BIN)/python busy_host.py
+
+# Bench-only extras (sentence-transformers + datasets, bm25s + PyStemmer, faiss-cpu): the anchors of bench/answer.py.
+# torch is pinned on the same command line so that nothing pulls a CUDA build.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/pip install -q torch==2.13.0 -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+# FAQ answer retrieval (issue 32): BM25, frozen MiniLM, sentence-transformers MNRL fine-tune, stepwise
+bench-answer: $(BENCH_STAMP)
+	cd bench && ../$(BIN)/python answer.py
 
 bench-search: $(STAMP)
 	cd bench && ../$(BIN)/python search.py

@@ -1,0 +1,155 @@
+"""Answer retrieval on the Zaragoza construction FAQ (issue 32 item 7): test questions against all 503 answers.
+
+Run: make bench-answer   (or cd bench && ../.venv/bin/python answer.py [--only bm25,frozen,st] [--seeds 0,1,2])
+All rows run in this one process on the same data. Each row yields a scorer (queries → [queries x pool] scores,
+the pool already indexed) and its training seconds; `evaluate` measures everything else the same way for all:
+ranking on test, category of the top-1 answer, latency (scoring + top-10, batch 1 and 32), out-of-scope AUROC of
+the top-1 score on the general set (faq_zaragoza/oos_dev.txt) and on our near-domain test set
+(bench/data/faq_near_oos_test.txt), and abstention at the threshold calibrated on dev (dev questions +
+bench/data/faq_near_oos_dev.txt) for the target abstention precision.
+
+Data: faq_zaragoza (Zaragoza AB, DOI 10.5281/zenodo.19630803, CC BY 4.0); oos_dev.txt from chatterbot-corpus (BSD).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from answer_anchors import (
+    abstention,
+    bm25_searcher,
+    calibrate,
+    category_accuracy,
+    latency_of,
+    load_faq,
+    oos_auroc,
+    read_lines,
+    retrieval_metrics,
+    st_encoder,
+    st_finetune,
+)
+from common import OUT, SHARED, emit, need
+
+HERE = Path(__file__).resolve().parent
+NEAR_DEV = HERE / "data" / "faq_near_oos_dev.txt"
+NEAR_TEST = HERE / "data" / "faq_near_oos_test.txt"
+EPOCHS, BATCH = 3, 32
+
+Scorer = Callable[[list[str]], np.ndarray]
+
+
+def dense_scorer(encode: Callable[[list[str]], np.ndarray], pool_texts: list[str]) -> Scorer:
+    """Pool encoded once; a query batch → its vectors @ pool vectors (unit vectors: cosine)."""
+    pool_t = np.ascontiguousarray(encode(pool_texts).T)
+    return lambda queries: encode(queries) @ pool_t
+
+
+# ------------------------------------------------------------------------------------------ rows
+# Each row function: (ctx, seed) → (name, scorer, train seconds or None). Add the stepwise rows to ROWS below.
+
+
+def row_bm25(ctx: dict, seed: int):
+    return "BM25 (bm25s, Snowball stems)", bm25_searcher(ctx["texts"]), None
+
+
+def row_bm25_nostem(ctx: dict, seed: int):
+    return "BM25 (bm25s, no stemming)", bm25_searcher(ctx["texts"], stem=False), None
+
+
+def row_frozen(ctx: dict, seed: int):
+    return "frozen all-MiniLM-L6-v2", dense_scorer(st_encoder(), ctx["texts"]), None
+
+
+def row_st(ctx: dict, seed: int):
+    pairs = [(q, ctx["texts"][g]) for q, g, _ in ctx["faq"]["train"]]
+    path, seconds = st_finetune(pairs, epochs=EPOCHS, batch_size=BATCH, seed=seed, out_dir=OUT / f"answer_st_s{seed}")
+    return f"sentence-transformers MNRL {EPOCHS} ep b{BATCH}", dense_scorer(st_encoder(path), ctx["texts"]), seconds
+
+
+# ---- stepwise rows go here (the lead): e.g. row_stepwise (stepwise.train(task="retrieve", ...)), row_rerank ----
+
+ROWS: dict[str, Callable] = {
+    "bm25": row_bm25,
+    "bm25-nostem": row_bm25_nostem,
+    "frozen": row_frozen,
+    "st": row_st,
+    # "stepwise": row_stepwise,
+    # "rerank": row_rerank,
+}
+SEEDED = {"st"}  # rows trained per seed (the others are deterministic: run once)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(ctx: dict, scorer: Scorer, target: float) -> dict:
+    faq = ctx["faq"]
+    q_test, g_test, c_test = map(list, zip(*faq["test"]))
+    q_dev, g_dev, _ = map(list, zip(*faq["dev"]))
+    s_test, s_dev = scorer(q_test), scorer(q_dev)
+    m = retrieval_metrics(s_test, g_test)
+    top_test, top_dev = s_test.max(1), s_dev.max(1)
+    ok_test = s_test.argmax(1) == np.asarray(g_test)
+    ok_dev = s_dev.argmax(1) == np.asarray(g_dev)
+    general = scorer(faq["oos_dev"]).max(1)
+    near_dev, near_test = scorer(ctx["near_dev"]).max(1), scorer(ctx["near_test"]).max(1)
+    cal = calibrate(top_dev, ok_dev, near_dev, target)
+    at_t = abstention(cal["threshold"], top_test, ok_test, near_test)
+    lat = latency_of(scorer, q_test)
+    return {"R@1": m["recall@1"], "R@5": m["recall@5"], "R@10": m["recall@10"], "MRR@10": m["mrr@10"],
+            "nDCG@10": m["ndcg@10"], "cat acc": category_accuracy(s_test, faq["pool"], c_test),
+            "p50 ms": lat["p50_ms"], "q/s b32": lat["qps_b32"],
+            "AUROC general": oos_auroc(top_test, general), "AUROC near": oos_auroc(top_test, near_test),
+            "threshold": cal["threshold"], "calibrated": cal["reached"], "dev abst prec": cal["abstain_precision"],
+            "near OOS recall": at_t["oos_recall"], "abst prec": at_t["abstain_precision"],
+            "R@1 after abst": at_t["r1_after"], "general abstained": float((general < cal["threshold"]).mean())}
+
+
+PCT = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "cat acc", "AUROC general", "AUROC near", "near OOS recall",
+       "abst prec", "R@1 after abst", "general abstained")
+COLUMNS = ["row", "seed", "R@1", "R@5", "MRR@10", "nDCG@10", "cat acc", "train s", "p50 ms", "q/s b32",
+           "AUROC general", "AUROC near", "near OOS recall", "R@1 after abst", "general abstained"]
+
+
+def shown(row: dict) -> dict:
+    out = dict(row)
+    for k in PCT:
+        out[k] = f"{100 * row[k]:.1f}"
+    out["p50 ms"], out["q/s b32"] = f"{row['p50 ms']:.1f}", f"{row['q/s b32']:.0f}"
+    out["train s"] = "-" if row["train s"] is None else f"{row['train s']:.1f}"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(ROWS), help=f"rows to run, comma-separated ({','.join(ROWS)})")
+    ap.add_argument("--seeds", default="0", help="seeds for the trained rows, comma-separated")
+    ap.add_argument("--target-precision", type=float, default=0.95)
+    args = ap.parse_args()
+    import torch
+
+    faq = load_faq(need(SHARED / "faq_zaragoza"))
+    ctx = {"faq": faq, "texts": [p["text"] for p in faq["pool"]],
+           "near_dev": read_lines(NEAR_DEV), "near_test": read_lines(NEAR_TEST)}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    for key in args.only.split(","):
+        for seed in seeds if key in SEEDED else [None]:
+            name, scorer, seconds = ROWS[key](ctx, 0 if seed is None else seed)
+            row = {"row": name, "seed": "-" if seed is None else seed, "train s": seconds,
+                   **evaluate(ctx, scorer, args.target_precision)}
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            rows.append(row)
+    print(f"\n{len(faq['test'])} test questions against {len(faq['pool'])} answers; general OOS "
+          f"{len(faq['oos_dev'])}, near-domain OOS test {len(ctx['near_test'])} (threshold calibrated on "
+          f"{len(faq['dev'])} dev questions + {len(ctx['near_dev'])} near-domain dev for abstention precision "
+          f"{args.target_precision}); torch threads {torch.get_num_threads()}\n")
+    emit("answer", [shown(r) for r in rows], COLUMNS,
+         extra={"raw": rows, "target_precision": args.target_precision, "torch_threads": torch.get_num_threads()})
+
+
+if __name__ == "__main__":
+    main()
