@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-llm demo test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy bench-answer clean
+.PHONY: install install-llm demo demo-answer test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy bench-answer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-llm: $(LLM_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stepwise demo
+
+# the customer-service FAQ demo: train a retriever, index, calibrate abstention, answer (about a minute)
+demo-answer: $(STAMP)
+	$(BIN)/stepwise demo --app answer
 
 lint: $(STAMP)
 	$(BIN)/ruff check stepwise tests bench

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.errors import StepwiseError
+from stepwise.retrieval.cli import HANDLERS as RETRIEVAL_HANDLERS
 
 NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
@@ -137,9 +138,15 @@ def _parser() -> argparse.ArgumentParser:
                          "on JFLEG; default 1: about learner density)")
     p_noise.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
+    from stepwise.retrieval.cli import add_answer_flags
+    from stepwise.retrieval.cli import add_parsers as add_retrieval_parsers
+
+    add_retrieval_parsers(sub, fmt)
+
     p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
                              formatter_class=fmt)
-    p_serve.add_argument("run", help="a run directory, or a directory written by `stepwise export`")
+    p_serve.add_argument("run", help="a run directory, a directory written by `stepwise export`, or an index "
+                         "written by `stepwise index` (served as POST /v1/answer)")
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback unless you say otherwise)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")
@@ -156,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--threads", type=int, help="inference threads per worker (default: free cores / workers)")
     p_serve.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                          help="auto: ONNX Runtime for an exported directory, torch for a run")
+    add_answer_flags(p_serve, serving=True)
     p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
 
     _add_search_parser(sub)
@@ -169,7 +177,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM",
                             formatter_class=fmt)
-    p_demo.add_argument("--out", default="runs/demo", help="run directory")
+    p_demo.add_argument("--app", choices=["classify", "answer"], default="classify",
+                        help="classify: financial headlines; answer: a small customer-service FAQ (retrieve, index, "
+                        "calibrate, answer)")
+    p_demo.add_argument("--out", help="run directory (default: runs/demo, or runs/demo-answer)")
     p_demo.add_argument("--json", action="store_true")
     return parser
 
@@ -582,7 +593,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sub_batch=args.sub_batch, max_wait_ms=args.max_wait_ms, max_text_chars=args.max_text_chars,
         max_items=args.max_items, max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
         timeout_s=args.timeout_s, workers=args.workers, threads=args.threads, backend=args.backend)
-    serve(args.run, settings, access_log=args.access_log)
+    answer = {k: v for k in ("rerank", "intent", "encoder", "k", "rerank_k")
+              if (v := getattr(args, k, None)) is not None}  # set only when serving an index
+    serve(args.run, settings, access_log=args.access_log, answer=answer)
     return 0
 
 
@@ -655,7 +668,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stepwise.demo import run_demo
 
-    results = run_demo(args.out, quiet=args.json)
+    if args.app == "answer":
+        from stepwise.demo.answer import run_answer_demo
+
+        results = run_answer_demo(args.out or "runs/demo-answer", quiet=args.json)
+    else:
+        results = run_demo(args.out or "runs/demo", quiet=args.json)
     if args.json:
         print(json.dumps(results))
     return 0
@@ -667,6 +685,7 @@ HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune"
             "serve": _cmd_serve,
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
+HANDLERS.update(RETRIEVAL_HANDLERS)
 TRAINING = ("train", "rl", "distill", "prune")
 
 

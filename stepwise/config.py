@@ -107,6 +107,15 @@ class TrainConfig(BaseModel):
     doc_fold_epochs: Optional[float] = Field(None, gt=0, description="tag, --doc-context model: epochs of the two fold "
                                              "taggers that make the out-of-fold step-1 tags (default: --epochs)")
 
+    pool: Optional[str] = Field(None, description="retrieve: the passages dev and test queries are ranked among "
+                                "(JSONL id + passage/answer, TSV id<TAB>text, or one per line; default: every "
+                                "distinct passage of the given splits)")
+    hard_negatives: int = Field(0, ge=0, le=64, description="retrieve: mine this many near-miss passages per "
+                                "training query with the starting model; each step adds one as a negative (0 = "
+                                "in-batch negatives only)")
+    retrieval_temperature: Optional[float] = Field(None, gt=0, le=1, description="retrieve: a fixed softmax "
+                                                   "temperature (default: learned, starting at 0.05)")
+
     @field_validator("doc_context", mode="before")
     @classmethod
     def _doc_context_flag(cls, value: Any) -> Any:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from stepwise.errors import StepwiseError
 
-RUN, EXPORT, MODEL_DIR, FILE, SEARCH = "run", "export", "model", "file", "search"
+RUN, EXPORT, MODEL_DIR, FILE, SEARCH, INDEX = "run", "export", "model", "file", "search", "index"
 NOUNS = {RUN: "a run directory", EXPORT: "an export", MODEL_DIR: "a run's model directory",
-         SEARCH: "a search directory"}
+         SEARCH: "a search directory", INDEX: "a passage index"}
 
 
 def place_kind(path: str | Path) -> str | None:
@@ -34,6 +34,8 @@ def place_kind(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_dir():
         return None
+    if (p / "index.json").is_file():  # stepwise.retrieval.index.INDEX_FILE (kept free of numpy here)
+        return INDEX
     if (p / META_FILE).is_file():
         return EXPORT if _is_export(p) else MODEL_DIR
     if ((p / MODEL / META_FILE).is_file() or (p / CHECKPOINT).is_file() or (p / RESULTS).is_file()

@@ -24,8 +24,11 @@ import torch
 
 #: bf16 is kept only when its step takes at most this share less time than fp32's
 BF16_MARGIN = 0.05
-PROBE_BUDGET_S = 0.8  # timed steps per probe, after the warm-ups (both precisions together)
-MAX_ROUNDS = 4
+PROBE_BUDGET_S = 0.5  # timed steps per probe, after the warm-ups (both precisions together)
+MAX_ROUNDS = 3
+#: the probe's batch is the run's, capped here: at 16 x 32 tokens a step is already made of the same
+#: matmul shapes (tokens x hidden x hidden) as the run's, and the probe stays within ~1.5 s on 2 cores
+MAX_PROBE_BATCH = 16
 
 
 def native_bf16() -> bool:
@@ -142,7 +145,7 @@ def measure_precision(precision: str, model: torch.nn.Module, *, batch: int, len
         return precision, {"choice": precision, "reason": "--precision"}
     if not native_bf16():
         return "fp32", {"choice": "fp32", "reason": "no native bf16 dot products on this CPU"}
-    batch, length = min(_bucket(batch), 32), min(_bucket(length), 128)
+    batch, length = min(_bucket(batch), MAX_PROBE_BATCH), min(_bucket(length), 128)
     cpu, flags = _cpu()
     key = "|".join([cpu, flags, torch.__version__, model_fingerprint(model), str(torch.get_num_threads()),
                     "train" if train else "infer", f"{batch}x{length}"])

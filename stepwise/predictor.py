@@ -19,7 +19,7 @@ from stepwise.data.batching import Feature
 from stepwise.data.readers import Example
 from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
-from stepwise.tasks import Task, task_from_meta
+from stepwise.tasks import Task, task_class, task_from_meta
 
 
 @dataclass
@@ -169,6 +169,9 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
         raise StepwiseError("--backend onnx needs an exported directory", path=run,
                             fix=f"run `stepwise export {run}` first and pass its output (default {run}/onnx)")
     run_dir = RunDir.open(run)
+    from stepwise.modeldir import read_meta
+
+    _check_predicts(read_meta(run_dir.model_dir), run)
     model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
     return Predictor(model, tokenizer, task_from_meta(meta), **predictor_options(meta, overrides))
 
@@ -221,4 +224,16 @@ def model_meta(path: str | Path) -> dict[str, Any]:
     from stepwise.modeldir import read_meta
     from stepwise.rundir import RunDir
 
-    return read_meta(path) if is_exported(path) else RunDir.open(path).meta()
+    meta = read_meta(path) if is_exported(path) else RunDir.open(path).meta()
+    _check_predicts(meta, path)
+    return meta
+
+
+def _check_predicts(meta: dict[str, Any], path: str | Path) -> None:
+    """A model of a task with verbs of its own (a retriever ranks passages) has no labels to predict."""
+    if getattr(task_class(meta["task"]), "recipe", None):
+        from stepwise.errors import StepwiseError
+
+        raise StepwiseError(f"a {meta['task']} model ranks passages: it has no labels to predict", path=path,
+                            fix=f"use `stepwise index {path} --passages FILE --out INDEX`, then `stepwise answer "
+                                "INDEX`")

@@ -225,3 +225,52 @@ def head_run(tiny_model: str, doc_files: dict[str, Path], tmp_path_factory: pyte
     runs = tmp_path_factory.mktemp("head_runs")
     return stepwise.train(**tiny_options(tiny_model, doc_files, runs / "run", task="tag", epochs=10,
                                          doc_context="head")).path
+
+
+TOPICS = {"permit": ["building", "permit", "application", "municipality"],
+          "roof": ["roof", "tiles", "leak", "gutter"], "kitchen": ["kitchen", "cabinets", "sink", "worktop"],
+          "heating": ["heating", "heat", "pump", "radiator"], "window": ["window", "glass", "frame", "pane"],
+          "price": ["price", "cost", "quote", "invoice"], "garden": ["garden", "fence", "deck", "patio"],
+          "bathroom": ["bathroom", "tiles", "shower", "drain"], "floor": ["floor", "parquet", "oak", "sanding"],
+          "paint": ["paint", "facade", "colour", "primer"], "insurance": ["insurance", "warranty", "claim", "damage"],
+          "schedule": ["schedule", "start", "weeks", "time"]}
+ASKS = ["how do i {0} {1}", "what about the {1} for {0}", "question on {0} and {2}", "can you help with {2} {0}",
+        "{0} {3} please", "tell me about {3} {1}"]
+
+
+def toy_faq(questions_per_answer: int = 4, seed: int = 0) -> list[dict[str, str]]:
+    """Two answers per topic, each asked in a few ways sharing the answer's words: a retriever can learn it."""
+    rng = random.Random(seed)
+    rows = []
+    for topic, words in TOPICS.items():
+        for k in range(2):
+            w = words[k:] + words[:k]
+            answer = f"Our {w[0]} service: we handle the {w[1]} and the {w[2]}, and {w[3]} is included ({k})."
+            for ask in rng.sample(ASKS, questions_per_answer):
+                rows.append({"id": f"{topic}-{k}", "category": topic, "question": ask.format(*w) + "?",
+                             "answer": answer})
+    return rows
+
+
+def write_faq(tmp: Path) -> dict[str, Path]:
+    """train/dev/test pair files (JSONL, question/answer) and the pool of all answers: each answer's
+    questions are split across the three, so dev and test ask known answers in unseen words."""
+    import json
+
+    rows = toy_faq()
+    parts: dict[str, list[dict[str, str]]] = {"train": [], "dev": [], "test": []}
+    for i, row in enumerate(rows):
+        parts[("train", "train", "dev", "test")[i % 4]].append(row)
+    files = {}
+    for name, part in parts.items():
+        files[name] = tmp / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in part))
+    pool = {r["id"]: {"id": r["id"], "category": r["category"], "answer": r["answer"]} for r in rows}
+    files["pool"] = tmp / "answers.jsonl"
+    files["pool"].write_text("".join(json.dumps(r) + "\n" for r in pool.values()))
+    return files
+
+
+@pytest.fixture(scope="session")
+def faq_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_faq(tmp_path_factory.mktemp("faq"))

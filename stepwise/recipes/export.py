@@ -50,6 +50,8 @@ def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False
     target = Path(out) if out else run_dir.export_dir("hf" if fmt == "hf" else "onnx-int8" if int8 else "onnx")
     _check_target(target, run_dir)
     meta = run_dir.meta()
+    if meta.get("kind") == "bi-encoder":  # a retriever: text → vector, gated on its dev ranking
+        return _export_retriever(run_dir, target, int8=int8, opset=opset, fmt=fmt, data=data, threads=threads)
     examples = _parity_examples(run_dir, meta, data) if fmt == "onnx" else None
 
     from stepwise.model import replace_dir
@@ -67,6 +69,24 @@ def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False
                                str(run_dir.path), sample)
         else:
             report = _export_onnx(reference, meta, examples, tmp, target, run_dir, int8, opset, threads, sample)
+        replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"out": str(target), **report}
+
+
+def _export_retriever(run_dir: RunDir, target: Path, *, int8: bool, opset: int, fmt: str, data: Any,
+                      threads: int | None) -> dict[str, Any]:
+    from stepwise.model import replace_dir
+    from stepwise.retrieval.export import export_retriever
+
+    if fmt != "onnx" or data is not None:
+        raise StepwiseError("a retriever exports to ONNX, gated on its own dev pairs", path=run_dir.path,
+                            fix="drop --format hf and --data")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        report = export_retriever(run_dir, tmp, int8=int8, opset=opset, threads=threads)
         replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,8 +53,22 @@ def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options
     ``stepwise.train(task="classify", train="data.tsv", out="runs/a", epochs=2)``.
     """
     cfg = config if config is not None else build_config(options)
+    own = _own_recipe(cfg)
+    if own is not None:  # a task trained by a recipe of its own (e.g. retrieval: two towers, no head)
+        return own(cfg, callbacks=callbacks)
     # --reward asks for the policy-gradient objective (from the pretrained encoder; `rl` starts from a run)
     return run_recipe(cfg, objective="reinforce" if cfg.reward else "supervised", callbacks=callbacks)
+
+
+def _own_recipe(cfg: TrainConfig) -> Callable[..., Run] | None:
+    import importlib
+
+    from stepwise.tasks import task_class, task_names
+
+    if cfg.task not in task_names() or not getattr(task_class(cfg.task), "recipe", None):
+        return None
+    module, _, name = task_class(cfg.task).recipe.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
@@ -94,6 +108,9 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     from stepwise.tasks import get_task, task_class, task_names
 
     start_meta = RunDir.open(cfg.init_from).meta() if cfg.init_from else None
+    if start_meta and getattr(task_class(start_meta["task"]), "recipe", None):
+        raise StepwiseError(f"a {start_meta['task']} run cannot start rl, distill or prune", path=cfg.init_from,
+                            fix="these verbs start from a classifier, tagger or editor run")
     name = cfg.task or (start_meta["task"] if start_meta else infer_task(cfg.train, cfg.input_format))
     if name not in task_names():
         raise StepwiseError(f"unknown task {name!r}", fix=f"use --task {' or '.join(task_names())}")

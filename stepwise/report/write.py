@@ -16,12 +16,12 @@ def write_reports(text_path: Path, json_path: Path, task_name: str, scores: dict
         parts.append(f"== {split} ({score['metrics'].get('n', '?')} examples) ==\n{score['report']}")
     train = summary.get("train", {})
     if train:
-        parts.append("== training ==\n" + "\n".join(f"{k}: {_line(k, v)}" for k, v in train.items()) + "\n")
+        parts.append("== training ==\n" + "\n".join(f"{k}: {fact_line(k, v)}" for k, v in train.items()) + "\n")
     atomic_write_text(text_path, "\n".join(parts))
     atomic_write_json(json_path, {"task": task_name, **summary, **{split: s["metrics"] for split, s in scores.items()}})
 
 
-def _line(key: str, value: Any) -> str:
+def fact_line(key: str, value: Any) -> str:
     """A training fact as one readable line (the structured form is in results.json)."""
     if key == "threads" and isinstance(value, dict):
         steps = ", ".join(f"{c['threads']} from step {c['step']}" for c in value.get("changes", []))

@@ -35,7 +35,7 @@ from stepwise.tasks import task_class
 log = logging.getLogger("stepwise.serve")
 
 #: endpoints with their own metrics label; anything else (a fuzzer's random paths) counts as "other"
-ENDPOINTS = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+ENDPOINTS = ("/v1/predict", "/v1/answer", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 OPEN_PATHS = ("/healthz",)  # reachable without the API key when one is configured
 RETRY_AFTER_S = 1
 
@@ -138,8 +138,15 @@ def validation_response(err: RequestValidationError) -> JSONResponse:
 
 def check_texts(body: BaseModel, settings: ServeSettings) -> Optional[JSONResponse]:
     """What the schema cannot say: token lists' total length, text that is not valid Unicode, pair counts."""
+    from stepwise.data.readers import strip_invisible
+
     for i, item in enumerate(body.texts):
         text = item if isinstance(item, str) else " ".join(item)
+        blank = next((j for j, token in enumerate(item) if not strip_invisible(token)), None) \
+            if not isinstance(item, str) else None
+        if blank is not None:  # a token of nothing a reader sees: it would get a tag of its own
+            return error(422, f"texts[{i}][{blank}]: a blank or invisible token; every token needs a visible "
+                         "character (or send the text as one string)", f"texts[{i}][{blank}]")
         if len(text) > settings.max_text_chars:
             return error(413, f"texts[{i}]: {len(text)} characters; the limit is {settings.max_text_chars}",
                          f"texts[{i}]")
@@ -205,15 +212,8 @@ class ServerState:
         log.info("stepwise serve: model loaded and warmed (%s backend)", predictor.backend.name)
 
 
-def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettings] = None,
-               meta: Optional[dict[str, Any]] = None) -> "Guard":
-    """The service for one model. `load_predictor` runs in a thread at startup (a loaded Predictor: `lambda: p`)."""
-    settings = settings or ServeSettings()
-    meta = meta or {}
-    task_name = meta.get("task", "classify")
-    task = task_class(task_name)
-    state = ServerState(load_predictor, settings, meta)
-    Body = request_model(task, settings, pairs=task.takes_text_pairs and bool(meta.get("token_types")))
+def _base_app(state: "ServerState", settings: ServeSettings, description: str) -> FastAPI:
+    """What every service has: the lifespan (load, then drain), one-line errors, health, readiness, metrics."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202 — FastAPI's protocol
@@ -224,8 +224,7 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
         await loading
         await state.batcher.stop(settings.graceful_s)
 
-    app = FastAPI(title="stepwise", version=stepwise.__version__, lifespan=lifespan,
-                  description=f"A stepwise {task_name} model behind HTTP: `POST /v1/predict`.")
+    app = FastAPI(title="stepwise", version=stepwise.__version__, lifespan=lifespan, description=description)
     app.state.stepwise = state
 
     @app.exception_handler(RequestValidationError)
@@ -240,41 +239,6 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
     async def on_bug(request: Request, err: Exception) -> JSONResponse:
         log.exception("stepwise serve: internal error on %s", request.url.path)
         return error(500, f"internal error ({type(err).__name__}); the server log has the traceback")
-
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
-    async def predict(body: Body) -> Any:  # type: ignore[valid-type]
-        """Labels and probabilities (classifier), tags and entity spans (tagger), edited text (editor)."""
-        problem = check_texts(body, settings)
-        if problem is not None:
-            return problem
-        if not state.ready:
-            return unavailable(state.failed and f"the model failed to load: {state.failed}" or "the model is loading")
-        pairs = getattr(body, "pairs", None) or [None] * len(body.texts)
-        request = next(state.requests)  # documents are this request's: batches merge several requests
-        named = getattr(body, "documents", None) or [None] * len(body.texts)
-        documents = [None if d is None else (request, d) for d in named]
-        items = [Example(text, None, i + 1, pair, doc)
-                 for i, (text, pair, doc) in enumerate(zip(body.texts, pairs, documents))]
-        try:
-            records = await asyncio.wait_for(state.batcher.submit(items, (body.steps, body.confidence, body.keep)),
-                                             settings.timeout_s)
-        except Overloaded as err:
-            return unavailable(f"overloaded: {err}")
-        except asyncio.TimeoutError:
-            return unavailable(f"timed out after {settings.timeout_s:g} s in the queue and model")
-        return {"predictions": records}
-
-    @app.get("/v1/model", response_model=ModelInfo, responses=ERROR_RESPONSES)
-    async def model_info() -> Any:
-        """What is being served."""
-        backend = state.predictor.backend.name if state.predictor is not None else (
-            "onnx" if meta.get("export") else "torch")
-        steps = meta.get("refine_steps") or task.default_steps
-        model = {"name": meta.get("name"), "pooling": meta.get("pooling"), "max_length": meta.get("max_length"),
-                 "text_pairs": bool(meta.get("token_types")), "export": meta.get("export")}
-        return {"task": task_name, "labels": list(meta.get("labels", [])), "backend": backend,
-                "version": stepwise.__version__, "multi_step": bool(task.iterative or steps > 1),
-                "default_steps": steps, "model": {k: v for k, v in model.items() if v is not None}}
 
     @app.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz() -> dict[str, str]:
@@ -294,6 +258,59 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
     async def metrics() -> Response:
         """Prometheus text format."""
         return Response(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+async def submit(state: "ServerState", settings: ServeSettings, items: list[Any], key: Any) -> Any:
+    """Items through the batcher: their records, or the 503 that says why not (loading, overloaded, slow)."""
+    if not state.ready:
+        return unavailable(state.failed and f"the model failed to load: {state.failed}" or "the model is loading")
+    try:
+        return await asyncio.wait_for(state.batcher.submit(items, key), settings.timeout_s)
+    except Overloaded as err:
+        return unavailable(f"overloaded: {err}")
+    except asyncio.TimeoutError:
+        return unavailable(f"timed out after {settings.timeout_s:g} s in the queue and model")
+
+
+def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettings] = None,
+               meta: Optional[dict[str, Any]] = None) -> "Guard":
+    """The service for one model. `load_predictor` runs in a thread at startup (a loaded Predictor: `lambda: p`)."""
+    settings = settings or ServeSettings()
+    meta = meta or {}
+    task_name = meta.get("task", "classify")
+    task = task_class(task_name)
+    state = ServerState(load_predictor, settings, meta)
+    Body = request_model(task, settings, pairs=task.takes_text_pairs and bool(meta.get("token_types")))
+    app = _base_app(state, settings, f"A stepwise {task_name} model behind HTTP: `POST /v1/predict`.")
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+    async def predict(body: Body) -> Any:  # type: ignore[valid-type]
+        """Labels and probabilities (classifier), tags and entity spans (tagger), edited text (editor)."""
+        problem = check_texts(body, settings)
+        if problem is not None:
+            return problem
+        pairs = getattr(body, "pairs", None) or [None] * len(body.texts)
+        request = next(state.requests)  # documents are this request's: batches merge several requests
+        named = getattr(body, "documents", None) or [None] * len(body.texts)
+        documents = [None if d is None else (request, d) for d in named]
+        items = [Example(text, None, i + 1, pair, doc)
+                 for i, (text, pair, doc) in enumerate(zip(body.texts, pairs, documents))]
+        records = await submit(state, settings, items, (body.steps, body.confidence, body.keep))
+        return records if isinstance(records, Response) else {"predictions": records}
+
+    @app.get("/v1/model", response_model=ModelInfo, responses=ERROR_RESPONSES)
+    async def model_info() -> Any:
+        """What is being served."""
+        backend = state.predictor.backend.name if state.predictor is not None else (
+            "onnx" if meta.get("export") else "torch")
+        steps = meta.get("refine_steps") or task.default_steps
+        model = {"name": meta.get("name"), "pooling": meta.get("pooling"), "max_length": meta.get("max_length"),
+                 "text_pairs": bool(meta.get("token_types")), "export": meta.get("export")}
+        return {"task": task_name, "labels": list(meta.get("labels", [])), "backend": backend,
+                "version": stepwise.__version__, "multi_step": bool(task.iterative or steps > 1),
+                "default_steps": steps, "model": {k: v for k, v in model.items() if v is not None}}
 
     return Guard(app, settings, state.metrics)
 

@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "classify": "stepwise.tasks.classify:ClassifyTask",
     "tag": "stepwise.tasks.tag:TagTask",
     "edit": "stepwise.tasks.edit:EditTask",
+    "retrieve": "stepwise.tasks.retrieve:RetrieveTask",
 }
 
 

@@ -58,7 +58,8 @@ class TrainStep:
             out.loss += loss.item() / len(micro_batches)
             for key, value in logs.items():
                 out.logs[key] = out.logs.get(key, 0.0) + value / len(micro_batches)
-            lengths = [len(f["input_ids"]) for f in feats]
+            # a feature may say which sequences it runs (`_tokens`: a bi-encoder's query and passage)
+            lengths = [n for f in feats for n in f.get("_tokens", (len(f["input_ids"]),))]
             out.examples += self.task.units(feats)
             out.tokens += sum(lengths)
             out.flops += train_flops(*self.flop_shape, lengths)
