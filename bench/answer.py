@@ -69,17 +69,91 @@ def row_st(ctx: dict, seed: int):
     return f"sentence-transformers MNRL {EPOCHS} ep b{BATCH}", dense_scorer(st_encoder(path), ctx["texts"]), seconds
 
 
-# ---- stepwise rows go here (the lead): e.g. row_stepwise (stepwise.train(task="retrieve", ...)), row_rerank ----
+def _stepwise_run(ctx: dict, seed: int, **options) -> tuple[Path, float]:
+    """`stepwise train --task retrieve` on the FAQ's train pairs (dev for early stopping, all 503 answers as the
+    pool); seconds = the training loop including its dev evaluations (what early stopping costs)."""
+    import stepwise
+
+    root = SHARED / "faq_zaragoza"
+    out = OUT / f"answer_stepwise_s{seed}{''.join(f'_{k}{v}' for k, v in sorted(options.items()))}"
+    opts = {**ctx["stepwise_options"], **options}
+    run = stepwise.train(task="retrieve", train=str(root / "train.jsonl"), dev=str(root / "dev.jsonl"),
+                         test=str(root / "test.jsonl"), pool=str(root / "answers.jsonl"), out=str(out), seed=seed,
+                         quiet=True, overwrite=True, **opts)
+    ctx.setdefault("runs", {})[seed] = out
+    return out, run.results["train"]["seconds"] + run.results["train"]["eval_seconds"]
+
+
+def _encoder_scorer(path: Path, texts: list[str], threads: int | None = None) -> Scorer:
+    from stepwise.retrieval.encoder import load_encoder
+
+    embedder, _ = load_encoder(path, threads=threads)
+    return dense_scorer(embedder.embed, texts)
+
+
+def row_stepwise(ctx: dict, seed: int):
+    path, seconds = _stepwise_run(ctx, seed)
+    return f"stepwise bi-encoder ({ctx['stepwise_label']})", _encoder_scorer(path, ctx["texts"]), seconds
+
+
+def row_int8(ctx: dict, seed: int):
+    """The same run exported to ONNX int8: latency and quality of the deployable encoder."""
+    from stepwise.recipes.export import export
+
+    run = ctx.get("runs", {}).get(seed) or _stepwise_run(ctx, seed)[0]
+    out = OUT / f"answer_stepwise_s{seed}_int8"
+    export(run, out=out, int8=True)
+    return "stepwise bi-encoder, ONNX int8", _encoder_scorer(out, ctx["texts"]), None
+
+
+def row_rerank(ctx: dict, seed: int):
+    """Step 2: a cross-encoder (text-pair classifier) trained on the retriever's own near misses over the
+    train pairs, rescoring the top RERANK_K; the rest keep their order below them."""
+    import stepwise
+    from stepwise.recipes.mine import mine
+    from stepwise.retrieval.answer import relevant_column
+
+    root = SHARED / "faq_zaragoza"
+    run = ctx.get("runs", {}).get(seed) or _stepwise_run(ctx, seed)[0]
+    tick = __import__("time").perf_counter()
+    files = {}
+    for split in ("train", "dev"):
+        files[split] = OUT / f"answer_rerank_s{seed}_{split}.jsonl"
+        mine(run, pairs=root / f"{split}.jsonl", pool=root / "answers.jsonl", out=files[split],
+             negatives=ctx["rerank_negatives"])
+    ce = stepwise.train(task="classify", train=str(files["train"]), dev=str(files["dev"]), pair_column="text_pair",
+                        out=str(OUT / f"answer_rerank_s{seed}"), seed=seed, quiet=True, overwrite=True,
+                        **ctx["rerank_options"])
+    seconds = __import__("time").perf_counter() - tick
+    predictor = ce.load()
+    column = relevant_column(predictor.labels, ce.path)
+    first = _encoder_scorer(run, ctx["texts"])
+    texts, k = ctx["texts"], ctx["rerank_k"]
+
+    def scorer(queries: list[str]) -> np.ndarray:
+        from stepwise.data.readers import Example
+
+        scores = first(queries)
+        top = np.argsort(-scores, axis=1)[:, :k]
+        pairs = [Example(q, None, i, texts[j]) for i, q in enumerate(queries) for j in top[i]]
+        probs = np.asarray(predictor.predict_proba(pairs))[:, column].reshape(top.shape)
+        out = scores - 2.0  # below every reranked candidate (cosines are ≥ -1)
+        np.put_along_axis(out, top, probs, axis=1)
+        return out
+
+    return f"stepwise bi-encoder + rerank top-{k}", scorer, seconds
+
 
 ROWS: dict[str, Callable] = {
     "bm25": row_bm25,
     "bm25-nostem": row_bm25_nostem,
     "frozen": row_frozen,
     "st": row_st,
-    # "stepwise": row_stepwise,
-    # "rerank": row_rerank,
+    "stepwise": row_stepwise,
+    "int8": row_int8,
+    "rerank": row_rerank,
 }
-SEEDED = {"st"}  # rows trained per seed (the others are deterministic: run once)
+SEEDED = {"st", "stepwise", "int8", "rerank"}  # rows trained per seed (the others are deterministic: run once)
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -123,17 +197,37 @@ def shown(row: dict) -> dict:
     return out
 
 
+def _options(text: str) -> dict:
+    """"epochs=3,lr=1e-4" → {"epochs": 3.0, "lr": 0.0001} (numbers where they parse)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            out[key] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(ROWS), help=f"rows to run, comma-separated ({','.join(ROWS)})")
     ap.add_argument("--seeds", default="0", help="seeds for the trained rows, comma-separated")
     ap.add_argument("--target-precision", type=float, default=0.95)
+    ap.add_argument("--stepwise", default="", help="stepwise retriever options, e.g. epochs=3,lr=1e-4 (default: "
+                    "stepwise's defaults)")
+    ap.add_argument("--rerank-k", type=int, default=10)
+    ap.add_argument("--rerank-negatives", type=int, default=3)
+    ap.add_argument("--rerank-epochs", type=float, default=2)
     args = ap.parse_args()
     import torch
 
     faq = load_faq(need(SHARED / "faq_zaragoza"))
     ctx = {"faq": faq, "texts": [p["text"] for p in faq["pool"]],
-           "near_dev": read_lines(NEAR_DEV), "near_test": read_lines(NEAR_TEST)}
+           "near_dev": read_lines(NEAR_DEV), "near_test": read_lines(NEAR_TEST),
+           "stepwise_options": _options(args.stepwise), "stepwise_label": args.stepwise or "defaults",
+           "rerank_k": args.rerank_k, "rerank_negatives": args.rerank_negatives,
+           "rerank_options": {"epochs": args.rerank_epochs}}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for key in args.only.split(","):
