@@ -346,16 +346,9 @@ def _write_results(run: RunDir, cfg: TrainConfig, task: Any, state: Any, scores:
                    metric: str, started: float, notes: dict[str, Any]) -> Run:
     from stepwise.report import plot_curves, write_reports
 
-    flops_per_s = state.flops / max(state.train_seconds, 1e-9)
     summary: dict[str, Any] = {"train": {
-        "seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
-        "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
-        "stopped_early": state.stopped_early, "precision": precision,
-        "mfu": round(flops_per_s / max(state.peak_flops, 1), 4),
-        "model_gflops_per_s": round(flops_per_s / 1e9, 1), "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
-        "examples": notes.pop("examples"), "precision_choice": notes.pop("precision_choice"),
+        **state.summary(metric, precision, started), "examples": notes.pop("examples"),
+        "precision_choice": notes.pop("precision_choice"),
         "threads": notes.pop("threads")}}
     summary.update(notes)
     for split, rate in rates.items():

@@ -201,15 +201,8 @@ def _write(run: RunDir, cfg: TrainConfig, state: Any, scores: dict, rates: dict,
     from stepwise.retrieval.metrics import report_text
 
     metric = cfg.dev_metric("mrr@10")
-    flops_per_s = state.flops / max(state.train_seconds, 1e-9)
-    train = {"seconds": round(state.train_seconds, 2), "eval_seconds": round(state.eval_seconds, 2),
-             "wall_seconds": round(time.perf_counter() - started, 2),
-             "examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
-             "steps": state.step, "best_step": state.best_step, f"best_dev_{metric}": state.best,
-             "stopped_early": state.stopped_early, "precision": precision,
-             "mfu": round(flops_per_s / max(state.peak_flops, 1), 4),
-             "model_gflops_per_s": round(flops_per_s / 1e9, 1), "peak_gflops_per_s": round(state.peak_flops / 1e9, 1),
-             "examples": examples, "precision_choice": probe, "threads": threads.report()}
+    train = {**state.summary(metric, precision, started), "examples": examples, "precision_choice": probe,
+             "threads": threads.report()}
     results = {"task": "retrieve", "train": train, **notes,
                "inference": {f"{s}_queries_per_s": round(r, 2) for s, r in rates.items()}, **scores}
     from stepwise.report.write import fact_line

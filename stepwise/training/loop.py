@@ -59,6 +59,18 @@ class LoopState:
     threads: list[dict[str, Any]] = field(default_factory=list)  # thread counts used, from which step, and why
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def summary(self, metric: str, precision: str, started: float) -> dict[str, Any]:
+        """The run's training facts for results.json: time, throughput, steps, best dev score, MFU."""
+        flops_per_s = self.flops / max(self.train_seconds, 1e-9)
+        return {"seconds": round(self.train_seconds, 2), "eval_seconds": round(self.eval_seconds, 2),
+                "wall_seconds": round(time.perf_counter() - started, 2),
+                "examples_per_s": round(self.examples / max(self.train_seconds, 1e-9), 2),
+                "steps": self.step, "best_step": self.best_step, f"best_dev_{metric}": self.best,
+                "stopped_early": self.stopped_early, "precision": precision,
+                "mfu": round(flops_per_s / max(self.peak_flops, 1), 4),
+                "model_gflops_per_s": round(flops_per_s / 1e9, 1),
+                "peak_gflops_per_s": round(self.peak_flops / 1e9, 1)}
+
 
 Evaluator = Callable[[], dict[str, Any]]
 Callback = Callable[[LoopState], "bool | None"]
