@@ -33,6 +33,8 @@ from answer_anchors import (
 )
 from common import OUT, SHARED, emit, need
 
+from stepwise.threads import others_load, sample
+
 HERE = Path(__file__).resolve().parent
 NEAR_DEV = HERE / "data" / "faq_near_oos_dev.txt"
 NEAR_TEST = HERE / "data" / "faq_near_oos_test.txt"
@@ -185,7 +187,8 @@ def evaluate(ctx: dict, scorer: Scorer, target: float) -> dict:
 PCT = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "cat acc", "AUROC general", "AUROC near", "near OOS recall",
        "abst prec", "R@1 after abst", "general abstained")
 COLUMNS = ["row", "seed", "R@1", "R@5", "MRR@10", "nDCG@10", "cat acc", "train s", "p50 ms", "q/s b32",
-           "AUROC general", "AUROC near", "near OOS recall", "R@1 after abst", "general abstained"]
+           "AUROC general", "AUROC near", "near OOS recall", "R@1 after abst", "general abstained",
+           "others"]
 
 
 def shown(row: dict) -> dict:
@@ -232,17 +235,29 @@ def main() -> None:
     rows = []
     for key in args.only.split(","):
         for seed in seeds if key in SEEDED else [None]:
+            before = sample()
             name, scorer, seconds = ROWS[key](ctx, 0 if seed is None else seed)
             row = {"row": name, "seed": "-" if seed is None else seed, "train s": seconds,
                    **evaluate(ctx, scorer, args.target_precision)}
+            after = sample()
+            # cores' worth of CPU other processes took while this row trained and was timed (0 on a quiet host)
+            row["others"] = round(others_load(before, after), 2) if before and after else None
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             rows.append(row)
     print(f"\n{len(faq['test'])} test questions against {len(faq['pool'])} answers; general OOS "
           f"{len(faq['oos_dev'])}, near-domain OOS test {len(ctx['near_test'])} (threshold calibrated on "
           f"{len(faq['dev'])} dev questions + {len(ctx['near_dev'])} near-domain dev for abstention precision "
-          f"{args.target_precision}); torch threads {torch.get_num_threads()}\n")
+          f"{args.target_precision}); torch threads {torch.get_num_threads()}; CPU flags: {cpu_flags()}; "
+          "`others`: cores' worth of CPU other processes used during the row\n")
     emit("answer", [shown(r) for r in rows], COLUMNS,
-         extra={"raw": rows, "target_precision": args.target_precision, "torch_threads": torch.get_num_threads()})
+         extra={"raw": rows, "target_precision": args.target_precision, "torch_threads": torch.get_num_threads(),
+                "cpu_flags": cpu_flags()})
+
+
+def cpu_flags() -> str:
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    return " ".join(f for f in wanted if f in flags)
 
 
 if __name__ == "__main__":
