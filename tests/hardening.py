@@ -405,6 +405,19 @@ CASES: list[Case] = [
     Case("search: space option wrong for the task, then corrected", "stuck",
          lambda ws: _search_args(ws, "lr: {low: 1.0e-5, high: 1.0e-3, log: true}\ndoc_context: {choices: [model]}\n"),
          "space.yaml:2: trial 0", check=_search_retry, out=None),
+    # --- round 3: silent acceptance, misleading lines, environment -------------------------------------
+    Case("NUL-byte training file", "misleading",
+         lambda ws: train_args(ws, train=_write(ws, "nul.tsv", b"\x00" * 64 + b"\n")), "nul.tsv:1: a NUL byte"),
+    Case("noise input with control bytes", "silent",
+         lambda ws: ["noise", "--input", str(_write(ws, "ctl.txt", b"a good film\nan aw\x01ful film\n")), "--out",
+                     str(ws.path("pairs.tsv"))], "ctl.txt:2: a control character (U+0001)",
+         check=lambda ws, o: not ws.path("pairs.tsv").exists(), out=None),
+    Case("classifier run predicting a CoNLL file", "silent",
+         lambda ws: ["predict", str(ws.cls_run), "--input", str(ws.ner_dev)], "this is a classifier run", out=None),
+    Case("unterminated CSV quote", "misleading",
+         lambda ws: train_args(ws, train=_write(ws, "quote.csv", "text,label\na good film,pos\n\"an awful film,neg\n"
+                                                "a fine film,pos\nbad,neg\n")),
+         "quote.csv:3: a quote opened on this line is never closed", check=lambda ws, o: "stray tab" not in o.err),
 ]
 
 

@@ -193,3 +193,21 @@ def test_monitor_stores_only_times_it_can_read_back() -> None:
     for value in ("2026-03-02T01:00:00+05:00", 0, MAX_EPOCH - 1):
         iso(parse_time(value) + parse_duration(f"{int(MAX_EPOCH)}s"))  # the furthest window end still reads back
     assert "longer than" in refused(parse_duration, "99999999999999d")
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set, but not by torchrun (RANK, MASTER_ADDR, MASTER_PORT missing)"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "RANK='5' is not a whole number from 0 to 1")])
+def test_a_torchrun_environment_that_is_not_one_is_one_line(env: dict[str, str], words: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    from stepwise.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", "--train", str(tmp_path / "t.tsv"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not (tmp_path / "run").exists()

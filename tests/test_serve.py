@@ -377,6 +377,9 @@ def test_tagger_takes_token_lists_and_refiner_options(tag_run: Path, tmp_path: P
         info = json.loads(call(srv.url + "/v1/model")[2])
         assert info["task"] == "tag" and info["multi_step"] is True and info["default_steps"] == 2
         assert predict(srv, {"texts": [words], "steps": 21})[0] == 422
+        for token in ("", " ", "\u200b", "\ufeff\u200d"):  # nothing visible: refused, not tagged as an entity
+            status, body = predict(srv, {"texts": [words, ["John", token, "visited"]]})
+            assert status == 422 and body["field"] == "texts[1][1]", (token, body)
     finally:
         assert srv.stop() == 0, srv.log.read_text()
 

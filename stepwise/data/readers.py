@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +84,21 @@ def read_text(path: str | Path) -> str:
         line = data[: err.start].count(b"\n") + 1
         raise StepwiseError(f"bytes that are not UTF-8 (byte 0x{data[err.start]:02x})", path=path, line=line,
                             fix="re-encode the file as UTF-8") from None
+    bad = CONTROL.search(text)
+    if bad:  # a binary file, or bytes that would pass into outputs unseen (str.split takes some for spaces)
+        line = text.count("\n", 0, bad.start()) + 1
+        if bad.group() == "\x00":
+            raise StepwiseError("a NUL byte: this is a binary file or a damaged one, not text", path=path, line=line,
+                                fix="give a UTF-8 text file")
+        raise StepwiseError(f"a control character (U+{ord(bad.group()):04X}), which is not text", path=path,
+                            line=line, fix="remove the control characters from the file (tabs and newlines are fine)")
     if not text.strip():
         raise StepwiseError("the file is empty", path=path, fix="give a file with at least one example")
     return text
+
+
+#: C0 control characters other than tab, newline and carriage return: never part of a text
+CONTROL = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f]")
 
 
 def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, object]]:
@@ -121,9 +134,11 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
     if fmt == "csv":
         rows = []
         reader = csv.reader(io.StringIO(text))
+        start = 1
         try:
-            for fields in reader:
-                rows.append((reader.line_num, fields))
+            for fields in reader:  # a row is reported at the line it starts on (a quoted field may span lines)
+                rows.append((start, fields))
+                start = reader.line_num + 1
         except csv.Error as err:
             raise StepwiseError(f"malformed CSV ({err})", path=path, line=reader.line_num,
                                 fix="check the quoting") from None
@@ -158,8 +173,13 @@ def _read_rows(path: str | Path, text: str, fmt: str, text_column: str | int | N
                                 path=path, line=first_line, fix=f"pass an index from 0 to {width - 1}{names_too}")
     for line, fields in rows:
         if len(fields) != width:
+            if fmt == "csv" and any("\n" in f for f in fields):
+                raise StepwiseError("a quote opened on this line is never closed: it takes in the lines after it",
+                                    path=path, line=line, fix="close the quote (a quote inside a quoted field is "
+                                    "written twice: \"\")")
+            hint = "is there a stray comma? quote a text that holds one" if fmt == "csv" else "is there a stray tab?"
             raise StepwiseError(f"expected {width} columns, found {len(fields)}", path=path, line=line,
-                                fix="every row needs the same columns as the first (is there a stray tab?)")
+                                fix=f"every row needs the same columns as the first ({hint})")
     return rows, t_idx, l_idx, p_idx
 
 

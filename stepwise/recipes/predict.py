@@ -21,7 +21,10 @@ def read_inputs(task: type[Task] | Task, path: str, fmt: str | None = None, **re
         fmt = "tsv"
     if task.read_format == "conll" and fmt == "tsv":
         read_options["label_column"] = None  # text for a tagger: one sentence per line, no tag column
-    return task.read_file(path, fmt=fmt, require_labels=False, keep_blank=True, **read_options)
+    examples = task.read_file(path, fmt=fmt, require_labels=False, keep_blank=True, **read_options)
+    if task.read_format != "conll" and any(isinstance(ex.text, list) for ex in examples):  # CoNLL for a classifier
+        task.check_data(examples, path, fix=f"this is a {task.noun} run: give it {task.data_hint}, or plain text")
+    return examples
 
 
 def predict(predictor: Predictor, examples: list[Example], options: PredictOptions,

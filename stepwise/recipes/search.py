@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -201,7 +200,9 @@ def _check_arguments(trials: int, timeout: float | None, pruner: str, startup_tr
         raise StepwiseError(f"--startup-trials must be at least 0 (got {startup_trials})", fix="e.g. 2")
     if evals_per_epoch < 1:
         raise StepwiseError(f"--evals-per-epoch must be at least 1 (got {evals_per_epoch})", fix="e.g. 2")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from stepwise.training.distributed import from_environment
+
+    if from_environment().active:
         raise StepwiseError("`stepwise search` does not run under torchrun", fix="start the same search command "
                             "once per process or machine instead: the trials share the study")
     if Path(out).exists() and not Path(out).is_dir():

@@ -130,8 +130,10 @@ class TagTask(Task):
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int,
                with_labels: bool = True) -> list[Feature]:
         word_lists = [words_of(ex) for ex in examples]
+        # whole sentences, windowed below: verbose=False keeps transformers' "longer than the specified maximum
+        # ... will result in indexing errors" warning, untrue here, off the user's screen
         encoded = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False,
-                            return_attention_mask=False, return_token_type_ids=False)
+                            return_attention_mask=False, return_token_type_ids=False, verbose=False)
         budget = max_length - 2
         features: list[Feature] = []
         for ei, (ex, words) in enumerate(zip(examples, word_lists)):

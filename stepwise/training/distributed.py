@@ -89,12 +89,37 @@ class Dist:
 
 
 def from_environment() -> Dist:
-    """The process's place in a torchrun launch; a world of one without torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """The process's place in a torchrun launch; a world of one without torchrun.
+
+    WORLD_SIZE above 1 without the rest of torchrun's variables (RANK, MASTER_ADDR, MASTER_PORT), or any of
+    them not a number in range, is one line naming the variable, not torch.distributed's error later."""
+    world = _env_int("WORLD_SIZE", "1", low=1)
     if world <= 1:
         return Dist()
-    return Dist(rank=int(os.environ.get("RANK", "0")), world=world,
-                local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()]
+    if missing:
+        from stepwise.errors import StepwiseError
+
+        raise StepwiseError(f"WORLD_SIZE={world} is set, but not by torchrun ({', '.join(missing)} missing)",
+                            fix=f"start the command with `torchrun --nproc-per-node {world} -m stepwise ...`, "
+                            "or unset WORLD_SIZE to run as one process")
+    rank = _env_int("RANK", "0", low=0, high=world - 1)
+    return Dist(rank=rank, world=world, local_world=_env_int("LOCAL_WORLD_SIZE", str(world), low=1, high=world))
+
+
+def _env_int(name: str, default: str, *, low: int, high: int | None = None) -> int:
+    raw = os.environ.get(name, default).strip() or default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        from stepwise.errors import StepwiseError
+
+        span = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise StepwiseError(f"the environment variable {name}={raw!r} is not a whole number {span}",
+                            fix=f"unset {name} (torchrun sets it), or set it to a number {span}")
+    return value
 
 
 def default_threads(dist: Dist) -> int:
