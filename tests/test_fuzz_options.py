@@ -93,21 +93,23 @@ def test_train_numeric_options(files: dict[str, Path], values: dict[str, str]) -
     assert not out.exists()
 
 
-@FUZZ
-@given(st.dictionaries(st.sampled_from(NUMERIC), st.one_of(st.floats(), st.integers(-10**20, 10**20)), min_size=1,
-                       max_size=3))
-def test_train_config_from_python(values: dict[str, float | int]) -> None:
-    """The Python API validates the same way: a TrainConfig holds finite numbers only."""
+NUMBERS = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
+                    st.sampled_from([-0.0, 0, 1e308, 5e-324, 10**20, -1]), st.floats(), st.integers(-10**20, 10**20))
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@settings(FUZZ, max_examples=12)
+@given(value=NUMBERS)
+def test_train_config_from_python(name: str, value: float | int) -> None:
+    """The Python API validates every numeric option the same way: a TrainConfig holds finite numbers only."""
     from stepwise.config import build_config
 
     try:
-        cfg = build_config({"train": "t.tsv", "out": "o", **values})
+        cfg = build_config({"train": "t.tsv", "out": "o", name: value})
     except StepwiseError as err:
-        assert "\n" not in err.message
+        assert "\n" not in err.message and f"--{name.replace('_', '-')}" in err.message
         return
-    for name in values:
-        value = getattr(cfg, name)
-        assert value is None or math.isfinite(value), (name, value)
+    assert math.isfinite(getattr(cfg, name)), (name, value)
 
 
 @FUZZ
@@ -171,7 +173,7 @@ SERVE_INTS = {"port", "max_batch", "sub_batch", "max_text_chars", "max_items", "
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(sorted(SERVE_FLOATS | SERVE_INTS)),
-                       st.one_of(st.floats(), st.integers(-10**12, 10**12)), min_size=1, max_size=4))
+                       NUMBERS, min_size=1, max_size=4))
 def test_serve_settings(values: dict[str, float | int]) -> None:
     """`stepwise serve` and the Python API share ServeSettings: accepted settings are finite and positive."""
     from stepwise.serve.settings import ServeSettings
