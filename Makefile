@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check stepwise tests bench
 
 test: $(STAMP) lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The monitor report's test renders the page in a real headless Chromium. Debian's package is installed when
 # it is missing and apt-get can (as root); otherwise that one test skips and says why.

@@ -139,6 +139,12 @@ class TaskModel(nn.Module):
         return model, tokenizer, meta
 
 
+def position_limit(encoder: nn.Module) -> int | None:
+    """The most tokens the encoder can embed in one sequence (its position table), where it has one."""
+    limit = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move a finished directory into place; the old one is kept aside until the new one is there."""
     old = dst.with_name(f".{dst.name}.old")

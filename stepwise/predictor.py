@@ -173,7 +173,12 @@ def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, 
 
     _check_predicts(read_meta(run_dir.model_dir), run)
     model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
-    return Predictor(model, tokenizer, task_from_meta(meta), **predictor_options(meta, overrides))
+    options = predictor_options(meta, overrides)
+    from stepwise.model import position_limit
+
+    if (limit := position_limit(model.encoder)) is not None:  # runs saved before training capped it
+        options["max_length"] = min(options["max_length"], limit)
+    return Predictor(model, tokenizer, task_from_meta(meta), **options)
 
 
 def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | None = None, share: int = 1,

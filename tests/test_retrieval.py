@@ -298,5 +298,36 @@ def test_answer_over_http(retriever: Path, faq_files: dict[str, Path], tmp_path:
         assert status == 200 and info["task"] == "answer" and info["passages"] == 24 and not info["calibrated"]
         status, _, body = call(server.url + "/v1/predict", {"texts": ["x"]})
         assert status == 404 and "error" in json.loads(body)
+        assert fuzz_finds(server.url) == []
     finally:
         assert server.stop() == 0
+
+
+def fuzz_finds(url: str, examples: int = 40) -> list[str]:
+    """Schemathesis on /v1/answer from the server's own schema, valid and invalid bodies: any 5xx, or a 4xx
+    that is not one JSON error line, is a finding."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    problems: list[str] = []
+    operations = [r.ok() for r in schema.get_all_operations() if r.ok().path == "/v1/answer"]
+    assert operations, "the schema has no /v1/answer"
+    for mode in schemathesis.GenerationMode:
+
+        @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operations[0].as_strategy(mode))
+        def run(case) -> None:
+            response = case.call(base_url=url)
+            if response.status_code >= 500:
+                problems.append(f"{response.status_code}: {response.text[:200]}")
+            elif response.status_code >= 400:
+                try:
+                    ok = isinstance(json.loads(response.text).get("error"), str)
+                except (ValueError, AttributeError):
+                    ok = False
+                if not ok:
+                    problems.append(f"{response.status_code} not one JSON error: {response.text[:200]}")
+
+        run()
+    return problems

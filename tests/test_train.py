@@ -138,3 +138,17 @@ def test_word_embeddings_train_by_default_and_stay_put_when_frozen(tiny_model: s
     assert not torch.equal(embeddings(trained.path / "model", "word"), embeddings(pretrained, "word"))
     assert torch.equal(embeddings(frozen.path / "model", "word"), embeddings(pretrained, "word"))
     assert not torch.equal(embeddings(frozen.path / "model", "position"), embeddings(pretrained, "position"))
+
+
+def test_max_length_is_capped_at_the_encoders_positions(tiny_model: str, tmp_path: Path) -> None:
+    """The tiny encoder embeds 128 positions; --max-length 256 (the default) used to crash on a long text at
+    prediction time. Now the run uses 128 and says so."""
+    import stepwise
+    from tests.conftest import tiny_options, toy_splits
+
+    run = stepwise.train(**tiny_options(tiny_model, toy_splits(tmp_path), tmp_path / "run", epochs=1))
+    assert run.results["max_length"] == {"asked": 256, "used": 128, "why": "the encoder's position limit"}
+    predictor = run.load()
+    long_probs = predictor.predict_proba([" ".join(["good"] * 300)])  # crashed before
+    cut_probs = predictor.predict_proba([" ".join(["good"] * 126)])  # what fits beside [CLS] and [SEP]
+    assert predictor.max_length == 128 and long_probs == pytest.approx(cut_probs, abs=1e-5)

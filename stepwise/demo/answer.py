@@ -36,7 +36,8 @@ def run_answer_demo(out: str | Path = "runs/demo-answer", quiet: bool = False) -
     atomic_write_text(data / "answers.jsonl", "".join(json.dumps(p) + "\n" for p in pool.values()))
 
     run = train(task="retrieve", train=str(data / "train.jsonl"), dev=str(data / "dev.jsonl"),
-                pool=str(data / "answers.jsonl"), out=str(out / "retriever"), epochs=6, batch_size=16, lr=1e-4,
+                pool=str(data / "answers.jsonl"), out=str(out / "retriever"), epochs=10, batch_size=8, lr=5e-5,
+                hard_negatives=3,
                 quiet=quiet, overwrite=True)
     build_index(out / "retriever", passages=data / "answers.jsonl", out=out / "index")
     answerer = open_answerer(out / "index", calibrated=False)

@@ -246,6 +246,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
     from stepwise.training.objectives import ObjectiveContext, build_objective
 
     dist = dist or Dist()
+    job.config = fit_length(job.config, job.model.encoder, job.notes)
     cfg, task, data = job.config, job.task, job.data
     started = time.perf_counter()
     if dist.is_main:
@@ -320,6 +321,17 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         finish(run)
     dist.broadcast(result.results)
     return result
+
+
+def fit_length(cfg: TrainConfig, encoder: Any, notes: dict[str, Any]) -> TrainConfig:
+    """--max-length capped at the encoder's position limit (a longer sequence cannot be embedded); noted."""
+    from stepwise.model import position_limit
+
+    limit = position_limit(encoder)
+    if limit is None or cfg.max_length <= limit:
+        return cfg
+    notes["max_length"] = {"asked": cfg.max_length, "used": limit, "why": "the encoder's position limit"}
+    return cfg.model_copy(update={"max_length": limit})
 
 
 def _threads_report(job: Prepared, state: Any) -> dict[str, Any]:

@@ -145,6 +145,10 @@ def train_retriever(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
         scale = 1.0 / cfg.retrieval_temperature if cfg.retrieval_temperature else 20.0
         model = BiEncoder.from_encoder(cfg.model, cfg.dropout, scale,
                                        learn_scale=cfg.retrieval_temperature is None)
+        from stepwise.recipes.finetune import fit_length
+
+        notes: dict[str, Any] = {"retrieval_defaults": defaults}
+        cfg = fit_length(cfg, model.encoder, notes)
         threads.start()
         resuming = run.begin(resume=cfg.resume, overwrite=cfg.overwrite)
         paths = {k: str(Path(v).resolve()) for k in ("train", "dev", "test", "pool") if (v := getattr(cfg, k))}
@@ -155,12 +159,12 @@ def train_retriever(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
                 atomic_write_text(run.split_file(split), "".join(
                     json.dumps({"query": p.query, "passage": p.passage.text, "id": p.passage.id}) + "\n"
                     for p in pairs))
-        return _train(cfg, run, model, tokenizer, data, pool, threads, resuming, callbacks, started, defaults)
+        return _train(cfg, run, model, tokenizer, data, pool, threads, resuming, callbacks, started, notes)
 
 
 def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict[str, list[Pair]],
            pool: list[Passage], threads: Any, resuming: bool, callbacks: tuple, started: float,
-           defaults: dict[str, Any]) -> Run:
+           notes: dict[str, Any]) -> Run:
     from stepwise.precision import measure_precision
     from stepwise.retrieval.objective import Contrastive, features, mine_negatives
     from stepwise.tasks import get_task
@@ -205,8 +209,7 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
                                    cfg.eval_batch_size)
             scores[split] = scorer()
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
-    notes = {"pool": {"passages": len(pool), "source": cfg.pool or "the passages of the given splits"},
-             "retrieval_defaults": defaults,
+    notes = {**notes, "pool": {"passages": len(pool), "source": cfg.pool or "the passages of the given splits"},
              **({"hard_negatives": mining} if mining else {})}
     return _write(run, cfg, state, scores, rates, precision, probe, threads, started, notes, len(data["train"]))
 

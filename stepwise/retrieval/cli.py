@@ -25,7 +25,8 @@ def add_parsers(sub: Any, fmt: Any) -> None:
                             "`train --task classify --pair-column text_pair`)", formatter_class=fmt)
     p_mine.add_argument("run", help="a retriever run (or its export)")
     p_mine.add_argument("--pairs", required=True, help="query/passage pairs (as for --task retrieve)")
-    p_mine.add_argument("--pool", help="passages the negatives come from (default: the pairs' passages)")
+    p_mine.add_argument("--pool", help="passages the negatives come from (default: the pairs' passages; a larger "
+                        "pool lets the reranker learn which answers were ever relevant instead of relevance)")
     p_mine.add_argument("--out", required=True, help="JSONL text / text_pair / label (relevant or other) to write")
     p_mine.add_argument("--negatives", type=int, default=3, help="mined passages per query")
     p_mine.add_argument("--skip", type=int, default=0, help="leave out this many top-ranked other passages (near "
