@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(64, gt=0, description="batch size for evaluation and prediction")
     freeze_embeddings: bool = Field(False, description="keep the encoder's word-embedding matrix as pretrained: "
                                     "10-20% faster training on the CPU, 0.3-0.5 pt lower on SST-2 "
-                                    "(docs/benchmarks.md)")
+                                    "(docs/results.md)")
     embedding_update: Literal["used_rows", "dense"] = Field(
         "used_rows", description="used_rows: train only the word-embedding rows the training data uses, with "
         "the same result as dense (the others get AdamW's weight decay as one factor), 7-9% faster per CPU step")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 # ORT's SkipLayerNormalization CPU kernel is slower than the Add and LayerNormalization it replaces: SST-2
-# int8 +23% examples/s, fp32 +8% without it (docs/benchmarks.md, issue 13); `export` leaves them apart
+# int8 +23% examples/s, fp32 +8% without it (bench/NOTES.md); `export` leaves them apart
 UNFUSED = ["SkipLayerNormFusion"]
 
 
@@ -50,7 +50,7 @@ class OnnxBackend:
 
         A batch of short texts is many small ops (LayerNorm, GELU, quantizing activations) that split badly
         over threads; whole batches in parallel need no synchronisation: +12% examples/s for SST-2 int8 on 2
-        cores (docs/benchmarks.md, issue 13). A single batch (a server's micro-batch) keeps every thread.
+        cores (bench/NOTES.md). A single batch (a server's micro-batch) keeps every thread.
         """
         batches = iter(batches)
         first, second = next(batches, None), next(batches, None)

@@ -553,7 +553,7 @@ def scale_rates(rates: dict[str, float] | None, scale: float, cap: float = 0.95)
     """Every rate (the defaults overridden by `rates`) times `scale`, capped at `cap`: denser noise.
 
     Why: an editor trained on about twice learner density (scale 2.5: 4.4 errors per noisy pair) scored best
-    on JFLEG and gained most from its later passes; scale 4 was worse (docs/benchmarks.md, issue 12)."""
+    on JFLEG and gained most from its later passes; scale 4 was worse (bench/NOTES.md)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < math.inf:
         raise StepwiseError(f"the noise scale must be a number of 0 or more (got {scale!r})",
                             fix="1 keeps the rates, 2.5 makes the noise denser, 0 turns it off")

@@ -67,7 +67,7 @@ def _fuse_for_ort(model: Any, int8: bool) -> tuple[Any, dict[str, int]]:
       turned off in the session too: `backends/onnx.py`).
     - BiasGelu, never: left as Add + Gelu, ORT's own optimizer moves the bias into the MatMul before it
       (`MatMulIntegerToFloat` / `DynamicQuantizeMatMul` take a bias) and runs Gelu alone: +3.9% examples/s
-      for SST-2 int8, +0.8% fp32 (docs/benchmarks.md, issue 13).
+      for SST-2 int8, +0.8% fp32 (bench/NOTES.md).
     - For int8, attention stops at MultiHeadAttention: ORT's fused Attention op takes the Q/K/V projection
       inside it, and `quantize_dynamic` leaves an Attention node with `qkv_hidden_sizes` (what the fusion
       writes) in fp32, so the projections stay MatMuls, which it quantizes: +32% examples/s on SST-2,

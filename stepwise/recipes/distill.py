@@ -31,7 +31,7 @@ def distill(teacher_run: str, *, layers: int, temperature: float = 2.0, alpha: f
     the same gold labels (Hinton et al.'s transfer set; TinyBERT's augmented data).
     `options` are training options (train, dev, test, out, epochs, lr, ...), with the usual defaults.
     alpha 0.9 (mostly soft targets): on SST-2, 6 → 3 layers, 2 epochs, test accuracy 0.8737 against 0.8600
-    at alpha 0.5 (T 2) and 0.8600 at T 4 (docs/benchmarks.md).
+    at alpha 0.5 (T 2) and 0.8600 at T 4 (bench/NOTES.md).
     """
     from stepwise.numbers import check_finite
 

@@ -3,7 +3,7 @@
 A batch starts when the model is free, with every waiting request that has the same options, up to
 `max_batch` items. Under concurrent traffic (the last batch merged several requests) a batch that is
 not full also waits up to `max_wait_ms` after its first request for company; a lone client never pays
-that wait (measured in docs/benchmarks.md: it halved an int8 model's single-client rate). The batch runs on one worker
+that wait (measured in bench/NOTES.md: it halved an int8 model's single-client rate). The batch runs on one worker
 thread (the model uses all cores itself; two batches at once would only fight over them), off the
 event loop, and each request gets back its own slice. Inside the batch the Predictor sorts by length.
 """

@@ -1,7 +1,7 @@
 """Dropout with a cheaper mask on the CPU: the same Bernoulli(1-p) mask and inverted scaling, in half the time.
 
 torch's CPU dropout draws its mask with `bernoulli_` (one serial 32-bit draw and a float compare per entry),
-8-9% of a MiniLM training step in the profile (docs/benchmarks.md, issue 17). Here four entries share one
+8-9% of a MiniLM training step in the profile (bench/NOTES.md). Here four entries share one
 64-bit draw: each entry's 16 random bits are compared with p rounded to 1/65536 (0.1 becomes 0.100006), and
 the kept entries are scaled by the exact keep probability, so the expectation is unchanged. The same mask
 replaces SDPA's own dropout of the attention probabilities (`sdpa_mask_dropout`), which goes through

@@ -21,7 +21,7 @@ def freeze_embeddings(model: nn.Module) -> None:
 
     It is half of MiniLM's parameters and a batch uses a few hundred of its 30k rows, yet AdamW updates
     all of them every step: 10-20% of a CPU training step. Frozen, that time is saved at a measured cost
-    of 0.3-0.5 pt on SST-2, so it is an option, not the default (docs/benchmarks.md, issue 17).
+    of 0.3-0.5 pt on SST-2, so it is an option, not the default (bench/NOTES.md).
     """
     model.encoder.get_input_embeddings().weight.requires_grad_(False)
 

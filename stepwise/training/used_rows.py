@@ -3,7 +3,7 @@
 A fine-tuning set uses a third to a half of the encoder's 30k word pieces (SST-2 11.6k, CoNLL-2003 14.1k).
 The other rows never get a gradient, so AdamW's update of them is its decoupled weight decay alone
 (p ← p·(1 − lr·wd): with zero gradients both moments stay zero). Yet a dense step streams the whole matrix
-three times (zeroed gradient, embedding backward, AdamW): 7–9% of a CPU step (docs/benchmarks.md, issue 17).
+three times (zeroed gradient, embedding backward, AdamW): 7–9% of a CPU step (bench/NOTES.md).
 
 `UsedRows` swaps the encoder's word embedding for a table of the used rows only, while training, and keeps
 the unused rows' weight decay as one running factor. `plain()` folds both back into the full matrix (for
