@@ -546,7 +546,7 @@ def test_real_gguf_cli_predict(tiny_run: dict, tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     lines = [json.loads(x) for x in captured.out.splitlines()]
     assert code == 0 and len(lines) == 3 and lines[1]["note"] == "no text"
-    assert lines[0]["label"] in ("neg", "pos") and lines[2]["label"] in ("neg", "pos")
+    assert [lines[0]["label"], lines[2]["label"]] == ["pos", "neg"]  # greedy Gemma with two shots reads both right
     assert "llm: 2 requests" in captured.err and "0 failed requests" in captured.err
 
 
