@@ -236,9 +236,8 @@ def model_meta(path: str | Path) -> dict[str, Any]:
 
 def _check_predicts(meta: dict[str, Any], path: str | Path) -> None:
     """A model of a task with verbs of its own (a retriever ranks passages) has no labels to predict."""
-    if getattr(task_class(meta["task"]), "recipe", None):
+    cls = task_class(meta["task"])
+    if getattr(cls, "recipe", None):
         from stepwise.errors import StepwiseError
 
-        raise StepwiseError(f"a {meta['task']} model ranks passages: it has no labels to predict", path=path,
-                            fix=f"use `stepwise index {path} --passages FILE --out INDEX`, then `stepwise answer "
-                                "INDEX`")
+        raise StepwiseError(f"a {cls.noun} has no labels to predict", path=path, fix=cls.verbs_hint.format(run=path))

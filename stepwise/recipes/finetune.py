@@ -313,7 +313,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
     result = _write_results(run, cfg, task, state, scores, rates, precision, metric, started,
                             {**job.notes, "examples": len(data["train"]) + len(job.unlabeled),
-                             "precision_choice": probe, "threads": _threads_report(job, state),
+                             "precision_choice": probe, "threads": job.threads.report(),
                              **({"processes": dist.world} if dist.active else {})})
     if cfg.doc_context == "model":
         from stepwise.recipes.doc_context import finish
@@ -332,15 +332,6 @@ def fit_length(cfg: TrainConfig, encoder: Any, notes: dict[str, Any]) -> TrainCo
         return cfg
     notes["max_length"] = {"asked": cfg.max_length, "used": limit, "why": "the encoder's position limit"}
     return cfg.model_copy(update={"max_length": limit})
-
-
-def _threads_report(job: Prepared, state: Any) -> dict[str, Any]:
-    """The thread counts the run used (measured or forced) and each change, with the step it took effect."""
-    if job.threads is None:
-        import torch
-
-        return {"mode": "inherited", "final": torch.get_num_threads(), "changes": state.threads}
-    return job.threads.report()
 
 
 def _split_line(ex: Example) -> str:

@@ -112,13 +112,14 @@ class RankEvaluator:
         self.embedder = Embedder(TorchBackend(model, precision), tokenizer, batch_size=batch_size)
         self.pool_ids, self.queries, self.gold = pool_ids, queries, gold
 
-    def scores(self) -> np.ndarray:
-        return self.embedder.embed_ids(self.queries) @ self.embedder.embed_ids(self.pool_ids).T
-
     def __call__(self) -> dict[str, Any]:
+        return self.rank(self.queries, self.gold, self.embedder.embed_ids(self.pool_ids))
+
+    def rank(self, queries: list[list[int]], gold: list[int], pool_vectors: np.ndarray) -> dict[str, Any]:
+        """The ranking metrics of these queries against an embedded pool."""
         from stepwise.retrieval.metrics import ranking_metrics, ranks
 
-        return ranking_metrics(ranks(self.scores(), self.gold))
+        return ranking_metrics(ranks(self.embedder.embed_ids(queries) @ pool_vectors.T, gold))
 
 
 def train_retriever(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
@@ -181,17 +182,16 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
     lengths = sorted(len(q) + len(pool_ids[g]) for q, g in zip(queries["train"], gold["train"]))
     precision, probe = measure_precision(cfg.precision, model, batch=cfg.batch_size,
                                          length=lengths[len(lengths) // 2] // 2, train=True)
+    evaluate = RankEvaluator(model, tokenizer, pool_ids, queries["dev"], gold["dev"], precision, cfg.eval_batch_size)
     negatives, mining = None, None
-    if cfg.hard_negatives:
+    if cfg.hard_negatives:  # with the starting model, before the first step
         tick = time.perf_counter()
-        start = RankEvaluator(model, tokenizer, pool_ids, queries["train"], gold["train"], precision,
-                              cfg.eval_batch_size)
-        negatives = mine_negatives(start.embedder.embed_ids(queries["train"]), start.embedder.embed_ids(pool_ids),
-                                   gold["train"], min(cfg.hard_negatives, len(pool) - 1))
+        embed = evaluate.embedder.embed_ids
+        negatives = mine_negatives(embed(queries["train"]), embed(pool_ids), gold["train"],
+                                   min(cfg.hard_negatives, len(pool) - 1))
         mining = {"k": cfg.hard_negatives, "with": "the starting model",
                   "seconds": round(time.perf_counter() - tick, 2)}
     train_features = features(queries["train"], gold["train"], pool_ids, negatives)
-    evaluate = RankEvaluator(model, tokenizer, pool_ids, queries["dev"], gold["dev"], precision, cfg.eval_batch_size)
     meta = {"max_length": cfg.max_length, "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision}
     objective = Contrastive(pool_ids, tokenizer.pad_token_id, precision, seed=cfg.seed)
     state = fit(model, task, train_features, evaluate, cfg, run.path, pad_id=tokenizer.pad_token_id,
@@ -201,20 +201,24 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
     from stepwise.retrieval.model import BiEncoder
 
     best, _, _ = BiEncoder.from_pretrained(run.model_dir)
+    scorer = RankEvaluator(best, tokenizer, pool_ids, [], [], precision, cfg.eval_batch_size)
+    tick = time.perf_counter()
+    pool_vectors = scorer.embedder.embed_ids(pool_ids)  # once, for every split: as an index holds it
+    pool_seconds = time.perf_counter() - tick
     scores, rates = {}, {}
     for split in ("dev", "test"):
         if split in data:
             tick = time.perf_counter()
-            scorer = RankEvaluator(best, tokenizer, pool_ids, queries[split], gold[split], precision,
-                                   cfg.eval_batch_size)
-            scores[split] = scorer()
+            scores[split] = scorer.rank(queries[split], gold[split], pool_vectors)
             rates[split] = len(data[split]) / (time.perf_counter() - tick)
+    notes["inference"] = {"pool_passages_per_s": round(len(pool) / max(pool_seconds, 1e-9), 2),
+                          **{f"{s}_queries_per_s": round(r, 2) for s, r in rates.items()}}
     notes = {**notes, "pool": {"passages": len(pool), "source": cfg.pool or "the passages of the given splits"},
              **({"hard_negatives": mining} if mining else {})}
-    return _write(run, cfg, state, scores, rates, precision, probe, threads, started, notes, len(data["train"]))
+    return _write(run, cfg, state, scores, precision, probe, threads, started, notes, len(data["train"]))
 
 
-def _write(run: RunDir, cfg: TrainConfig, state: Any, scores: dict, rates: dict, precision: str, probe: dict,
+def _write(run: RunDir, cfg: TrainConfig, state: Any, scores: dict, precision: str, probe: dict,
            threads: Any, started: float, notes: dict, examples: int) -> Run:
     from stepwise.report import plot_curves
     from stepwise.retrieval.metrics import report_text
@@ -222,8 +226,7 @@ def _write(run: RunDir, cfg: TrainConfig, state: Any, scores: dict, rates: dict,
     metric = cfg.dev_metric("mrr@10")
     train = {**state.summary(metric, precision, started), "examples": examples, "precision_choice": probe,
              "threads": threads.report()}
-    results = {"task": "retrieve", "train": train, **notes,
-               "inference": {f"{s}_queries_per_s": round(r, 2) for s, r in rates.items()}, **scores}
+    results = {"task": "retrieve", "train": train, **notes, **scores}
     from stepwise.report.write import fact_line
 
     text = [f"stepwise retrieve report — {run.path}\n"]

@@ -53,12 +53,19 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
     from stepwise.serve.app import create_app, served_meta
 
     run = str(run)
-    if is_index(run):
-        return _serve_index(run, settings, log_level, access_log, answer or {})
-    if answer:
+    index = is_index(run)
+    if answer and not index:
         raise StepwiseError(f"--{next(iter(answer)).replace('_', '-')} is for serving an index", path=run,
                             fix="drop it, or serve an index written by `stepwise index`")
-    meta = served_meta(run)  # a bad path fails here, in one line
+    if index and settings.workers > 1:
+        raise StepwiseError("an index is served by one worker (its batches use every free core)",
+                            fix="drop --workers")
+    if index:
+        from stepwise.serve.answer import index_meta
+
+        meta = index_meta(run)  # a bad path fails here, in one line
+    else:
+        meta = served_meta(run)
     check_port(settings.host, settings.port)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": log_level,
                               "access_log": access_log, "timeout_graceful_shutdown": settings.graceful_s,
@@ -73,29 +80,15 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
         with drained_signals():
             uvicorn.run("stepwise.serve.app:app_from_environment", factory=True, workers=settings.workers, **common)
         return
-    predictor = load_in_process(run, backend=settings.backend, threads=settings.threads)
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: predictor, settings, meta), **common))
-    with drained_signals():
-        server.run()
+    if index:  # the index, its encoder and the optional runs load before the server binds
+        from stepwise.retrieval.answer import open_answerer
+        from stepwise.serve.answer import create_answer_app
 
-
-def _serve_index(index: str, settings: ServeSettings, log_level: str, access_log: bool,
-                 answer: dict[str, Any]) -> None:
-    """One process: the index, its encoder and the optional runs load before the server binds."""
-    import uvicorn
-
-    from stepwise.retrieval.answer import open_answerer
-    from stepwise.serve.answer import create_answer_app, index_meta
-
-    if settings.workers > 1:
-        raise StepwiseError("an index is served by one worker (its batches use every free core)",
-                            fix="drop --workers")
-    meta = index_meta(index)
-    check_port(settings.host, settings.port)
-    answerer = open_answerer(index, threads=settings.threads, backend=settings.backend, **answer)
-    app = create_answer_app(lambda: answerer, settings, meta)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                                           access_log=access_log, timeout_graceful_shutdown=settings.graceful_s,
-                                           lifespan="on"))
+        answerer = open_answerer(run, threads=settings.threads, backend=settings.backend, **(answer or {}))
+        app = create_answer_app(lambda: answerer, settings, meta)
+    else:
+        predictor = load_in_process(run, backend=settings.backend, threads=settings.threads)
+        app = create_app(lambda: predictor, settings, meta)
+    server = uvicorn.Server(uvicorn.Config(app, **common))
     with drained_signals():
         server.run()

@@ -15,6 +15,8 @@ class RetrieveTask:
     metric_names = METRICS
     config_fields = ("pool", "hard_negatives", "retrieval_temperature")
     recipe = "stepwise.recipes.retrieve:train_retriever"
+    #: what to run instead of predict/evaluate (shown when a retriever run is given to them)
+    verbs_hint = "use `stepwise index {run} --passages FILE --out INDEX`, then `stepwise answer INDEX`"
     default_steps = 1
 
     def __init__(self, labels: list[str] | None = None, **options: Any) -> None:
