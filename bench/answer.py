@@ -136,7 +136,7 @@ def row_rerank(ctx: dict, seed: int):
     texts, k = ctx["texts"], ctx["rerank_k"]
 
     def scorer(queries: list[str]) -> np.ndarray:
-        from stepwise.data.readers import Example
+        from stepwise.example import Example
 
         scores = first(queries)
         top = np.argsort(-scores, axis=1)[:, :k]

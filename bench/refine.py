@@ -49,7 +49,7 @@ def score(predictor, examples, steps: int, adaptive: bool, confidence: float | N
 def run_dataset(name: str, task: str, train, dev, test, epochs: float, options: dict,
                 noise: float | None = None, reuse_single: bool = False) -> list[dict]:
     import stepwise
-    from stepwise.api import Run
+    from stepwise import Run
     from stepwise.data.readers import read_examples
 
     out = OUT / (f"refine_{name}" + (f"_noise{noise:g}" if noise is not None else ""))

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--name", default="rl", help="output name under bench/out/")
     args = parser.parse_args()
     import stepwise
-    from stepwise.api import Run
+    from stepwise import Run
     from stepwise.config import load_yaml
 
     data = need(SHARED / "conll2003")

@@ -16,7 +16,7 @@ _EXPORTS = {"train": "stepwise.recipes.finetune", "rl": "stepwise.recipes.rl", "
             "export": "stepwise.recipes.export",
             "load": "stepwise.predictor", "Predictor": "stepwise.predictor", "PredictOptions": "stepwise.predictor",
             "Run": "stepwise.rundir",
-            "TrainConfig": "stepwise.config", "Example": "stepwise.data.readers", "StepwiseError": "stepwise.errors"}
+            "TrainConfig": "stepwise.config", "Example": "stepwise.example", "StepwiseError": "stepwise.errors"}
 __all__ = [*_EXPORTS, "__version__"]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stepwise.backends import backend_names
 from stepwise.errors import StepwiseError
 from stepwise.retrieval.cli import HANDLERS as RETRIEVAL_HANDLERS
 
@@ -161,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--timeout-s", type=float, default=30.0, help="a request waiting longer gets 503")
     p_serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
     p_serve.add_argument("--threads", type=int, help="inference threads per worker (default: free cores / workers)")
-    p_serve.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+    p_serve.add_argument("--backend", choices=backend_names(), default="auto",
                          help="auto: ONNX Runtime for an exported directory, torch for a run")
     add_answer_flags(p_serve, serving=True)
     p_serve.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
@@ -256,7 +257,7 @@ def _add_monitor_parser(sub: Any, fmt: Any) -> None:
     p_mon.add_argument("--webhook", metavar="URL", help="POST each alert as JSON here (queued, retried with backoff)")
     p_mon.add_argument("--webhook-wait", type=float, default=10.0, help="seconds to let queued alerts go out at the "
                        "end; the rest go on the next run")
-    p_mon.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+    p_mon.add_argument("--backend", choices=backend_names(), default="auto",
                        help="auto: ONNX Runtime for an exported directory, torch for a run")
     p_mon.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
     p_mon.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
@@ -304,7 +305,7 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", choices=["last", "best"], default="last",
                         help="return the last step or the step the model scores highest")
     parser.add_argument("--trace", help="write every step of every example to this JSONL file")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+    parser.add_argument("--backend", choices=backend_names(), default="auto",
                         help="auto: ONNX Runtime for an exported directory, torch for a run")
     parser.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
     parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word, in "
@@ -421,7 +422,7 @@ def run_quiet(args: argparse.Namespace) -> bool:
 
 
 def _print_run(run: Any, as_json: bool, quiet: bool) -> int:
-    from stepwise.rundir import REPORT_TXT
+    from stepwise.layout import REPORT_TXT
     from stepwise.training.distributed import from_environment
 
     if not from_environment().is_main:  # under torchrun, rank 0 speaks for the run
@@ -445,7 +446,7 @@ def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
 
 def _open_run(path: str, args: argparse.Namespace | None = None) -> Any:
     """The run's (or export's) task from its metadata: enough to check inputs and options before loading."""
-    from stepwise.predictor import model_meta
+    from stepwise.rundir import model_meta
     from stepwise.tasks import task_from_meta
 
     task = task_from_meta(model_meta(path))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stepwise.backends import Backend
-from stepwise.data.batching import Feature, pad, sorted_batches
-from stepwise.tasks.base import Task
+from stepwise.data.batching import pad, sorted_batches
+from stepwise.example import Feature
+
+if TYPE_CHECKING:
+    from stepwise.tasks.base import Task
 
 
 def predict_features(backend: Backend, task: Task, features: list[Feature], *, batch_size: int,

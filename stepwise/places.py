@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stepwise.errors import StepwiseError
+from stepwise.layout import CHECKPOINT, CONFIG, ENTRIES, EXPORTS, LABELS, METRICS, MODEL, ONNX_FILE, RESULTS
 
 RUN, EXPORT, MODEL_DIR, FILE, SEARCH, INDEX = "run", "export", "model", "file", "search", "index"
 NOUNS = {RUN: "a run directory", EXPORT: "an export", MODEL_DIR: "a run's model directory",
@@ -29,7 +30,6 @@ NOUNS = {RUN: "a run directory", EXPORT: "an export", MODEL_DIR: "a run's model 
 def place_kind(path: str | Path) -> str | None:
     """RUN, EXPORT or MODEL_DIR for a directory stepwise wrote, else None (a file, a plain directory, nothing)."""
     from stepwise.modeldir import META_FILE
-    from stepwise.rundir import CHECKPOINT, CONFIG, LABELS, METRICS, MODEL, RESULTS
 
     p = Path(path)
     if not p.is_dir():
@@ -46,7 +46,6 @@ def place_kind(path: str | Path) -> str | None:
 
 def _is_export(p: Path) -> bool:
     """An export records itself in stepwise.json ("export"); a run's model directory does not."""
-    from stepwise.deploy.exported import ONNX_FILE
     from stepwise.modeldir import META_FILE
 
     if (p / ONNX_FILE).is_file():
@@ -67,7 +66,6 @@ def check_output(path: str | Path, flag: str, makes: str, *, source: str | Path 
     Also refused: an output under a regular file.
     """
     from stepwise.files import nearest_existing
-    from stepwise.rundir import ENTRIES, EXPORTS
 
     target = Path(path).absolute()
     parent = nearest_existing(target.parent)

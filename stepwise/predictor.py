@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from stepwise.backends import Backend
-from stepwise.data.batching import Feature
-from stepwise.data.readers import Example
+from stepwise.example import Example, Feature
 from stepwise.infer import predict_features
 from stepwise.refine import RefineResult, refine
 from stepwise.tasks import Task, task_class, task_from_meta
@@ -151,34 +150,16 @@ def _with_gaps(result: RefineResult, present: list[bool]) -> RefineResult:
 def load(run: str | Path, *, backend: str = "auto", threads: int | None = None, **overrides: Any) -> Predictor:
     """Load a run directory (or its model/ directory) written by `stepwise train`, or an exported directory.
 
-    `backend`: "auto" (ONNX Runtime for an exported directory, else torch), "torch" or "onnx".
+    `backend`: "auto" (ONNX Runtime for an exported directory, else torch), "torch", "onnx", or any backend
+    registered with `stepwise.backends.register_backend`.
     """
-    from stepwise.deploy.exported import is_exported, load_exported
-    from stepwise.errors import StepwiseError
-    from stepwise.model import TaskModel
-    from stepwise.rundir import RunDir
+    from stepwise.backends import opener_for
 
-    if backend not in ("auto", "torch", "onnx"):
-        raise StepwiseError(f"unknown backend {backend!r}", fix="use auto, torch or onnx")
-    if is_exported(run):
-        if backend == "torch":
-            raise StepwiseError("an exported directory runs on ONNX Runtime", path=run,
-                                fix="pass the run directory for the torch backend, or drop --backend")
-        return load_exported(run, threads=threads, **overrides)
-    if backend == "onnx":
-        raise StepwiseError("--backend onnx needs an exported directory", path=run,
-                            fix=f"run `stepwise export {run}` first and pass its output (default {run}/onnx)")
-    run_dir = RunDir.open(run)
-    from stepwise.modeldir import read_meta
-
-    _check_predicts(read_meta(run_dir.model_dir), run)
-    model, tokenizer, meta = TaskModel.from_pretrained(run_dir.model_dir)
-    options = predictor_options(meta, overrides)
-    from stepwise.model import position_limit
-
-    if (limit := position_limit(model.encoder)) is not None:  # runs saved before training capped it
-        options["max_length"] = min(options["max_length"], limit)
-    return Predictor(model, tokenizer, task_from_meta(meta), **options)
+    opened = opener_for(run, backend).open(run, threads=threads)
+    options = {**predictor_options(opened.meta, overrides), **opened.fixed}
+    if opened.max_length_limit is not None:
+        options["max_length"] = min(options["max_length"], opened.max_length_limit)
+    return Predictor(opened.model, opened.tokenizer, task_from_meta(opened.meta), backend=opened.backend, **options)
 
 
 def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | None = None, share: int = 1,
@@ -190,7 +171,7 @@ def load_in_process(run: str | Path, *, backend: str = "auto", threads: int | No
     process's torch threads. The predictor's `thread_governor` re-counts when its owner asks
     (`recheck_threads`): the server and the monitor do so between batches.
     """
-    from stepwise.deploy.exported import is_exported
+    from stepwise.layout import is_exported
     from stepwise.threads import ThreadGovernor
 
     governor = ThreadGovernor(forced=threads, share=share)
@@ -214,30 +195,9 @@ def recheck_threads(predictor: Any) -> None:
 
 def predictor_options(meta: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Predictor options saved with a model, each replaced by an override that is not None."""
-    from stepwise.tasks import task_class
 
     options = {"max_length": meta.get("max_length", 256), "batch_size": meta.get("eval_batch_size", 64),
                "precision": meta.get("precision", "auto"),
                "steps": meta.get("refine_steps", task_class(meta["task"]).default_steps)}
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
-
-
-def model_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata of a run or an exported directory, without loading a model."""
-    from stepwise.deploy.exported import is_exported
-    from stepwise.modeldir import read_meta
-    from stepwise.rundir import RunDir
-
-    meta = read_meta(path) if is_exported(path) else RunDir.open(path).meta()
-    _check_predicts(meta, path)
-    return meta
-
-
-def _check_predicts(meta: dict[str, Any], path: str | Path) -> None:
-    """A model of a task with verbs of its own (a retriever ranks passages) has no labels to predict."""
-    cls = task_class(meta["task"])
-    if getattr(cls, "recipe", None):
-        from stepwise.errors import StepwiseError
-
-        raise StepwiseError(f"a {cls.noun} has no labels to predict", path=path, fix=cls.verbs_hint.format(run=path))

@@ -1,12 +1,6 @@
 """The run directory: the one place that knows its layout and whether a run there can start or resume.
 
-    RUN/
-      config.yaml      resolved training options        labels.json   the label set
-      splits/          the 7:2:1 split, when made        metrics.jsonl one line per log step / evaluation
-      checkpoint.pt    resumable state (after training: state only, no weights)
-      model/           best weights + tokenizer + stepwise.json (task, labels, options)
-      folds/           --doc-context: the step-1 fold models and their out-of-fold predictions, while training
-      report.txt  report.json  curves.png  results.json (written last: the run is finished)
+The file names of the layout are in stepwise.layout (shared with the output-path rules and the loaders).
 
 A run is decided by its checkpoint, not by its config: a directory without a checkpoint holds nothing
 that can be lost, so a plain rerun (or `--resume`) starts it over; one with a checkpoint continues with
@@ -22,22 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.errors import StepwiseError
-
-CONFIG = "config.yaml"
-LABELS = "labels.json"
-SPLITS = "splits"
-METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.pt"
-MODEL = "model"
-REPORT_TXT = "report.txt"
-REPORT_JSON = "report.json"
-CURVES = "curves.png"
-RESULTS = "results.json"
-LOG = "train.log"
-FOLDS = "folds"
-EXPORTS = {"onnx": "onnx", "onnx-int8": "onnx-int8", "hf": "hf"}  # default `stepwise export` outputs
-ENTRIES = (CONFIG, LABELS, SPLITS, METRICS, CHECKPOINT, MODEL, REPORT_TXT, REPORT_JSON, CURVES, RESULTS, LOG, FOLDS,
-           *EXPORTS.values())
+from stepwise.layout import CHECKPOINT, CONFIG, ENTRIES, EXPORTS, FOLDS, LABELS, MODEL, RESULTS, SPLITS, is_exported
 
 EMPTY, UNSTARTED, RESUMABLE, FINISHED = "empty", "unstarted", "resumable", "finished"
 DAMAGED = "damaged"
@@ -163,7 +142,6 @@ class RunDir:
         if not p.is_dir():
             raise StepwiseError("not a run directory (it is a file)", path=path,
                                 fix="pass the --out directory of `stepwise train`")
-        from stepwise.deploy.exported import is_exported
         from stepwise.modeldir import META_FILE
 
         if is_exported(p):
@@ -224,6 +202,17 @@ class Run:
             raise StepwiseError("the run has no results.json (not finished)", path=path,
                                 fix="finish it with `stepwise train ... --resume`")
         return cls(Path(path), results)
+
+
+def model_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a run or an exported directory, without loading a model (a task without labels to
+    predict, such as a retriever, is refused)."""
+    from stepwise.modeldir import read_meta
+    from stepwise.tasks import check_predicts
+
+    meta = read_meta(path) if is_exported(path) else RunDir.open(path).meta()
+    check_predicts(meta, path)
+    return meta
 
 
 def _headline(task: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepwise.data.readers import Example
+from stepwise.example import Example
 from stepwise.tasks.base import Task
 
 

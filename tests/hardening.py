@@ -139,8 +139,8 @@ def _i_tags_only(ws: Workspace) -> list[str]:
 
 def _split_dev_unknown_tag(ws: Workspace) -> list[str]:
     """A tag seen only in a sentence that the seeded split sends to dev: named in the train file."""
-    from stepwise.data.readers import Example
     from stepwise.data.split import stratified_split
+    from stepwise.example import Example
 
     rare = (["Maria", "Smith", "met", "Zorblax"], ["B-PER", "I-PER", "O", "B-MISC"])
     sentences = [(["John", "met", "Ann"], ["B-PER", "O", "B-PER"])] * 20 + [rare]

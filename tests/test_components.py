@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from stepwise.data.batching import IGNORE_INDEX, collate, length_grouped_batches, sorted_batches
-from stepwise.data.readers import Example
+from stepwise.data.batching import collate, length_grouped_batches, sorted_batches
 from stepwise.data.split import stratified_split
+from stepwise.example import IGNORE_INDEX, Example
 from stepwise.training.optim import build_optimizer, param_groups
 from stepwise.training.schedule import lr_at, warmup_steps
 

@@ -15,10 +15,11 @@ from torch import nn
 
 import stepwise
 from stepwise.cli import main
-from stepwise.data.batching import IGNORE_INDEX, UNLABELED, collate
+from stepwise.data.batching import collate
 from stepwise.deploy.prune import prune_ffn, taylor_importance
 from stepwise.deploy.surgery import ffn_modules, keep_layers, spread_layers
 from stepwise.errors import StepwiseError
+from stepwise.example import IGNORE_INDEX, UNLABELED
 from stepwise.model import TaskModel, load_tokenizer
 from stepwise.recipes.distill import distill
 from stepwise.recipes.prune import prune

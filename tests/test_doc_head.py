@@ -14,8 +14,8 @@ import stepwise
 from stepwise.cli import main
 from stepwise.config import build_config
 from stepwise.data.conll import read_conll
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.refine import doc_head
 from stepwise.refine.doc_head import DocHead, _max_of_others, features, width
 from stepwise.tasks import get_task

@@ -161,7 +161,7 @@ def test_editor_learns_the_toy_edits_and_beats_the_source_copy(editor: tuple[Pat
 
 
 def test_iterations_stop_when_nothing_changes(editor: tuple[Path, Path]) -> None:
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.predictor import PredictOptions, load
 
     predictor = load(run_path := editor[0])
@@ -222,7 +222,7 @@ def test_noise_verb_writes_seeded_pairs_and_refuses_bad_rates(tmp_path: Path, ca
 def test_rl_outcomes_turn_sampled_tags_into_scored_sentences(tiny_model: str) -> None:
     """The editing MDP: action = tags on the pair's current sentence; outcome = the edited sentence, whose
     gold is the source with every reference."""
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.model import load_tokenizer
     from stepwise.reinforce.rewards import gleu
 
@@ -328,8 +328,8 @@ def test_task_options_are_refused_by_tasks_that_do_not_read_them(edit_files: dic
 def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: str) -> None:
     """Training on own outputs: a batch's sentences become what the current model makes of them in one pass,
     labeled with the edits from there to the unchanged target."""
-    from stepwise.data.readers import Example
     from stepwise.edit.training import OwnOutputs
+    from stepwise.example import Example
     from stepwise.model import load_tokenizer
     from stepwise.tasks.edit import ops_for
 

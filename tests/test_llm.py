@@ -180,7 +180,7 @@ def _classify_task():
 
 
 def test_templates_render_draft_and_revise(tmp_path: Path) -> None:
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.llm.prompts import Prompts, shot_of
 
     task = _classify_task()
@@ -206,7 +206,7 @@ def test_templates_render_draft_and_revise(tmp_path: Path) -> None:
 
 
 def test_edit_and_tag_templates_show_the_draft() -> None:
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.llm.prompts import Prompts, shot_of
     from stepwise.tasks.edit import EditTask
     from stepwise.tasks.tag import TagTask
@@ -223,7 +223,7 @@ def test_edit_and_tag_templates_show_the_draft() -> None:
 
 
 def test_reply_validation() -> None:
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.tasks.edit import EditTask
     from stepwise.tasks.tag import TagTask
 

@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from stepwise.data.batching import IGNORE_INDEX, pad
-from stepwise.data.readers import Example
+from stepwise.data.batching import pad
 from stepwise.errors import StepwiseError
+from stepwise.example import IGNORE_INDEX, Example
 from stepwise.reinforce.rewards import BUILT_IN, LOGLIK
 from stepwise.tasks import get_task, task_class, task_names
 from tests.conftest import toy_edits, toy_ner, toy_sentences

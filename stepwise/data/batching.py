@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from stepwise.example import IGNORE_INDEX, Feature
 
 if TYPE_CHECKING:
     import torch
 
-Feature = dict[str, Any]
-IGNORE_INDEX = -100
-# A position with no gold label that still counts for the teacher's soft targets (distillation on unlabeled
-# text, stepwise.training.objectives.distill); only that objective ever sees it.
-UNLABELED = -1
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stepwise.data.readers import INVISIBLE, Example, Examples, read_text, strip_invisible
+from stepwise.data.text import INVISIBLE, read_text, strip_invisible
 from stepwise.errors import StepwiseError
+from stepwise.example import Example, Examples
 
 PREFIXES = {"B", "I", "E", "S"}
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example
 from stepwise.data.split import stratified_split
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 
 CONLL_SUFFIXES = {".conll", ".bio", ".iob", ".iobes", ".conllu"}
 

@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 
-from stepwise.data.readers import Example
+from stepwise.example import Example
 
 
 def stratified_split(examples: list[Example], seed: int, ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),

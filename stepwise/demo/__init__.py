@@ -26,7 +26,7 @@ def run_demo(out: str | Path = "runs/demo", quiet: bool = False) -> dict[str, An
     run = train(task="classify", train=str(demo_data_path()), out=str(out), epochs=4, lr=1e-4, batch_size=16,
                 quiet=quiet, overwrite=True)
     if not quiet:
-        from stepwise.rundir import REPORT_TXT
+        from stepwise.layout import REPORT_TXT
 
         print((run.path / REPORT_TXT).read_text())
         predictor = run.load()

@@ -10,35 +10,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from stepwise.backends import Opened
 from stepwise.errors import StepwiseError
-from stepwise.modeldir import META_FILE, read_meta
-
-ONNX_FILE = "model.onnx"
-
-
-def is_exported(path: str | Path) -> bool:
-    p = Path(path)
-    return (p / ONNX_FILE).is_file() and (p / META_FILE).is_file()
+from stepwise.layout import ONNX_FILE, is_exported
+from stepwise.modeldir import read_meta
 
 
-def load_exported(path: str | Path, *, threads: int | None = None, **overrides: Any) -> Any:
-    """A Predictor on ONNX Runtime for an exported directory."""
-    from transformers import AutoTokenizer
+class ExportOpener:
+    """Opens an exported directory on ONNX Runtime (no torch): `stepwise.load`'s "onnx" backend."""
 
-    from stepwise.backends.onnx import OnnxBackend
-    from stepwise.modeldir import load_errors, quiet_transformers
-    from stepwise.predictor import Predictor, predictor_options
-    from stepwise.tasks import task_from_meta
+    def claims(self, path: str | Path) -> bool:
+        return is_exported(path)
 
-    if not is_exported(path):
-        raise StepwiseError("not an exported model directory (no model.onnx)", path=path,
-                            fix="pass a directory written by `stepwise export`")
-    meta = read_meta(path)
-    fix = "the exported files are missing or damaged: export the run again"
-    with quiet_transformers(), load_errors(path, "the exported model", fix):
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        backend = OnnxBackend(Path(path) / ONNX_FILE, threads)
-    options = {**predictor_options(meta, overrides), "precision": "fp32"}  # ONNX Runtime computes in fp32
-    return Predictor(None, tokenizer, task_from_meta(meta), backend=backend, **options)
+    def open(self, path: str | Path, *, threads: int | None = None) -> Opened:
+        from transformers import AutoTokenizer
+
+        from stepwise.backends.onnx import OnnxBackend
+        from stepwise.modeldir import load_errors, quiet_transformers
+
+        if not is_exported(path):
+            raise StepwiseError("--backend onnx needs an exported directory", path=path,
+                                fix=f"run `stepwise export {path}` first and pass its output (default {path}/onnx)")
+        meta = read_meta(path)
+        fix = "the exported files are missing or damaged: export the run again"
+        with quiet_transformers(), load_errors(path, "the exported model", fix):
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            backend = OnnxBackend(Path(path) / ONNX_FILE, threads)
+        return Opened(None, tokenizer, meta, backend, fixed={"precision": "fp32"})  # ONNX Runtime computes in fp32
+
+
+OPENER = ExportOpener()

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from stepwise.data.batching import pad, sorted_batches
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 
 MIN_AGREEMENT = 0.995  # fp32: share of labels (classifier) or tags (tagger) that must agree
 MAX_METRIC_DROP = 0.005  # int8: the metric may fall by at most half a point

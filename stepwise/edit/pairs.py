@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from stepwise.data.readers import Example, Examples, detect_format, json_lines, read_text, strip_invisible
+from stepwise.data.readers import detect_format
+from stepwise.data.text import json_lines, read_text, strip_invisible
 from stepwise.errors import StepwiseError
+from stepwise.example import Example, Examples
 
 SOURCE_KEY, TARGET_KEY = "source", "target"
 

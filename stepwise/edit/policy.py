@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stepwise.data.readers import Example
 from stepwise.edit.tags import KEEP, START
+from stepwise.example import Example
 from stepwise.infer import predict_features
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from stepwise.data.batching import Feature, pad
+from stepwise.data.batching import pad
+from stepwise.example import Feature
 
 if TYPE_CHECKING:
     import torch

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from stepwise.data.readers import Example
+from stepwise.example import Example
 from stepwise.llm.prompts import Prompts, Shot, shot_of
 from stepwise.tasks.base import Task
 

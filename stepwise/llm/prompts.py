@@ -9,8 +9,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.tasks.base import Task
 
 

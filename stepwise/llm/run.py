@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.llm.fewshot import ShotSelector
 from stepwise.llm.policy import LLMFirstPolicy, LLMPolicy, ModelFirstPolicy
 from stepwise.llm.prompts import Prompts

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.config import build_config
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.recipes.finetune import Prepared, run_recipe
 from stepwise.rundir import Run, RunDir
 

@@ -26,10 +26,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.files import atomic_write_json
-from stepwise.rundir import FOLDS, RunDir
+from stepwise.layout import FOLDS
+from stepwise.rundir import RunDir
 
 K = 2
 OOF = "oof.json"
@@ -142,8 +143,8 @@ def _fold(job: Any, run: RunDir, k: int, train_idx: list[int], held: list[int], 
     """Train fold k's step-1 tagger (or resume it) and predict its held-out examples; cached in oof.json."""
     from stepwise.model import TaskModel
     from stepwise.predictor import Predictor, load
-    from stepwise.recipes.finetune import DevEvaluator
     from stepwise.tasks import get_task
+    from stepwise.training.evaluator import DevEvaluator
     from stepwise.training.loop import fit
 
     directory = RunDir(run.fold_dir(k))

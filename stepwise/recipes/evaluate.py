@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example
-from stepwise.predictor import PredictOptions, Predictor, load, model_meta
+from stepwise.example import Example
+from stepwise.predictor import PredictOptions, Predictor, load
+from stepwise.rundir import model_meta
 from stepwise.tasks import task_from_meta
 from stepwise.tasks.base import Task
 

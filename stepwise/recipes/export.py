@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.readers import Example, read_examples
+from stepwise.data.readers import read_examples
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.modeldir import quiet_transformers
 from stepwise.rundir import RunDir
 
@@ -97,9 +98,10 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
                  int8: bool, opset: int, threads: int | None, sample: dict) -> dict[str, Any]:
     """fp32: export and gate. int8: quantize the fp32 graph with each setting, fastest first, keep the first
     that passes the gate; if none does, the last refusal is the error."""
-    from stepwise.deploy.exported import ONNX_FILE, load_exported
     from stepwise.deploy.onnx_export import INT8_VARIANTS, export_onnx, quantize_int8
     from stepwise.deploy.parity import compare, gate
+    from stepwise.layout import ONNX_FILE
+    from stepwise.predictor import load
 
     model_file = tmp / ONNX_FILE
     fp32 = tmp / "model.fp32.onnx" if int8 else model_file
@@ -111,7 +113,7 @@ def _export_onnx(reference: Any, meta: dict, examples: list[Example], tmp: Path,
     for variant in INT8_VARIANTS if int8 else (None,):
         if variant is not None:
             info = {**info, **quantize_int8(fp32, model_file, variant)}
-        parity = compare(reference, load_exported(tmp, threads=threads), examples)
+        parity = compare(reference, load(tmp, backend="onnx", threads=threads), examples)
         try:
             gate(parity, int8, str(run_dir.path))
         except StepwiseError:

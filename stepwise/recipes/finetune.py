@@ -18,10 +18,12 @@ from typing import Any
 
 from stepwise.config import TrainConfig, build_config, save_config
 from stepwise.data.dataset import infer_task, read_splits
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example
 from stepwise.files import atomic_write_json, atomic_write_text
-from stepwise.rundir import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS, Run, RunDir
+from stepwise.layout import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
+from stepwise.rundir import Run, RunDir
+from stepwise.training.evaluator import DevEvaluator
 
 __all__ = ["Prepared", "Run", "load_model", "prepare", "run_recipe", "train"]
 
@@ -217,20 +219,6 @@ def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
         for gold in task.gold(dev[:8]):  # a reward that raises, returns NaN or a string, or leaves its range fails
             reward(task.perfect(gold), gold)
     return reward
-
-
-class DevEvaluator:
-    """Scores dev during training; for rl, adds the greedy prediction's mean reward as metric "reward"."""
-
-    def __init__(self, predictor: Any, examples: list[Example], features: list, reward: Any) -> None:
-        self.predictor, self.examples, self.features, self.reward = predictor, examples, features, reward
-
-    def __call__(self) -> dict[str, Any]:
-        score = self.predictor.score(self.examples, self.features)
-        if self.reward is not None:
-            gold = self.predictor.task.gold(self.examples)
-            score["metrics"]["reward"] = sum(map(self.reward, score["pred"], gold)) / max(len(gold), 1)
-        return score["metrics"]
 
 
 def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callbacks: tuple, dist: Any = None) -> Run:

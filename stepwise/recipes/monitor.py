@@ -87,7 +87,8 @@ def check_webhook(url: str | None) -> None:
 
 def load_model(path: str | Path, task: str, flag: str, backend: str = "auto", threads: int | None = None) -> Any:
     """A Predictor for a run or an exported directory, which must be a model of `task`."""
-    from stepwise.predictor import load_in_process, model_meta
+    from stepwise.predictor import load_in_process
+    from stepwise.rundir import model_meta
 
     meta = model_meta(path)
     if meta.get("task") != task:

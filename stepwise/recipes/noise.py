@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.data.noise import ERROR_TYPES, make_pairs, scale_rates
-from stepwise.data.readers import read_text
+from stepwise.data.text import read_text
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, same_file
 from stepwise.numbers import check_finite

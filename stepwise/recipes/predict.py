@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stepwise.data.readers import Example
+from stepwise.example import Example
 from stepwise.predictor import PredictOptions, Predictor
 from stepwise.refine import RefineResult
 from stepwise.tasks.base import Task

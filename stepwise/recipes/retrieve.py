@@ -23,8 +23,9 @@ import numpy as np
 from stepwise.config import TrainConfig, save_config
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
+from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
 from stepwise.retrieval.data import Pair, Passage, check_in_pool, pool_of, read_pairs, read_pool, resolve
-from stepwise.rundir import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS, Run, RunDir
+from stepwise.rundir import Run, RunDir
 
 #: options of the classifier/tagger loop that mean nothing for two towers
 NOT_FOR_RETRIEVAL = ("reward", "refine_steps", "augment", "label_smoothing", "doc_context", "init_from",

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import Feature
-from stepwise.data.readers import Example
+from stepwise.example import Example, Feature
 from stepwise.refine.document import keyed
 from stepwise.refine.policy import ModelPolicy
 

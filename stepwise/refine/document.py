@@ -22,8 +22,7 @@ import random
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
-from stepwise.data.batching import Feature
-from stepwise.data.readers import Example
+from stepwise.example import Example, Feature
 from stepwise.refine.policy import ModelPolicy
 
 if TYPE_CHECKING:

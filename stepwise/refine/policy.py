@@ -6,13 +6,14 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from stepwise.backends import Backend
-from stepwise.data.batching import Feature, pad
-from stepwise.data.readers import Example
+from stepwise.data.batching import pad
+from stepwise.example import Example, Feature
 from stepwise.infer import predict_features
-from stepwise.tasks.base import Task
 
 if TYPE_CHECKING:
     import torch
+
+    from stepwise.tasks.base import Task
 
 PREV = "prev_ids"
 

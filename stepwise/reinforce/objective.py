@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from stepwise.data.batching import IGNORE_INDEX
+from stepwise.example import IGNORE_INDEX
 from stepwise.precision import autocast
 from stepwise.reinforce.rewards import Reward
 from stepwise.tasks.base import Task

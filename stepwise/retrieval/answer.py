@@ -61,7 +61,7 @@ class Answerer:
         if self.reranker is None:
             return scores, rows
         tick = time.perf_counter()
-        from stepwise.data.readers import Example
+        from stepwise.example import Example
 
         pairs = [Example(q, None, i, self.index.passages[r].text) for i, q in enumerate(queries) for r in rows[i]]
         probs = np.asarray(self.reranker.predictor.predict_proba(pairs))[:, self.reranker.column]
@@ -149,7 +149,8 @@ def open_answerer(index_dir: str | Path, *, encoder: str | Path | None = None, r
 
 
 def _classifier(path: str | Path, flag: str, threads: int | None) -> Any:
-    from stepwise.predictor import load_in_process, model_meta
+    from stepwise.predictor import load_in_process
+    from stepwise.rundir import model_meta
 
     meta = model_meta(path)
     if meta.get("task") != "classify":

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepwise.data.readers import json_lines, read_text, strip_invisible
+from stepwise.data.text import json_lines, read_text, strip_invisible
 from stepwise.errors import StepwiseError
 
 QUERY_KEYS, PASSAGE_KEYS = ("query", "question"), ("passage", "answer", "text")

@@ -17,7 +17,7 @@ from stepwise.retrieval.embedder import Embedder
 def load_encoder(path: str | Path, *, backend: str = "auto", threads: int | None = None,
                  batch_size: int = 64) -> tuple[Embedder, dict[str, Any]]:
     """(embedder, metadata with "fingerprint" and "max_length") for a retriever run or export."""
-    from stepwise.deploy.exported import ONNX_FILE, is_exported
+    from stepwise.layout import ONNX_FILE, is_exported
     from stepwise.modeldir import load_errors, quiet_transformers, read_meta
     from stepwise.retrieval.model import KIND
     from stepwise.threads import ThreadGovernor

@@ -38,8 +38,8 @@ def export_retriever(run_dir: Any, tmp: Path, *, int8: bool, opset: int, threads
     from stepwise.backends.onnx import OnnxBackend
     from stepwise.backends.torch import TorchBackend
     from stepwise.data.batching import pad
-    from stepwise.deploy.exported import ONNX_FILE
     from stepwise.deploy.onnx_export import INT8_VARIANTS, export_onnx, quantize_int8
+    from stepwise.layout import ONNX_FILE
     from stepwise.modeldir import quiet_transformers
     from stepwise.retrieval.embedder import Embedder
     from stepwise.retrieval.metrics import ranking_metrics, ranks

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from stepwise.files import atomic_write, atomic_write_text
-from stepwise.rundir import CONFIG
+from stepwise.layout import CONFIG
 
 TRIALS_CSV, TRIALS_MD, PLOT, BEST_YAML, BEST_RUN, TRIALS = "trials.csv", "trials.md", "search.png", "best.yaml", \
     "best", "trials"

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import stepwise
-from stepwise.data.readers import Example
+from stepwise.example import Example
 from stepwise.serve.batcher import MicroBatcher, Overloaded
 from stepwise.serve.metrics import ServeMetrics
 from stepwise.serve.settings import MAX_DOCUMENT_NAME, MAX_STEPS, ServeSettings
@@ -138,7 +138,7 @@ def validation_response(err: RequestValidationError) -> JSONResponse:
 
 def check_texts(body: BaseModel, settings: ServeSettings) -> Optional[JSONResponse]:
     """What the schema cannot say: token lists' total length, text that is not valid Unicode, pair counts."""
-    from stepwise.data.readers import strip_invisible
+    from stepwise.data.text import strip_invisible
 
     for i, item in enumerate(body.texts):
         text = item if isinstance(item, str) else " ".join(item)
@@ -432,6 +432,6 @@ def app_from_environment() -> Any:
 
 def served_meta(run: str | Path) -> dict[str, Any]:
     """The metadata of what is served (a run or an exported directory), with its directory's name."""
-    from stepwise.predictor import model_meta
+    from stepwise.rundir import model_meta
 
     return {**model_meta(run), "name": Path(run).resolve().name}

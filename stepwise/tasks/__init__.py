@@ -50,6 +50,15 @@ def task_from_meta(meta: dict) -> Task:
     return get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
 
 
+def check_predicts(meta: dict, path: object) -> None:
+    """A model of a task with verbs of its own (a retriever ranks passages) has no labels to predict."""
+    cls = task_class(meta["task"])
+    if getattr(cls, "recipe", None):
+        from stepwise.errors import StepwiseError
+
+        raise StepwiseError(f"a {cls.noun} has no labels to predict", path=path, fix=cls.verbs_hint.format(run=path))
+
+
 def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` without importing torch eagerly
     if name == "Task":
         from stepwise.tasks.base import Task
@@ -60,4 +69,4 @@ def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` witho
     raise AttributeError(name)
 
 
-__all__ = ["Task", "get_task", "register_task", "task_class", "task_from_meta", "task_names"]
+__all__ = ["Task", "check_predicts", "get_task", "register_task", "task_class", "task_from_meta", "task_names"]

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import IGNORE_INDEX, UNLABELED, Example, Feature
 
 if TYPE_CHECKING:  # torch and transformers load when a model is used, not to read or check data
     import torch

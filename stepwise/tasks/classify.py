@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import Feature
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task, softmax
 
 if TYPE_CHECKING:

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import Feature
-from stepwise.data.readers import Example
 from stepwise.edit.pairs import read_pairs
 from stepwise.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
 from stepwise.errors import StepwiseError
+from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task
 from stepwise.tasks.tag import TagTask, words_of
 

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
 from stepwise.data.conll import detect_scheme, repair
-from stepwise.data.readers import Example
 from stepwise.errors import StepwiseError
+from stepwise.example import IGNORE_INDEX, UNLABELED, Example, Feature
 from stepwise.tasks.base import Task, softmax
 
 if TYPE_CHECKING:

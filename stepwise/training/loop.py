@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.config import TrainConfig
-from stepwise.data.batching import Feature
+from stepwise.example import Feature
+from stepwise.layout import CHECKPOINT, METRICS
 from stepwise.model import TaskModel
 from stepwise.refine.policy import PREV, RefinerTraining
-from stepwise.rundir import CHECKPOINT, METRICS
 from stepwise.tasks.base import Task
 from stepwise.threads import ThreadGovernor
 from stepwise.training.batches import BatchSource

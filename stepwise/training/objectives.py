@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from stepwise.data.batching import IGNORE_INDEX, UNLABELED, Feature
+from stepwise.example import IGNORE_INDEX, UNLABELED, Feature
 from stepwise.precision import autocast
 from stepwise.tasks.base import Task
 

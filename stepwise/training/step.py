@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from stepwise.data.batching import Feature, collate
+from stepwise.data.batching import collate
+from stepwise.example import Feature
 from stepwise.training.distributed import Dist
 from stepwise.training.flops import non_embedding_params, train_flops
 from stepwise.training.objectives import Objective
