@@ -4,7 +4,7 @@ Run: make bench-edit   (or .venv/bin/python bench/edit.py [--epochs 2] [--copies
 In this one process:
 1. clean English: CoNLL-2003 train+valid sentences (Reuters news, tokenized like JFLEG) that read as
    prose — 8 to 40 tokens, a capitalised start, a final . ? or !, few all-caps words or numbers;
-2. synthetic (noisy, clean) pairs from them with `stepwise.data.noise` (seeded), split train/dev/test;
+2. synthetic (noisy, clean) pairs from them with `stepwise.tasks.edit.noise` (seeded), split train/dev/test;
 3. `stepwise train --task edit` on the bundled MiniLM (dev: synthetic, for the best checkpoint);
 4. JFLEG dev scored as source copy (no edits), the editor at 1 pass, and at T passes (stop when a pass
    changes nothing), at the run's default knobs and at the `--keep-bias` chosen below; GLEU (JFLEG's
@@ -35,7 +35,7 @@ def prose(tokens: list[str]) -> bool:
 
 
 def clean_sentences() -> list[str]:
-    from stepwise.data.conll import read_conll
+    from stepwise.tasks.tag.conll import read_conll
 
     out = []
     for split in ("train.txt", "valid.txt"):
@@ -74,8 +74,8 @@ def score(predictor, examples, steps: int) -> dict:
 def per_pass(predictor, examples, steps: int) -> list[dict]:
     """One T-pass run read pass by pass: GLEU so far, edits applied in the pass, sentences it changed, sentences
     still active, cumulative latency."""
-    from stepwise.edit.metrics import token_edits
     from stepwise.predictor import PredictOptions
+    from stepwise.tasks.edit.metrics import token_edits
 
     task = predictor.task
     result = predictor.run(examples, PredictOptions(steps=steps))
@@ -134,7 +134,7 @@ def rl_rows(run_dir: Path, files: dict, jfleg: list, steps: int, biases: list[fl
 
 def essay_pairs(clean: list[str], count: int, seed: int, noise_scale: float) -> list[str]:
     """`count` noisy/clean lines from clean essay sentences (enough noisy copies of each, seeded, then sampled)."""
-    from stepwise.data.noise import make_pairs, scale_rates
+    from stepwise.tasks.edit.noise import make_pairs, scale_rates
 
     copies = -(-count // max(len(clean), 1)) + 1
     pairs, _ = make_pairs(clean, seed=100 + seed, copies=copies, keep_clean=0.1, rates=scale_rates(None, noise_scale))
@@ -167,7 +167,7 @@ def jfleg_folds(run_dir: Path, files: dict, jfleg: list, folds: int, epochs: flo
 
     import stepwise
     from stepwise.predictor import PredictOptions
-    from stepwise.tasks.edit import references
+    from stepwise.tasks.edit.task import references
 
     order = list(range(len(jfleg)))
     random.Random(0).shuffle(order)
@@ -235,7 +235,7 @@ def main() -> None:
                         "(capped at 0.95; dev and test keep the defaults; 2.5 measured best, 1 and 4 worse); "
                         "other than 1, its run and JSON get the suffix _noiseS")
     parser.add_argument("--adjacent", action="store_true", help="training noise may put errors side by side "
-                        "(stepwise.data.noise `adjacent`); its run and JSON get the suffix _adj")
+                        "(stepwise.tasks.edit.noise `adjacent`); its run and JSON get the suffix _adj")
     parser.add_argument("--jfleg-folds", type=int, default=0, help="also: K-fold cross-fitting on JFLEG "
                         "dev — the editor trained on for --jfleg-epochs more on the other folds' learner pairs (+ as "
                         "many synthetic ones), each fold scored pass by pass by the editor that never saw it")
@@ -256,8 +256,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import stepwise
-    from stepwise.data.noise import make_pairs, scale_rates
-    from stepwise.tasks.edit import EditTask
+    from stepwise.tasks.edit.noise import make_pairs, scale_rates
+    from stepwise.tasks.edit.task import EditTask
 
     jfleg = need(SHARED / "jfleg_dev")
     work = OUT / "edit"

@@ -42,9 +42,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import stepwise
-    from stepwise.edit.metrics import token_edits
     from stepwise.predictor import PredictOptions
-    from stepwise.tasks.edit import EditTask, references
+    from stepwise.tasks.edit.metrics import token_edits
+    from stepwise.tasks.edit.task import EditTask, references
 
     jfleg = need(SHARED / "jfleg_dev")
     examples = EditTask.read_file(str(jfleg / "dev.src"), targets=[str(jfleg / f"dev.ref{i}") for i in range(4)])

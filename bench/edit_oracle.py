@@ -2,7 +2,7 @@
 
 Run: cd bench && ../.venv/bin/python edit_oracle.py        (no model, no training: a few minutes)
 A perfect tagger tags each token of the current sentence with the first operation that leads to the target
-(`stepwise.edit.tags`, what the editor is trained on); the tags are applied and the new sentence tagged again,
+(`stepwise.tasks.edit.tags`, what the editor is trained on); the tags are applied and the new sentence tagged again,
 5 passes. Its pass-1 output holds everything one pass can do; what passes 2..5 add is the part of the task
 that needs a second look: a token with two operations (a replacement and an appended word), a two-word
 insertion, a merge after a change. The target is each sentence's closest reference, then each reference.
@@ -31,8 +31,8 @@ def known(key: str, p: float) -> bool:
 
 def passes(sources: list[tuple], targets: list[tuple], p: float, unit: str) -> list[list[tuple]]:
     """The corpus after each pass (index 0: the sources) of a gold tagger that knows a share p of the edits."""
-    from stepwise.edit.tags import KEEP, START, apply_tags
-    from stepwise.tasks.edit import ops_for, speller
+    from stepwise.tasks.edit.tags import KEEP, START, apply_tags
+    from stepwise.tasks.edit.task import ops_for, speller
 
     outputs, current = [list(sources)], [list(s) for s in sources]
     for _ in range(PASSES):
@@ -50,8 +50,8 @@ def passes(sources: list[tuple], targets: list[tuple], p: float, unit: str) -> l
 
 def later_share(sources: list[tuple], targets: list[tuple]) -> tuple[int, int]:
     """(all operations source → target, those past a token's first: one pass cannot make them)."""
-    from stepwise.edit.tags import KEEP
-    from stepwise.tasks.edit import ops_for
+    from stepwise.tasks.edit.tags import KEEP
+    from stepwise.tasks.edit.task import ops_for
 
     total = later = 0
     for source, target in zip(sources, targets):
@@ -70,8 +70,8 @@ def main() -> None:
                         help="what the simulated tagger knows or not as a whole")
     args = parser.parse_args()
 
-    from stepwise.edit.metrics import gleu, token_edits
-    from stepwise.tasks.edit import EditTask, references
+    from stepwise.tasks.edit.metrics import gleu, token_edits
+    from stepwise.tasks.edit.task import EditTask, references
 
     jfleg = need(SHARED / "jfleg_dev")
     examples = EditTask.read_file(str(jfleg / "dev.src"), targets=[str(jfleg / f"dev.ref{i}") for i in range(4)])

@@ -169,11 +169,11 @@ def dataset_rows(name: str, run: Path, dev: Path, test, hf_model: Path, hf_row, 
 def transfer_set(train: Path, out: Path, spans: int = 2, seed: int = 0) -> Path:
     """Unlabeled SST-2-like text for distillation: per training sentence, `spans` random contiguous phrases
     (30–80% of its words, like the treebank's phrases SST-2 was annotated on) and one copy with learner
-    noise (stepwise.data.noise at its default rates). The teacher labels them through its soft targets."""
+    noise (stepwise.tasks.edit.noise at its default rates). The teacher labels them through its soft targets."""
     import random
 
-    from stepwise.data.noise import make_pairs
     from stepwise.data.readers import read_examples
+    from stepwise.tasks.edit.noise import make_pairs
 
     sentences = [str(ex.text) for ex in read_examples(train)]
     rng, texts = random.Random(seed), []
@@ -222,7 +222,7 @@ def sst2() -> list[dict]:
 def conll() -> list[dict]:
     from tag import hf_trainer
 
-    from stepwise.data.conll import read_conll
+    from stepwise.tasks.tag.conll import read_conll
 
     data = need(SHARED / "conll2003")
     run = need(OUT / "tag_same_settings_+_word_shape")

@@ -111,7 +111,7 @@ def jfleg_llm_first_replication(url: str, args) -> list:
     import stepwise
     from stepwise.llm.client import CompletionClient
     from stepwise.llm.run import LLMPredictor
-    from stepwise.tasks.edit import EditTask
+    from stepwise.tasks.edit.task import EditTask
 
     jfleg = need(SHARED / "jfleg_dev")
     predictor = stepwise.load(need(EDIT_RUN))
@@ -145,7 +145,7 @@ def main() -> None:
     import stepwise
     from stepwise.llm.gguf import llama_server, packaged_model
     from stepwise.recipes.evaluate import read_labeled
-    from stepwise.tasks.edit import EditTask
+    from stepwise.tasks.edit.task import EditTask
 
     model = packaged_model()
     if model is None:

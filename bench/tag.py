@@ -30,9 +30,9 @@ def hf_trainer(train_path, test_path, epochs: float, seed: int, save=None) -> di
         set_seed,
     )
 
-    from stepwise.data.conll import read_conll
     from stepwise.modeldir import default_model_dir
-    from stepwise.tasks.tag import TagTask
+    from stepwise.tasks.tag.conll import read_conll
+    from stepwise.tasks.tag.task import TagTask
 
     train, test = read_conll(train_path), read_conll(test_path)
     labels = TagTask.collect_labels(train)

@@ -6,19 +6,26 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from stepwise.errors import StepwiseError
 
+OPTION_RULES = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, allow_inf_nan=False)
 
-class TrainConfig(BaseModel):
-    """Every training option; each is also a `--flag` of `stepwise train` and a key in `--config`."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, allow_inf_nan=False)
+class TaskOptions(BaseModel):
+    """A task's own training options (`Task.options_model`): composed into TrainConfig beside the shared ones,
+    so each is also a `--flag` of `stepwise train` and a key in `--config`, refused for the other tasks."""
 
-    task: Optional[str] = Field(None, description="classify (a label per text), tag (a tag per word) or edit "
-                                "(correct sentences); default: tag for CoNLL files (.conll/.bio/.iob/.iobes), else "
-                                "classify")
+    model_config = OPTION_RULES
+
+
+class SharedConfig(BaseModel):
+    """The training options every task shares; TrainConfig adds each registered task's own (`train_config`)."""
+
+    model_config = OPTION_RULES
+
+    task: Optional[str] = Field(None, description="the task (default: the one the --train file implies)")
     train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
     dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
     test: Optional[str] = Field(None, description="test file, scored once at the end")
@@ -87,41 +94,9 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
-    rl_passes: int = Field(1, ge=1, le=10, description="rl, edit: the reward scores the sentence after this many "
-                           "passes: the sampled pass, then the current model's greedy passes (1: the sampled pass "
-                           "alone)")
-    own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
-                               "replaced by the model's own one-pass output (tagged against the same target), so "
-                               "later passes learn to fix what the model leaves; 0 = off")
     augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
                            "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
                            "only, so tags stay aligned); 0 = off")
-    repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
-    casing: Optional[bool] = Field(None, description="tag, edit: add a learned word-shape embedding (default: on)")
-    strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
-    doc_context: Optional[Literal["head", "model"]] = Field(
-        None, description="tag: a second step that sees, per word, the step-1 tags of the same word form elsewhere "
-        "in its document (CoNLL -DOCSTART- documents). head: step 1 is the plain tagger, step 2 a small head "
-        "fitted on the dev split's step-1 probabilities after training (seconds; dev needs documents). model: "
-        "the tagger itself reads a document input, trained on out-of-fold step-1 tags of 2 fold taggers")
-    doc_fold_epochs: Optional[float] = Field(None, gt=0, description="tag, --doc-context model: epochs of the two fold "
-                                             "taggers that make the out-of-fold step-1 tags (default: --epochs)")
-
-    pool: Optional[str] = Field(None, description="retrieve: the passages dev and test queries are ranked among "
-                                "(JSONL id + passage/answer, TSV id<TAB>text, or one per line; default: every "
-                                "distinct passage of the given splits)")
-    hard_negatives: int = Field(0, ge=0, le=64, description="retrieve: mine this many near-miss passages per "
-                                "training query with the starting model; each step adds one as a negative (0 = "
-                                "in-batch negatives only)")
-    retrieval_temperature: Optional[float] = Field(None, gt=0, le=1, description="retrieve: a fixed softmax "
-                                                   "temperature (default: learned, starting at 0.05)")
-
-    @field_validator("doc_context", mode="before")
-    @classmethod
-    def _doc_context_flag(cls, value: Any) -> Any:
-        """Configs written before the head existed say true/false: true was the document-input model."""
-        return {True: "model", False: None}.get(value, value) if isinstance(value, bool) else value
-
     def dev_metric(self, task_default: str) -> str:
         """The dev metric that picks the best checkpoint: --metric, else the rl reward, else the task's."""
         if self.metric:
@@ -132,6 +107,57 @@ class TrainConfig(BaseModel):
         """The reader keywords these options imply (format and columns)."""
         return {"fmt": self.input_format, "text_column": self.text_column, "label_column": self.label_column,
                 "tag_column": self.tag_column, "pair_column": self.pair_column}
+
+
+_COMPOSED: dict[tuple, type[SharedConfig]] = {}
+
+
+def train_config() -> type[SharedConfig]:
+    """TrainConfig: the shared options plus the options model of every registered task, in registry order.
+
+    Built again when a task is registered (a task of your own brings its flags with it). Two tasks may share
+    an option (a tagger's and an editor's word shape) by sharing the model that declares it; two different
+    declarations of one name are refused.
+    """
+    from stepwise.tasks import task_class, task_names
+
+    models: list[type[BaseModel]] = []
+    for name in task_names():
+        own = getattr(task_class(name), "options_model", None)
+        for model in own.__mro__[::-1] if own is not None else ():
+            if issubclass(model, TaskOptions) and model is not TaskOptions and model not in models:
+                models.append(model)
+    key = tuple(models)
+    if key not in _COMPOSED:
+        owners: dict[str, type[BaseModel]] = {name: SharedConfig for name in SharedConfig.model_fields}
+        for model in models:
+            for name in model.__annotations__:
+                if name in owners and owners[name] is not model:
+                    raise StepwiseError(f"the option {name!r} is declared by both {owners[name].__name__} and "
+                                        f"{model.__name__}", fix="declare it once and share that options model")
+                owners[name] = model
+        # pydantic orders fields from the last base to the first: the shared options come first in --help
+        task = (Optional[str], Field(None, description=_task_help()))
+        _COMPOSED[key] = create_model("TrainConfig", __base__=(*reversed(models), SharedConfig), __module__=__name__,
+                                      __doc__="Every training option: the shared ones and each task's own.", task=task)
+    return _COMPOSED[key]
+
+
+def _task_help() -> str:
+    """--task: each registered task in a few words, and which one a file implies without it."""
+    from stepwise.tasks import task_class, task_names
+
+    names = task_names()
+    described = [f"{n} ({task_class(n).summary})" if getattr(task_class(n), "summary", "") else n for n in names]
+    listed = ", ".join(described[:-1]) + f" or {described[-1]}" if len(described) > 1 else described[0]
+    claims = [f"{n} for {task_class(n).claims_hint}" for n in names if getattr(task_class(n), "claims_hint", "")]
+    return f"{listed}; default: {', '.join([*claims, f'else {names[0]}'])}"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":  # looked up on use: a task registered later adds its options
+        return train_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -159,10 +185,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def build_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
+def build_config(values: dict[str, Any], source: str = "options") -> SharedConfig:
     """Validate merged options; the first problem becomes one line naming the option in user terms."""
     try:
-        return TrainConfig(**values)
+        return train_config()(**values)
     except ValidationError as err:
         raise StepwiseError(describe(err.errors()[0], values), path=None if source == "command line" else source,
                             fix=_fix(err.errors()[0])) from None
@@ -201,13 +227,13 @@ def _fix(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         import difflib
 
-        close = difflib.get_close_matches(name, list(TrainConfig.model_fields), n=1)
+        close = difflib.get_close_matches(name, list(train_config().model_fields), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"{hint}remove it; `stepwise train --help` lists the options"
     return "see `stepwise train --help`"
 
 
-def save_config(config: TrainConfig, path: str | Path) -> None:
+def save_config(config: SharedConfig, path: str | Path) -> None:
     from stepwise.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.model_dump(), sort_keys=False))

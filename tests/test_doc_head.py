@@ -13,12 +13,12 @@ import pytest
 import stepwise
 from stepwise.cli import main
 from stepwise.config import build_config
-from stepwise.data.conll import read_conll
 from stepwise.errors import StepwiseError
 from stepwise.example import Example
-from stepwise.refine import doc_head
-from stepwise.refine.doc_head import DocHead, _max_of_others, features, width
 from stepwise.tasks import get_task
+from stepwise.tasks.tag import doc_head
+from stepwise.tasks.tag.conll import read_conll
+from stepwise.tasks.tag.doc_head import DocHead, _max_of_others, features, width
 from tests.conftest import tiny_options, toy_ner, write_conll
 
 L = 3

@@ -11,13 +11,13 @@ import pytest
 
 import stepwise
 from stepwise.cli import main
-from stepwise.data.conll import read_conll
 from stepwise.errors import StepwiseError
 from stepwise.example import Example
 from stepwise.layout import FOLDS
-from stepwise.refine.document import ALONE, ALWAYS_O, DOC, FIRST_TYPE, NONE, context_ids, document_folds
 from stepwise.rundir import RESUMABLE, RunDir
 from stepwise.tasks import get_task
+from stepwise.tasks.tag.conll import read_conll
+from stepwise.tasks.tag.document import ALONE, ALWAYS_O, DOC, FIRST_TYPE, NONE, context_ids, document_folds
 from tests.conftest import tiny_options, toy_documents, toy_ner, write_conll, write_documents
 
 

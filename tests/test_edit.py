@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from stepwise.cli import main
-from stepwise.edit.tags import (
+from stepwise.errors import StepwiseError
+from stepwise.tasks.edit.tags import (
     APPEND,
     DELETE,
     KEEP,
@@ -22,8 +23,7 @@ from stepwise.edit.tags import (
     first_tags,
     tag_vocabulary,
 )
-from stepwise.errors import StepwiseError
-from stepwise.tasks.edit import EditTask
+from stepwise.tasks.edit.task import EditTask
 from tests.conftest import tiny_options, toy_edits, write_pairs
 
 PAIRS = [
@@ -135,7 +135,7 @@ def test_bad_pair_files_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
 
 
 def test_target_files_are_refused_for_other_tasks(toy_files: dict, tmp_path: Path) -> None:
-    from stepwise.tasks.classify import ClassifyTask
+    from stepwise.tasks.classify.task import ClassifyTask
 
     with pytest.raises(StepwiseError, match="target files are for editor runs"):
         ClassifyTask.read_file(str(toy_files["train"]), targets=[str(toy_files["dev"])])
@@ -328,10 +328,10 @@ def test_task_options_are_refused_by_tasks_that_do_not_read_them(edit_files: dic
 def test_own_outputs_retag_the_models_pass_against_the_same_target(tiny_model: str) -> None:
     """Training on own outputs: a batch's sentences become what the current model makes of them in one pass,
     labeled with the edits from there to the unchanged target."""
-    from stepwise.edit.training import OwnOutputs
     from stepwise.example import Example
     from stepwise.model import load_tokenizer
-    from stepwise.tasks.edit import ops_for
+    from stepwise.tasks.edit.task import ops_for
+    from stepwise.tasks.edit.training import OwnOutputs
 
     tokenizer = load_tokenizer(tiny_model)
     examples = [Example(s, [t], i) for i, (s, t) in enumerate(toy_edits(24, 5))]

@@ -1,4 +1,4 @@
-"""stepwise.edit.metrics: GLEU (JFLEG's corpus metric and a smoothed sentence reward), BLEU, token edits, edit F."""
+"""stepwise.tasks.edit.metrics: GLEU (JFLEG's corpus metric, a smoothed sentence reward), BLEU, token edits, edit F."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from stepwise.edit.metrics import corpus_bleu, edit_scores, gleu, sentence_bleu, sentence_gleu, token_edits
+from stepwise.tasks.edit.metrics import corpus_bleu, edit_scores, gleu, sentence_bleu, sentence_gleu, token_edits
 
 
 def toks(text: str) -> list[str]:

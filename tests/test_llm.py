@@ -172,7 +172,7 @@ def test_client_key_from_env(monkeypatch) -> None:
 # --- templates, validation, few-shot selection -----------------------------------------------------------
 
 def _classify_task():
-    from stepwise.tasks.classify import ClassifyTask
+    from stepwise.tasks.classify.task import ClassifyTask
 
     task = ClassifyTask(["0", "1"])
     task.label_words = {"0": "negative", "1": "positive"}
@@ -208,8 +208,8 @@ def test_templates_render_draft_and_revise(tmp_path: Path) -> None:
 def test_edit_and_tag_templates_show_the_draft() -> None:
     from stepwise.example import Example
     from stepwise.llm.prompts import Prompts, shot_of
-    from stepwise.tasks.edit import EditTask
-    from stepwise.tasks.tag import TagTask
+    from stepwise.tasks.edit.task import EditTask
+    from stepwise.tasks.tag.task import TagTask
 
     edit = EditTask(["$KEEP", "$DELETE"])
     shot = shot_of(edit, Example("he go home .", ["He goes home ."]))
@@ -224,8 +224,8 @@ def test_edit_and_tag_templates_show_the_draft() -> None:
 
 def test_reply_validation() -> None:
     from stepwise.example import Example
-    from stepwise.tasks.edit import EditTask
-    from stepwise.tasks.tag import TagTask
+    from stepwise.tasks.edit.task import EditTask
+    from stepwise.tasks.tag.task import TagTask
 
     task = _classify_task()
     ex = Example("x")

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stepwise.data.noise import (
+from stepwise.demo import demo_data_path
+from stepwise.errors import StepwiseError
+from stepwise.recipes.noise import run
+from stepwise.tasks.edit.noise import (
     DEFAULT_RATES,
     ERROR_TYPES,
     augment_text,
@@ -19,9 +22,6 @@ from stepwise.data.noise import (
     make_pairs,
     scale_rates,
 )
-from stepwise.demo import demo_data_path
-from stepwise.errors import StepwiseError
-from stepwise.recipes.noise import run
 
 CORPUS = demo_data_path().with_name("clean_en.txt")
 ARTICLES = {"a", "an", "the"}

@@ -13,9 +13,9 @@ import pytest
 
 import stepwise
 from stepwise.cli import main
-from stepwise.data.conll import read_conll
 from stepwise.refine import refine
 from stepwise.refine.policy import ModelPolicy
+from stepwise.tasks.tag.conll import read_conll
 from tests.conftest import tiny_options, toy_ner, write_conll
 
 

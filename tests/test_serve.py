@@ -386,8 +386,8 @@ def test_tagger_takes_token_lists_and_refiner_options(tag_run: Path, tmp_path: P
 
 def test_a_document_heads_context_comes_from_each_requests_documents(head_run: Path, doc_files: dict,
                                                                      tmp_path: Path) -> None:
-    from stepwise.data.conll import read_conll
     from stepwise.example import Example
+    from stepwise.tasks.tag.conll import read_conll
 
     examples = read_conll(doc_files["test"])
     texts = [ex.text for ex in examples[:30]]

@@ -9,10 +9,11 @@ import pytest
 
 import stepwise
 from stepwise.cli import main
-from stepwise.data.conll import read_conll, repair
 from stepwise.example import Example
 from stepwise.model import load_tokenizer
-from stepwise.tasks.tag import TagTask, windows, word_shape
+from stepwise.tasks.tag.conll import read_conll, repair
+from stepwise.tasks.tag.task import TagTask
+from stepwise.tasks.tag.words import windows, word_shape
 from tests.conftest import tiny_options, toy_ner, write_conll
 
 

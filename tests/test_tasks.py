@@ -49,7 +49,7 @@ def test_own_recipe_tasks(name: str) -> None:
     module, _, attr = cls.recipe.partition(":")
     assert callable(getattr(importlib.import_module(module), attr))
     assert cls.name == name and cls.noun and cls.default_metric in cls.metric_names
-    assert set(cls.config_fields) <= set(TrainConfig.model_fields)
+    assert set(cls.options_model.model_fields) <= set(TrainConfig.model_fields)
     assert cls().units([{"input_ids": [1]}, {"input_ids": [2]}]) == 2
 
 

@@ -5,43 +5,21 @@ Nothing here writes: the recipe saves the split into the run directory once ever
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stepwise.data.split import stratified_split
 from stepwise.errors import StepwiseError
 from stepwise.example import Example
 
-CONLL_SUFFIXES = {".conll", ".bio", ".iob", ".iobes", ".conllu"}
-
-
-TAG = re.compile(r"^(O|[BIES]-\S+)$")
-
 
 def infer_task(train: str, input_format: str | None) -> str:
-    """The task a file implies when --task is not given: CoNLL → tag, anything else → classify."""
-    if input_format == "conll" or Path(train).suffix.lower() in CONLL_SUFFIXES:
-        return "tag"
-    if input_format is None and Path(train).suffix.lower() in (".txt", "") and looks_like_conll(train):
-        return "tag"
-    return "classify"
+    """The task a file implies when --task is not given: the first registered task that claims it (a tagger
+    claims CoNLL files), else the first registered task (the classifier)."""
+    from stepwise.tasks import task_class, task_names
 
-
-def looks_like_conll(path: str) -> bool:
-    """A -DOCSTART- line, or token lines without tabs whose last column is a BIO/IOBES tag."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            lines = [ln.strip() for _, ln in zip(range(200), fh) if ln.strip()]
-    except OSError:
-        return False
-    if not lines:
-        return False
-    if lines[0].startswith("-DOCSTART-"):
-        return True
-    fields = [ln.split() for ln in lines[:50]]
-    return all("\t" not in ln for ln in lines[:50]) and all(len(f) >= 2 and TAG.match(f[-1]) for f in fields)
+    names = task_names()
+    return next((name for name in names if task_class(name).claims_file(train, input_format)), names[0])
 
 
 @dataclass

@@ -110,7 +110,7 @@ def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str 
         raise StepwiseError("is a directory, not a file", path=path, fix="give the path of a data file inside it")
     fmt = detect_format(path, fmt, prefer)
     if fmt == "conll":
-        from stepwise.data.conll import read_conll
+        from stepwise.tasks.tag.conll import read_conll
         return read_conll(path, tag_column=tag_column, require_labels=require_labels)
     text = read_text(path)
     examples: list[Example] = []

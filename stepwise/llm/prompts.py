@@ -1,5 +1,6 @@
-"""Prompt templates (Jinja2) per task: `TASK_draft.j2` for step 1 and `TASK_revise.j2` for step t > 1, shipped
-in stepwise/llm/templates/; a user's own files replace either."""
+"""Prompt templates (Jinja2) per task: `draft.j2` for step 1 and `revise.j2` for step t > 1, shipped in the
+templates/ folder of the task's package (stepwise/tasks/classify/templates/, ...); a user's own files replace
+either."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Prompts:
     @staticmethod
     def _read(task: Task, kind: str, path: str | None) -> Any:
         if path is None:
-            resource = files("stepwise.llm.templates").joinpath(f"{task.name}_{kind}.j2")
+            resource = files(type(task).__module__.rpartition(".")[0]).joinpath("templates", f"{kind}.j2")
             if not resource.is_file():
                 raise StepwiseError(f"no built-in {kind} template for {task.noun} runs",
                                     fix="pass your own with --template/--revise-template")

@@ -73,10 +73,11 @@ def read_unlabeled(teacher: RunDir, path: str) -> list[Example]:
     previous-step input is built from gold labels, which unlabeled text has not)."""
     from stepwise.predictor import _has_text
     from stepwise.recipes.predict import read_inputs
-    from stepwise.tasks import task_class
+    from stepwise.tasks import task_class, task_from_meta
 
     meta = teacher.meta()
-    if meta.get("refine_steps", 1) > 1 or meta.get("task_options", {}).get("doc_context"):
+    task = task_from_meta(meta)
+    if meta.get("refine_steps", 1) > 1 or task.multi_step(task.extra_inputs):  # e.g. a tagger's document input
         raise StepwiseError("--unlabeled needs a single-step teacher: this run refines in several steps",
                             path=teacher.path, fix="distill it without --unlabeled, or use a single-step run")
     plain = Path(path).suffix.lower() in ("", ".txt")  # one text (a tagger: one sentence) per line

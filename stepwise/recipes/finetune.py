@@ -14,16 +14,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stepwise.config import TrainConfig, build_config, save_config
+from stepwise.config import build_config, save_config
 from stepwise.data.dataset import infer_task, read_splits
 from stepwise.errors import StepwiseError
 from stepwise.example import Example
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
 from stepwise.rundir import Run, RunDir
+from stepwise.tasks.hooks import TrainingHooks
 from stepwise.training.evaluator import DevEvaluator
+
+if TYPE_CHECKING:
+    from stepwise.config import TrainConfig
 
 __all__ = ["Prepared", "Run", "load_model", "prepare", "run_recipe", "train"]
 
@@ -46,6 +50,7 @@ class Prepared:
     teacher: Any = None  # a training.objectives.Teacher, for the "distill" objective
     unlabeled: list[Example] = field(default_factory=list)  # distill: texts scored by the teacher's soft targets
     threads: Any = None  # a stepwise.threads.ThreadGovernor: the thread count, measured and followed
+    hooks: TrainingHooks = field(default_factory=TrainingHooks)  # the task's own steps around the loop
 
 
 def train(config: TrainConfig | None = None, *, callbacks: tuple = (), **options: Any) -> Run:
@@ -86,10 +91,7 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
     threads.begin()
     if launch.is_main:
         run.check_writable(source=cfg.init_from)
-    if cfg.doc_context == "model" and launch.active:
-        raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
-                            fix="run it as one process (drop torchrun), or drop --doc-context")
-    job = prepare(cfg, objective)  # plain Python: a bad input is reported before torch even loads
+    job = prepare(cfg, objective, distributed=launch.active)  # plain Python: bad input is reported before torch
 
     from stepwise.scope import seeded
     from stepwise.training.distributed import process_group
@@ -104,7 +106,7 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
         return execute(job, run, objective, resuming, callbacks, dist)
 
 
-def prepare(cfg: TrainConfig, objective: str) -> Prepared:
+def prepare(cfg: TrainConfig, objective: str, *, distributed: bool = False) -> Prepared:
     """Every check that can fail on the user's data and options, before the run directory is touched."""
     from stepwise.modeldir import check_encoder_dir, default_model_dir
     from stepwise.tasks import get_task, task_class, task_names
@@ -128,15 +130,14 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
 
     splits = read_splits(cfg, task_cls)
     data = splits.data
-    options = start_meta.get("task_options", {}) if start_meta else task_cls.options_from_config(cfg, data["train"])
-    options = {k: v for k, v in options.items() if k != "doc_head"}  # fitted for the starting model, not this one
-    repaired = {split: task_cls.clean_labels(exs, options) for split, exs in data.items()} if cfg.repair else {}
+    options = (task_cls.options_from_run(start_meta.get("task_options", {})) if start_meta
+               else task_cls.options_from_config(cfg, data["train"]))
+    repaired = ({split: task_cls.clean_labels(exs, options) for split, exs in data.items()}
+                if task_cls.cleans_labels(cfg) else {})
     labels = start_meta["labels"] if start_meta else task_cls.collect_labels(data["train"])
     task = get_task(name, labels, **options)  # fewer than two classes is reported here
-    if cfg.doc_context:
-        from stepwise.recipes import doc_context
-
-        doc_context.check(cfg, task_cls.noun, data, splits.sources)
+    hooks = task.training_hooks(cfg)
+    hooks.check(cfg, data, splits.sources, distributed=distributed)
     for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
         if split in data:
             task.check_labels(data[split], splits.sources[split])
@@ -150,13 +151,12 @@ def prepare(cfg: TrainConfig, objective: str) -> Prepared:
     if splits.cleaned:
         notes["cleaned"] = splits.cleaned
     notes.update(task_cls.data_notes(data["train"]))
-    return Prepared(cfg, task, data, splits.sources, splits.split_made, start_meta, reward, notes)
+    return Prepared(cfg, task, data, splits.sources, splits.split_made, start_meta, reward, notes, hooks=hooks)
 
 
 def load_model(job: Prepared) -> None:
     """The starting model: a trained run's (rl, continued training) or a pretrained encoder with a new head."""
     from stepwise.model import TaskModel, load_tokenizer
-    from stepwise.refine.document import DOC
     from stepwise.refine.policy import PREV
 
     cfg, task = job.config, job.task
@@ -173,9 +173,8 @@ def load_model(job: Prepared) -> None:
     pairs = any(ex.pair is not None for ex in job.data["train"])
     job.model = TaskModel.from_encoder(cfg.model, len(task.labels), task.pooling, cfg.dropout, extra_inputs,
                                        token_types=pairs)
-    job.refine_steps = cfg.refine_steps if cfg.refine_steps > 1 or not task.iterative else task.default_steps
-    if DOC in extra_inputs:
-        job.refine_steps = 2  # step 1 without the document, step 2 with its step-1 tags
+    job.refine_steps = job.hooks.refine_steps(cfg.refine_steps if cfg.refine_steps > 1 or not task.iterative
+                                              else task.default_steps)
 
 
 def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
@@ -191,19 +190,25 @@ def _check_metric(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
 
 
 def _check_task_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None:
-    """A task-specific option (one that some task lists in `config_fields`) that this task does not read is
-    refused, not silently ignored."""
+    """Another task's own option (a field of its `options_model`) given to this task is refused, not silently
+    ignored; then the task checks its own."""
     from stepwise.tasks import task_class, task_names
 
+    own = task_options(task_cls)
     tasks = [task_class(t) for t in task_names()]
-    for name, spec in TrainConfig.model_fields.items():
-        readers = [t.noun + "s" for t in tasks if name in t.config_fields]
-        if not readers or name in task_cls.config_fields or getattr(cfg, name) == spec.default:
+    for name, spec in type(cfg).model_fields.items():
+        readers = [t.noun + "s" for t in tasks if name in task_options(t)]
+        if not readers or name in own or getattr(cfg, name) == spec.default:
             continue
         flag = "--" + name.replace("_", "-")
         raise StepwiseError(f"{flag} is for {' and '.join(readers)}, not for {task_cls.noun} runs", fix=f"drop {flag}")
-    if cfg.rl_passes > 1 and objective != "reinforce":
-        raise StepwiseError("--rl-passes is for `stepwise rl`: it shapes the reward", fix="drop --rl-passes")
+    task_cls.check_options(cfg, objective)
+
+
+def task_options(task_cls: Any) -> set[str]:
+    """The names of a task's own training options."""
+    model = getattr(task_cls, "options_model", None)
+    return set(model.model_fields) if model is not None else set()
 
 
 def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
@@ -269,30 +274,21 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
         evaluate = DevEvaluator(predictor, data["dev"], features["dev"], job.reward if use_reward else None)
     loss = build_objective(objective, ObjectiveContext(task, job.model, cfg, precision, features["train"], job.reward,
                                                        job.teacher, job.tokenizer))
-    step_inputs, doc_notes = task.step_inputs(cfg, job.tokenizer, precision), None
-    if cfg.doc_context == "model":  # out-of-fold step-1 tags → each training sentence's document context
-        from stepwise.recipes.doc_context import out_of_fold
-        from stepwise.refine.document import DocContextTraining
-
-        doc_notes = out_of_fold(job, run, features["train"], precision, resuming)
-        step_inputs = DocContextTraining(cfg.seed)
+    step_inputs, hook_notes = job.hooks.before_fit(job, run, features["train"], precision, resuming,
+                                                   task.step_inputs(cfg, job.tokenizer, precision))
     state = fit(job.model, task, features["train"], evaluate, cfg, run.path, pad_id=job.tokenizer.pad_token_id,
                 precision=precision, save_best=lambda: job.model.save_pretrained(run.model_dir, job.tokenizer, meta),
                 callbacks=callbacks, objective=loss, resume=resuming, step_inputs=step_inputs, dist=dist,
                 threads=job.threads)
     if not dist.is_main:
         return Run(Path(run.path), dist.broadcast(None))
-    if doc_notes is not None:  # the benchmark compares at equal total training time
-        doc_notes["final_train_seconds"] = round(state.train_seconds, 2)
-        doc_notes["total_train_seconds"] = round(state.train_seconds + doc_notes["fold_train_seconds"], 2)
-        job.notes["doc_context"] = doc_notes
-
     best = load(run.path)
     scores, rates = {}, {}
-    if cfg.doc_context == "head":  # step 2 fitted on dev: dev is scored by its cross-validated predictions
-        from stepwise.recipes.doc_context import fit_head
-
-        job.notes["doc_context"], scores["dev"] = fit_head(job, run, best, metric)
+    hook_notes, dev_score = job.hooks.after_fit(job, run, best, metric, state.train_seconds, hook_notes)
+    if hook_notes is not None:
+        job.notes[job.hooks.name] = hook_notes
+    if dev_score is not None:  # the task scored dev itself (and may have changed the saved model)
+        scores["dev"] = dev_score
         best = load(run.path)
     for split in ("dev", "test"):
         if split in data and split not in scores:
@@ -303,10 +299,7 @@ def execute(job: Prepared, run: RunDir, objective: str, resuming: bool, callback
                             {**job.notes, "examples": len(data["train"]) + len(job.unlabeled),
                              "precision_choice": probe, "threads": job.threads.report(),
                              **({"processes": dist.world} if dist.active else {})})
-    if cfg.doc_context == "model":
-        from stepwise.recipes.doc_context import finish
-
-        finish(run)
+    job.hooks.finish(run)
     dist.broadcast(result.results)
     return result
 

@@ -1,7 +1,7 @@
 """Recipe: clean sentences in, (noisy, clean) learner-error pairs out — training data for the edit task.
 
 Reads plain text, one tokenized sentence per line (blank lines skipped), corrupts it with
-stepwise.data.noise and writes `noisy<TAB>clean` rows, all at once (atomically: an error leaves no file).
+stepwise.tasks.edit.noise and writes `noisy<TAB>clean` rows, all at once (atomically: an error leaves no file).
 """
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stepwise.data.noise import ERROR_TYPES, make_pairs, scale_rates
 from stepwise.data.text import read_text
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, same_file
 from stepwise.numbers import check_finite
 from stepwise.places import FILE, check_output
+from stepwise.tasks.edit.noise import ERROR_TYPES, make_pairs, scale_rates
 
 
 def run(input: str, out: str, *, seed: int = 0, rates: dict[str, float] | None = None, copies: int = 1,
         keep_clean: float = 0.0, scale: float = 1.0) -> dict[str, Any]:
     """Write `copies` noisy versions of every sentence in `input` ("-": stdin) to the TSV `out`.
 
-    `rates` override the per-sentence probabilities of stepwise.data.noise.DEFAULT_RATES; `keep_clean` is the
+    `rates` override the per-sentence probabilities of stepwise.tasks.edit.noise.DEFAULT_RATES; `keep_clean` is the
     share of pairs left unchanged; `scale` multiplies every rate (capped at 0.95). Returns a summary:
     sentences read, pairs written, unchanged pairs, errors applied per type and per noisy pair.
     """

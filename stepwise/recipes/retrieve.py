@@ -16,19 +16,22 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.config import TrainConfig, save_config
+from stepwise.config import save_config
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
 from stepwise.retrieval.data import Pair, Passage, check_in_pool, pool_of, read_pairs, read_pool, resolve
 from stepwise.rundir import Run, RunDir
 
+if TYPE_CHECKING:
+    from stepwise.config import TrainConfig
+
 #: options of the classifier/tagger loop that mean nothing for two towers
-NOT_FOR_RETRIEVAL = ("reward", "refine_steps", "augment", "label_smoothing", "doc_context", "init_from",
+NOT_FOR_RETRIEVAL = ("reward", "refine_steps", "augment", "label_smoothing", "init_from",
                      "pair_column", "label_column", "train_target", "dev_target", "test_target")
 
 
@@ -50,7 +53,7 @@ def _check(cfg: TrainConfig) -> None:
     from stepwise.tasks import task_class
 
     for name in NOT_FOR_RETRIEVAL:
-        spec = TrainConfig.model_fields[name]
+        spec = type(cfg).model_fields[name]
         if getattr(cfg, name) != spec.default:
             flag = "--" + name.replace("_", "-")
             raise StepwiseError(f"{flag} is not available for retriever runs", fix=f"drop {flag}")

@@ -55,7 +55,7 @@ def bleu(pred: Any, gold: Any) -> float:
 
 def gleu(pred: Any, gold: Any) -> float:
     """Sentence GLEU of an edited sentence against its references, given its source (editors only)."""
-    from stepwise.edit.metrics import sentence_gleu
+    from stepwise.tasks.edit.metrics import sentence_gleu
 
     if not _edit_gold(gold):
         raise StepwiseError("the gleu reward scores corrected sentences", fix="use it with editor (--task edit) runs")

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepwise.config import TrainConfig, describe, load_yaml
+from stepwise.config import describe, load_yaml, train_config
 from stepwise.errors import StepwiseError
 
-# Options that define the job rather than tune it: given once, the same in every trial.
+# Options that define the job rather than tune it: given once, the same in every trial (a task's own such option
+# says so itself: json_schema_extra={"searched": False}).
 NOT_SEARCHED = frozenset({
     "task", "train", "dev", "test", "out", "model", "input_format", "text_column", "label_column", "pair_column",
     "tag_column", "train_target", "dev_target", "test_target", "resume", "overwrite", "quiet", "threads",
-    "init_from", "reward", "metric", "precision", "eval_batch_size", "eval_every", "seed", "doc_fold_epochs"})
+    "init_from", "reward", "metric", "precision", "eval_batch_size", "eval_every", "seed"})
 SPEC_KEYS = frozenset({"low", "high", "log", "step", "choices"})
 
 
@@ -63,7 +64,7 @@ class Param:
 
 
 # The default space, centred on the defaults `stepwise train` uses (lr 1e-4, 3 epochs, batch 32, 10% warmup,
-# weight decay 0.01, the encoder's own dropout 0.1, no label smoothing, word shape on for tagging).
+# weight decay 0.01, the encoder's own dropout 0.1, no label smoothing), plus each task's `search_space`.
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "lr": {"low": 2e-5, "high": 5e-4, "log": True},
     "epochs": {"low": 1, "high": 4, "step": 1},
@@ -73,12 +74,13 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "dropout": {"low": 0.0, "high": 0.2},
     "label_smoothing": {"low": 0.0, "high": 0.1},
 }
-TAGGING_SPACE: dict[str, dict[str, Any]] = {"casing": {"choices": [True, False]}}  # word shape on/off
 
 
 def default_space(task: str, fixed: dict[str, Any] | None = None) -> list[Param]:
     """The documented default space for a task, less the options the user fixed (a flag or --config key)."""
-    specs = {**DEFAULT_SPACE, **(TAGGING_SPACE if task == "tag" else {})}
+    from stepwise.tasks import task_class
+
+    specs = {**DEFAULT_SPACE, **task_class(task).search_space}  # the task's own dimensions (a tagger's casing)
     fixed = fixed or {}
     return [parse_param(name, spec, "default search space") for name, spec in specs.items() if name not in fixed]
 
@@ -105,11 +107,12 @@ def load_space(path: str | Path, fixed: dict[str, Any] | None = None) -> list[Pa
 
 def parse_param(name: str, spec: Any, source: str) -> Param:
     """One option's spec → Param, or a one-line StepwiseError (without path: the caller adds it)."""
-    if name not in TrainConfig.model_fields:
-        close = difflib.get_close_matches(name, list(TrainConfig.model_fields), n=1)
+    if name not in train_config().model_fields:
+        close = difflib.get_close_matches(name, list(train_config().model_fields), n=1)
         raise StepwiseError(f"unknown option {name!r}", fix=(f"did you mean {close[0]!r}? " if close else "")
                             + "use the names of `stepwise train --help` with underscores")
-    if name in NOT_SEARCHED or _kind(name) is None:
+    extra = train_config().model_fields[name].json_schema_extra
+    if name in NOT_SEARCHED or _kind(name) is None or (isinstance(extra, dict) and extra.get("searched") is False):
         raise StepwiseError(f"{name!r} cannot be searched", fix=f"give it as a flag (--{name.replace('_', '-')}); "
                             "it is then the same in every trial")
     if not isinstance(spec, dict):
@@ -188,7 +191,7 @@ def _check_value(name: str, value: Any) -> None:
     from pydantic import ValidationError
 
     try:
-        TrainConfig(train="-", out="-", **{name: value})
+        train_config()(train="-", out="-", **{name: value})
     except ValidationError as err:
         raise StepwiseError(f"{name}: {describe(err.errors()[0], {name: value})}",
                             fix="keep the space inside the option's range (see `stepwise train --help`)") from None
@@ -196,7 +199,7 @@ def _check_value(name: str, value: Any) -> None:
 
 def _kind(name: str) -> type | None:
     """int, float or bool for a searchable field type; None for anything else."""
-    annotation = TrainConfig.model_fields[name].annotation
+    annotation = train_config().model_fields[name].annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     if len(args) != 1:
         return None

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from stepwise.tasks.base import Task
 
 _REGISTRY: dict[str, str | type[Task]] = {
-    "classify": "stepwise.tasks.classify:ClassifyTask",
-    "tag": "stepwise.tasks.tag:TagTask",
-    "edit": "stepwise.tasks.edit:EditTask",
+    "classify": "stepwise.tasks.classify.task:ClassifyTask",
+    "tag": "stepwise.tasks.tag.task:TagTask",
+    "edit": "stepwise.tasks.edit.task:EditTask",
     "retrieve": "stepwise.tasks.retrieve:RetrieveTask",
 }
 

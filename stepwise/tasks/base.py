@@ -61,15 +61,39 @@ class Task(ABC):
     #: whether examples of one document inform each other (a tagger's document context): the server then
     #: takes each text's document
     takes_documents: bool = False
-    #: the task-specific training options (TrainConfig fields) this task reads; a run of a task that does not
-    #: list an option some other task lists refuses it rather than ignoring it
-    config_fields: tuple[str, ...] = ()
+    #: what it predicts, in a few words (the --task help)
+    summary: str = ""
+    #: the files it claims without --task (`claims_file`), in a few words (the --task help)
+    claims_hint: str = ""
+    #: the task's own training options (a stepwise.config.TaskOptions model): TrainConfig composes them beside
+    #: the shared ones, so each is a flag and a --config key; another task's run refuses them
+    options_model: type | None = None
 
     def __init__(self, labels: list[str], **options: Any) -> None:
         check_classes(labels)
         self.labels = list(labels)
         self.label_to_id = {label: i for i, label in enumerate(self.labels)}
         self.options = options
+
+    #: hyperparameters `stepwise search` adds to its default space for this task (name → spec, as in a space
+    #: file: {"low", "high", "log", "step"} or {"choices"})
+    search_space: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def claims_file(cls, path: str, input_format: str | None) -> bool:
+        """Whether a training file given without --task is this task's data (a tagger claims CoNLL files); when
+        no task claims it, the first registered one (the classifier) takes it."""
+        return False
+
+    @classmethod
+    def check_options(cls, config: Any, objective: str) -> None:
+        """Refuse an option value this task cannot honour with this objective, before anything is read."""
+        return None
+
+    @classmethod
+    def cleans_labels(cls, config: Any) -> bool:
+        """Whether `clean_labels` runs on the training data with these options (a tagger's --no-repair)."""
+        return True
 
     @property
     def default_reward(self) -> str:
@@ -105,6 +129,18 @@ class Task(ABC):
     def data_notes(cls, train: list[Example]) -> dict[str, Any]:
         """Facts about the training data worth keeping in results.json (e.g. an editor's tag coverage)."""
         return {}
+
+    def training_hooks(self, config: Any) -> Any:
+        """What this task adds to the fine-tuning recipe with these options (stepwise.tasks.hooks)."""
+        from stepwise.tasks.hooks import TrainingHooks
+
+        return TrainingHooks()
+
+    @classmethod
+    def options_from_run(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """A trained run's task options for a run that starts from it (rl, distill, prune, --init-from); what
+        was fitted to the starting model alone is left out."""
+        return options
 
     def step_inputs(self, config: Any, tokenizer: Any, precision: str) -> Any:
         """Training inputs made on the fly from the current model (`inputs(model, feats)`, a seeded `rng`), or

@@ -3,9 +3,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
+from pydantic import Field
+
+from stepwise.config import TaskOptions
 from stepwise.retrieval.metrics import METRICS
+
+
+class RetrieveOptions(TaskOptions):
+    """A retriever's own training options (flags of `stepwise train`, keys of --config)."""
+
+    pool: Optional[str] = Field(None, description="retrieve: the passages dev and test queries are ranked among "
+                                "(JSONL id + passage/answer, TSV id<TAB>text, or one per line; default: every "
+                                "distinct passage of the given splits)")
+    hard_negatives: int = Field(0, ge=0, le=64, description="retrieve: mine this many near-miss passages per "
+                                "training query with the starting model; each step adds one as a negative (0 = "
+                                "in-batch negatives only)")
+    retrieval_temperature: Optional[float] = Field(None, gt=0, le=1, description="retrieve: a fixed softmax "
+                                                   "temperature (default: learned, starting at 0.05)")
 
 
 class RetrieveTask:
@@ -13,7 +29,17 @@ class RetrieveTask:
     noun = "retriever"
     default_metric = "mrr@10"
     metric_names = METRICS
-    config_fields = ("pool", "hard_negatives", "retrieval_temperature")
+    summary = "rank passages for a query"
+    options_model = RetrieveOptions
+    search_space: dict[str, Any] = {}
+
+    @classmethod
+    def claims_file(cls, path: str, input_format: str | None) -> bool:
+        return False  # (query, passage) pairs look like a classifier's table: --task retrieve says so
+
+    @classmethod
+    def check_options(cls, config: Any, objective: str) -> None:
+        """Nothing beyond the shared check (`stepwise.recipes.retrieve` refuses the loop's own options)."""
     recipe = "stepwise.recipes.retrieve:train_retriever"
     #: what to run instead of predict/evaluate (shown when a retriever run is given to them)
     verbs_hint = "use `stepwise index {run} --passages FILE --out INDEX`, then `stepwise answer INDEX`"

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stepwise.config import TrainConfig
 from stepwise.example import Feature
 from stepwise.layout import CHECKPOINT, METRICS
 from stepwise.model import TaskModel
@@ -35,6 +34,9 @@ from stepwise.training.optim import build_optimizer, freeze_embeddings
 from stepwise.training.schedule import lr_at, warmup_steps
 from stepwise.training.step import StepResult, TrainStep
 from stepwise.training.used_rows import UsedRows
+
+if TYPE_CHECKING:
+    from stepwise.config import TrainConfig
 
 
 @dataclass

@@ -70,10 +70,8 @@ def reinforce(ctx: ObjectiveContext) -> Objective:
     from stepwise.reinforce import ReinforceObjective
 
     cfg = ctx.config
-    follow = {}
-    if cfg.rl_passes > 1:  # the reward waits for the greedy passes after the sampled one
-        follow = {"model": ctx.model, "tokenizer": ctx.tokenizer, "passes": cfg.rl_passes, "precision": ctx.precision,
-                  "max_length": cfg.max_length, "batch_size": cfg.eval_batch_size}
+    # a task whose actions build the prediction reads its own options (an editor: the passes the reward waits for)
+    follow = {"config": cfg, "model": ctx.model, "tokenizer": ctx.tokenizer, "precision": ctx.precision}
     return ReinforceObjective(ctx.task, ctx.model, ctx.reward, baseline=cfg.baseline, entropy_coef=cfg.entropy_coef,
                               kl_coef=cfg.kl_coef, ce_coef=cfg.ce_coef, precision=ctx.precision,
                               outcomes=ctx.task.action_outcomes(ctx.train_features, **follow))

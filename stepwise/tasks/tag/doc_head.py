@@ -1,7 +1,7 @@
 """Document head: step 2 re-scores each word's tag from its step-1 probabilities and from the step-1
 probabilities of the same word form elsewhere in its document.
 
-Why a small head and not a second pass of the model (`--doc-context model`, stepwise.refine.document):
+Why a small head and not a second pass of the model (`--doc-context model`, stepwise.tasks.tag.document):
 the second pass has to be trained on out-of-fold step-1 tags, so fold taggers take a quarter of the
 training budget and the final model starts weaker than a single-step model given the whole budget. A head
 over probabilities has a few hundred weights: it can be fitted on the dev split's step-1 probabilities
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stepwise.example import Example, Feature
-from stepwise.refine.document import keyed
 from stepwise.refine.policy import ModelPolicy
+from stepwise.tasks.tag.document import keyed
 
 if TYPE_CHECKING:
     from stepwise.backends import Backend

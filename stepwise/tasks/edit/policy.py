@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stepwise.edit.tags import KEEP, START
 from stepwise.example import Example
 from stepwise.infer import predict_features
+from stepwise.tasks.edit.tags import KEEP, START
 
 if TYPE_CHECKING:
     from stepwise.backends import Backend
-    from stepwise.tasks.edit import EditTask
+    from stepwise.tasks.edit.task import EditTask
 
 
 class EditPolicy:
     def __init__(self, backend: Backend, task: EditTask, tokenizer: Any, examples: list[Example], *,
                  batch_size: int, max_length: int) -> None:
-        from stepwise.tasks.tag import words_of
+        from stepwise.tasks.tag.words import words_of
 
         self.backend, self.task, self.tokenizer = backend, task, tokenizer
         self.sources = [list(words_of(ex)) for ex in examples]

@@ -1,7 +1,7 @@
 """Iterative text editing (grammatical error correction): tag each token with an edit, apply, repeat.
 
 The model is a token tagger over `$START` + the sentence's words; its labels are edit tags (see
-`stepwise.edit.tags`). Prediction is a loop: tag the current sentence, apply the edits, tag the new
+`stepwise.tasks.edit.tags`). Prediction is a loop: tag the current sentence, apply the edits, tag the new
 sentence, until nothing changes or `steps` passes are done. Applying one correction changes what the
 next pass sees, which is where several steps pay.
 """
@@ -12,13 +12,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
-from stepwise.edit.pairs import read_pairs
-from stepwise.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
 from stepwise.errors import StepwiseError
 from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task
-from stepwise.tasks.tag import TagTask, words_of
+from stepwise.tasks.edit.pairs import read_pairs
+from stepwise.tasks.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
+from stepwise.tasks.tag.task import TagTask, WordShapeOption
+from stepwise.tasks.tag.words import words_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -74,10 +76,22 @@ def training_pairs(examples: list[Example], stages: int = 2) -> list[tuple[int, 
     return pairs
 
 
-class EditTask(TagTask):
+class EditOptions(WordShapeOption):
+    """An editor's own training options (flags of `stepwise train` and `stepwise rl`, keys of --config)."""
+
+    rl_passes: int = Field(1, ge=1, le=10, description="rl, edit: the reward scores the sentence after this many "
+                           "passes: the sampled pass, then the current model's greedy passes (1: the sampled pass "
+                           "alone)")
+    own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
+                               "replaced by the model's own one-pass output (tagged against the same target), so "
+                               "later passes learn to fix what the model leaves; 0 = off")
+
+
+class EditTask(Task):
     name = "edit"
     noun = "editor"
-    config_fields = ("casing", "own_outputs", "rl_passes")
+    summary = "correct sentences"
+    options_model = EditOptions
     pooling = "token"
     default_metric = "gleu"
     metric_names = ("gleu", "f0.5", "precision", "recall", "bleu")
@@ -92,13 +106,23 @@ class EditTask(TagTask):
 
     def __init__(self, labels: list[str], *, casing: bool = True, keep_bias: float = 0.0, min_edit_prob: float = 0.0,
                  **options: Any) -> None:
-        Task.__init__(self, labels, casing=casing, keep_bias=keep_bias, min_edit_prob=min_edit_prob, **options)
-        self.casing, self.scheme, self.strict = casing, "BIO", False
-        self.keep_bias, self.min_edit_prob = keep_bias, min_edit_prob
+        super().__init__(labels, casing=casing, keep_bias=keep_bias, min_edit_prob=min_edit_prob, **options)
+        self.casing, self.keep_bias, self.min_edit_prob = casing, keep_bias, min_edit_prob
+        #: a tagger over the edit tags: it encodes $START + words in windows, decodes and merges them
+        self.tagger = TagTask(labels, scheme="BIO", casing=casing)
+
+    @property
+    def extra_inputs(self) -> dict[str, int]:
+        return self.tagger.extra_inputs
 
     @classmethod
     def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
         return {"casing": True if config.casing is None else config.casing}
+
+    @classmethod
+    def check_options(cls, config: Any, objective: str) -> None:
+        if config.rl_passes > 1 and objective != "reinforce":
+            raise StepwiseError("--rl-passes is for `stepwise rl`: it shapes the reward", fix="drop --rl-passes")
 
     # --- data ---------------------------------------------------------------------------------
     @classmethod
@@ -155,11 +179,14 @@ class EditTask(TagTask):
         return " ".join(gold[1][0]) if gold[1] else " ".join(gold[0])
 
     def action_outcomes(self, features: list[Feature], *, model: Any = None, tokenizer: Any = None, passes: int = 1,
-                        precision: str = "fp32", max_length: int = 128, batch_size: int = 64) -> Any:
+                        precision: str = "fp32", max_length: int = 128, batch_size: int = 64,
+                        config: Any = None) -> Any:
         """RL: sampled tags → the sentence they make from the pair's current state, scored against the source's
-        references (every reference, not just the one the pair was built from). With `passes` > 1 the
-        sentence is what `model`'s greedy passes then make of it, as at prediction time: the reward of an
-        edit counts what it lets the later passes do."""
+        references (every reference, not just the one the pair was built from). With `passes` > 1 (a run's
+        --rl-passes, from `config`) the sentence is what `model`'s greedy passes then make of it, as at
+        prediction time: the reward of an edit counts what it lets the later passes do."""
+        if config is not None:
+            passes, max_length, batch_size = config.rl_passes, config.max_length, config.eval_batch_size
         table = {f["pair_id"]: f for f in features}
 
         def outcomes(pair_ids: list[int], rows: list[list[str]]) -> tuple[list[str], list[Any]]:
@@ -180,8 +207,8 @@ class EditTask(TagTask):
     def _later_passes(self, model: Any, tokenizer: Any, sentences: list[list[str]], passes: int, precision: str,
                       max_length: int, batch_size: int) -> list[list[str]]:
         from stepwise.backends.torch import TorchBackend
-        from stepwise.edit.policy import EditPolicy
         from stepwise.refine.engine import refine
+        from stepwise.tasks.edit.policy import EditPolicy
 
         examples = [Example(list(s)) for s in sentences]
         policy = EditPolicy(TorchBackend(model, precision), self, tokenizer, examples, batch_size=batch_size,
@@ -194,7 +221,7 @@ class EditTask(TagTask):
                with_labels: bool = True) -> list[Feature]:
         if not with_labels or not any(ex.label for ex in examples):
             proxies = [Example([START, *words_of(ex)], None, ex.line) for ex in examples]
-            return super().encode(tokenizer, proxies, max_length, with_labels=False)
+            return self.tagger.encode(tokenizer, proxies, max_length, with_labels=False)
         pairs = training_pairs(examples)
         features = self.encode_pairs(tokenizer, [(s, t) for _, s, t in pairs], max_length)
         for f in features:  # what RL needs to turn sampled tags into a sentence and score it
@@ -207,7 +234,7 @@ class EditTask(TagTask):
                      max_length: int) -> list[Feature]:
         """Features of (current sentence, target) pairs: each position labeled with its first edit."""
         proxies = [Example([START, *s], first_tags(ops_for(s, t)), 0) for s, t in pairs]
-        features = super().encode(tokenizer, proxies, max_length, with_labels=True)
+        features = self.tagger.encode(tokenizer, proxies, max_length, with_labels=True)
         for f in features:
             k = f["pair_id"] = f["_example"]
             f["_state"], f["_target"] = list(pairs[k][0]), list(pairs[k][1])
@@ -217,14 +244,26 @@ class EditTask(TagTask):
         """`--own-outputs S`: a share S of the batches trains on the model's own pass-1 output."""
         if not config.own_outputs:
             return None
-        from stepwise.edit.training import OwnOutputs
+        from stepwise.tasks.edit.training import OwnOutputs
 
         return OwnOutputs(self, tokenizer, share=config.own_outputs, max_length=config.max_length,
                           precision=precision, seed=config.seed)
 
     def merge(self, examples: list[Example], features: list[Feature], probs: list[np.ndarray]) -> list[np.ndarray]:
         proxies = [Example([START, *words_of(ex)], None, ex.line) for ex in examples]
-        return super().merge(proxies, features, probs)
+        return self.tagger.merge(proxies, features, probs)
+
+    def decode(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.tagger.decode(logits, batch)
+
+    def mark_unlabeled(self, features: list[Feature]) -> list[Feature]:
+        return self.tagger.mark_unlabeled(features)
+
+    def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
+        return self.tagger.slice_prediction(feature, example_ids)
+
+    def prev_ids(self, feature: Feature, ids: Any) -> list[int]:
+        return self.tagger.prev_ids(feature, ids)
 
     # --- one pass: choose a tag per position, with the usual precision knobs -------------------
     def choose(self, probs: np.ndarray) -> tuple[list[str], float]:
@@ -242,7 +281,7 @@ class EditTask(TagTask):
 
     def policy(self, backend: Backend, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                batch_size: int, max_length: int) -> Any:
-        from stepwise.edit.policy import EditPolicy
+        from stepwise.tasks.edit.policy import EditPolicy
 
         return EditPolicy(backend, self, tokenizer, examples, batch_size=batch_size, max_length=max_length)
 
@@ -253,6 +292,9 @@ class EditTask(TagTask):
         return apply_tags(tokens, tags, speller())
 
     # --- LLM prompts: a sentence in, the corrected sentence out (one line, tokenized like the data) --
+    def llm_text(self, example: Example) -> str:
+        return " ".join(words_of(example))
+
     def llm_gold(self, example: Example) -> Any:
         refs = references(example.label)
         return tuple(refs[0].split()) if refs else tuple(words_of(example))
@@ -280,7 +322,7 @@ class EditTask(TagTask):
         return 2 * len(words_of(example)) + 12
 
     def llm_output(self, ids: Any, example: Example) -> Any:
-        from stepwise.edit.metrics import token_edits
+        from stepwise.tasks.edit.metrics import token_edits
 
         source = words_of(example)
         edits = [{"position": a, "source": " ".join(source[a:b]), "replacement": " ".join(r)}
@@ -321,7 +363,7 @@ class EditTask(TagTask):
 
     # --- scoring ------------------------------------------------------------------------------
     def metrics(self, gold: list[Any], pred: list[str]) -> dict[str, Any]:
-        from stepwise.edit.metrics import corpus_bleu, edit_scores, gleu
+        from stepwise.tasks.edit.metrics import corpus_bleu, edit_scores, gleu
 
         sources = [s for s, _ in gold]
         refs = [r or [s] for s, r in gold]

@@ -21,7 +21,7 @@ from stepwise.example import Feature
 if TYPE_CHECKING:
     import torch
 
-    from stepwise.tasks.edit import EditTask
+    from stepwise.tasks.edit.task import EditTask
 
 
 def _plausible(before: list[str], after: list[str]) -> bool:

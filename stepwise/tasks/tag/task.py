@@ -2,44 +2,54 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from stepwise.data.conll import detect_scheme, repair
+from stepwise.config import TaskOptions
 from stepwise.errors import StepwiseError
 from stepwise.example import IGNORE_INDEX, UNLABELED, Example, Feature
 from stepwise.tasks.base import Task, softmax
+from stepwise.tasks.tag.conll import detect_scheme, is_conll, repair
+from stepwise.tasks.tag.words import SHAPES, windows, word_shape, words_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-SHAPES = 7  # 0 special/padding, then the word shapes below
+class WordShapeOption(TaskOptions):
+    """The learned word-shape embedding, an option of every task that tags words (a tagger, an editor)."""
+
+    casing: Optional[bool] = Field(None, description="tag, edit: add a learned word-shape embedding (default: on)")
 
 
-def word_shape(word: str) -> int:
-    """Casing survives here even when the tokenizer lower-cases: a strong cue for names."""
-    if any(c.isdigit() for c in word):
-        return 5
-    if not any(c.isalpha() for c in word):
-        return 6
-    if word.islower():
-        return 1
-    if word.isupper():
-        return 3 if len(word) > 1 else 2
-    if word[0].isupper() and (len(word) == 1 or word[1:].islower()):
-        return 2
-    return 4
+class TagOptions(WordShapeOption):
+    """A tagger's own training options (flags of `stepwise train`, keys of --config)."""
 
+    repair: bool = Field(True, description="tag: turn an I- tag after O or another type into B- (counted)")
+    strict: bool = Field(False, description="tag: seqeval strict mode (entities must be well-formed)")
+    doc_context: Optional[Literal["head", "model"]] = Field(
+        None, description="tag: a second step that sees, per word, the step-1 tags of the same word form elsewhere "
+        "in its document (CoNLL -DOCSTART- documents). head: step 1 is the plain tagger, step 2 a small head "
+        "fitted on the dev split's step-1 probabilities after training (seconds; dev needs documents). model: "
+        "the tagger itself reads a document input, trained on out-of-fold step-1 tags of 2 fold taggers")
+    doc_fold_epochs: Optional[float] = Field(None, gt=0, json_schema_extra={"searched": False},
+                                             description="tag, --doc-context model: epochs of the two fold "
+                                             "taggers that make the out-of-fold step-1 tags (default: --epochs)")
 
-def words_of(example: Example) -> list[str]:
-    return example.text if isinstance(example.text, list) else str(example.text).split()
+    @field_validator("doc_context", mode="before")
+    @classmethod
+    def _doc_context_flag(cls, value: Any) -> Any:
+        """Configs written before the head existed say true/false: true was the document-input model."""
+        return {True: "model", False: None}.get(value, value) if isinstance(value, bool) else value
 
 
 class TagTask(Task):
     name = "tag"
     noun = "tagger"
-    config_fields = ("casing", "strict", "repair", "doc_fold_epochs")
+    summary = "a tag per word"
+    claims_hint = "CoNLL files (.conll/.bio/.iob/.iobes)"
+    options_model = TagOptions
     pooling = "token"
     default_metric = "f1"
     metric_names = ("f1", "precision", "recall", "macro_f1", "token_accuracy")
@@ -50,7 +60,7 @@ class TagTask(Task):
     takes_documents = True
     #: a second step that sees the step-1 tags of the same word form elsewhere in the document
     doc_context: bool = False
-    #: --doc-context head: step 2's fitted weights (stepwise.refine.doc_head); subclasses have none
+    #: --doc-context head: step 2's fitted weights (stepwise.tasks.tag.doc_head); subclasses have none
     doc_head: dict[str, Any] | None = None
 
     def __init__(self, labels: list[str], *, scheme: str = "BIO", casing: bool = True, strict: bool = False,
@@ -66,9 +76,15 @@ class TagTask(Task):
         self.doc_context = doc_context
         self.doc_head = doc_head
 
+    search_space = {"casing": {"choices": [True, False]}}  # the word-shape embedding on or off
+
+    @classmethod
+    def claims_file(cls, path: str, input_format: str | None) -> bool:
+        return is_conll(path, input_format)
+
     @property
     def extra_inputs(self) -> dict[str, int]:
-        from stepwise.refine.document import DOC, vocabulary_size
+        from stepwise.tasks.tag.document import DOC, vocabulary_size
 
         inputs = {"shape_ids": SHAPES} if self.casing else {}
         if self.doc_context:
@@ -83,6 +99,21 @@ class TagTask(Task):
         if getattr(config, "doc_context", None) == "model":  # the head's weights are added after training
             options["doc_context"] = True
         return options
+
+    def training_hooks(self, config: Any) -> Any:
+        if not getattr(config, "doc_context", None):
+            return super().training_hooks(config)
+        from stepwise.tasks.tag.doc_context import DocContextHooks
+
+        return DocContextHooks(config.doc_context)
+
+    @classmethod
+    def cleans_labels(cls, config: Any) -> bool:
+        return config.repair
+
+    @classmethod
+    def options_from_run(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k != "doc_head"}  # fitted for the starting model, not this one
 
     data_hint = "a CoNLL file (token and tag columns, a blank line between sentences)"
 
@@ -103,7 +134,7 @@ class TagTask(Task):
         """Spelling and casing noise only: the words stay where their tags are."""
         import random
 
-        from stepwise.data.noise import augment_tokens
+        from stepwise.tasks.edit.noise import augment_tokens
 
         rng = random.Random(seed)
         return [Example(augment_tokens(words_of(ex), rng, rate), ex.label, ex.line) for ex in examples]
@@ -165,7 +196,7 @@ class TagTask(Task):
         if self.casing:
             feature["shape_ids"] = shapes
         if self.doc_context:
-            feature["doc_ids"] = [0] * len(ids)  # "no context yet": step 1 (stepwise.refine.document)
+            feature["doc_ids"] = [0] * len(ids)  # "no context yet": step 1 (stepwise.tasks.tag.document)
         return feature
 
     def mark_unlabeled(self, features: list[Feature]) -> list[Feature]:
@@ -249,8 +280,8 @@ class TagTask(Task):
 
     def doc_context_ids(self, examples: list[Example], predictions: list[Any | None]) -> list[list[int]]:
         """Per example, per word: the context id from the other occurrences of its word form in the
-        document (`predictions`: each example's tag ids, or None); see stepwise.refine.document."""
-        from stepwise.refine.document import context_ids
+        document (`predictions`: each example's tag ids, or None); see stepwise.tasks.tag.document."""
+        from stepwise.tasks.tag.document import context_ids
 
         types = {kind: k + 1 for k, kind in enumerate(self.entity_types)}
         kind = np.array([0 if label == "O" else types[label.split("-", 1)[-1]] for label in self.labels])
@@ -268,18 +299,18 @@ class TagTask(Task):
         return out
 
     def multi_step(self, input_names: Any) -> bool:
-        from stepwise.refine.document import DOC
+        from stepwise.tasks.tag.document import DOC
 
         return DOC in input_names or bool(self.doc_head) or super().multi_step(input_names)
 
     def policy(self, backend: Any, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                batch_size: int, max_length: int) -> Any:
-        """A model with the document-context input (stepwise.refine.document) or a document head
-        (stepwise.refine.doc_head) predicts in two steps."""
-        from stepwise.refine.document import DOC, DocumentPolicy
+        """A model with the document-context input (stepwise.tasks.tag.document) or a document head
+        (stepwise.tasks.tag.doc_head) predicts in two steps."""
+        from stepwise.tasks.tag.document import DOC, DocumentPolicy
 
         if self.doc_head:
-            from stepwise.refine.doc_head import DocHead, DocHeadPolicy
+            from stepwise.tasks.tag.doc_head import DocHead, DocHeadPolicy
 
             return DocHeadPolicy(backend, self, examples, features, batch_size=batch_size,
                                  pad_id=tokenizer.pad_token_id, head=DocHead.from_dict(self.doc_head), words=words_of)
@@ -344,25 +375,3 @@ class TagTask(Task):
         return (f"{text}\n"
                 f"entity-level micro F1 {m['f1']:.4f} (P {m['precision']:.4f}, R {m['recall']:.4f}); "
                 f"token accuracy {m['token_accuracy']:.4f}; mode {'strict' if self.strict else 'conlleval'}\n")
-
-
-def windows(piece_counts: list[int], budget: int, overlap: int | None = None) -> list[tuple[int, int]]:
-    """Word ranges [start, end) whose sub-tokens fit `budget`; consecutive windows share ~budget/4 tokens."""
-    overlap = budget // 4 if overlap is None else overlap
-    spans: list[tuple[int, int]] = []
-    start, n = 0, len(piece_counts)
-    if n == 0:
-        return [(0, 0)]
-    while True:
-        used, end = 0, start
-        while end < n and used + piece_counts[end] <= budget:
-            used += piece_counts[end]
-            end += 1
-        spans.append((start, end))
-        if end >= n:
-            return spans
-        back, shared = end, 0
-        while back - 1 > start and shared + piece_counts[back - 1] <= overlap:
-            back -= 1
-            shared += piece_counts[back]
-        start = back

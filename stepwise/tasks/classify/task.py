@@ -23,6 +23,7 @@ def _label_key(label: str) -> tuple[int, float | str]:
 
 
 class ClassifyTask(Task):
+    summary = "a label per text"
     name = "classify"
     noun = "classifier"
     takes_text_pairs = True
@@ -49,7 +50,7 @@ class ClassifyTask(Task):
     def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
         import random
 
-        from stepwise.data.noise import augment_text
+        from stepwise.tasks.edit.noise import augment_text
 
         rng = random.Random(seed)
         return [Example(augment_text(str(ex.text), rng, rate), ex.label, ex.line, ex.pair) for ex in examples]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from stepwise.data.text import INVISIBLE, read_text, strip_invisible
@@ -117,3 +118,32 @@ def repair(tags: list[str], scheme: str = "BIO") -> tuple[list[str], int]:
                 out[i] = "E-" + tag[2:]
                 fixes += 1
     return out, fixes
+
+
+CONLL_SUFFIXES = {".conll", ".bio", ".iob", ".iobes", ".conllu"}
+
+
+TAG = re.compile(r"^(O|[BIES]-\S+)$")
+
+
+def is_conll(path: str, input_format: str | None) -> bool:
+    """--format conll, a CoNLL extension, or a .txt (or extensionless) file that looks like CoNLL."""
+    suffix = Path(path).suffix.lower()
+    if input_format == "conll" or suffix in CONLL_SUFFIXES:
+        return True
+    return input_format is None and suffix in (".txt", "") and looks_like_conll(path)
+
+
+def looks_like_conll(path: str) -> bool:
+    """A -DOCSTART- line, or token lines without tabs whose last column is a BIO/IOBES tag."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            lines = [ln.strip() for _, ln in zip(range(200), fh) if ln.strip()]
+    except OSError:
+        return False
+    if not lines:
+        return False
+    if lines[0].startswith("-DOCSTART-"):
+        return True
+    fields = [ln.split() for ln in lines[:50]]
+    return all("\t" not in ln for ln in lines[:50]) and all(len(f) >= 2 and TAG.match(f[-1]) for f in fields)

@@ -13,7 +13,7 @@ tagged at step 1:
          tagged as an entity; a tie goes to the type that comes first
 
 Training (`DocContextTraining`) mixes the two steps like `RefinerTraining`: half of the batches with no
-context, half with the context computed from out-of-fold step-1 predictions (stepwise/recipes/doc_context.py).
+context, half with the context computed from out-of-fold step-1 predictions (stepwise/tasks/tag/doc_context.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Recipe parts for a tagger with document context (`--doc-context head` or `model`).
 
 head (`fit_head`): after training, the best model's step-1 probabilities on dev → the document head
-(stepwise.refine.doc_head), C by cross-validation over dev documents → kept only if its cross-validated dev
+(stepwise.tasks.tag.doc_head), C by cross-validation over dev documents → kept only if its cross-validated dev
 metric beats step 1's; its weights go into the model's metadata, and dev is reported cross-validated.
 
 model (`out_of_fold`, `finish`): out-of-fold step-1 predictions on the training data:
@@ -11,7 +11,7 @@ model (`out_of_fold`, `finish`): out-of-fold step-1 predictions on the training 
       folds in RUN/folds/foldK (its own checkpoint: an interrupted fold resumes with --resume)
     → it predicts its fold: step-1 tags for every training sentence from a model that never saw its labels
       (RUN/folds/foldK/oof.json, written atomically; the fold's model is then deleted)
-    → per word, the context id of its document (stepwise.refine.document) → each training feature's
+    → per word, the context id of its document (stepwise.tasks.tag.document) → each training feature's
       `_doc_ids`, which `DocContextTraining` feeds to half of the final model's batches
 
 The final model thus learns step 2 on contexts as noisy as a real step 1 makes them, instead of on gold
@@ -31,17 +31,56 @@ from stepwise.example import Example
 from stepwise.files import atomic_write_json
 from stepwise.layout import FOLDS
 from stepwise.rundir import RunDir
+from stepwise.tasks.hooks import TrainingHooks
 
 K = 2
 OOF = "oof.json"
 
 
-def check(cfg: Any, noun: str, data: dict[str, list[Example]], sources: dict[str, str]) -> None:
+class DocContextHooks(TrainingHooks):
+    """`--doc-context head` or `model` in the fine-tuning recipe (stepwise.tasks.hooks)."""
+
+    name = "doc_context"
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def check(self, config: Any, data: dict[str, list[Example]], sources: dict[str, str], *, distributed: bool) -> None:
+        if self.method == "model" and distributed:
+            raise StepwiseError("--doc-context trains its fold models one after another: not under torchrun",
+                                fix="run it as one process (drop torchrun), or drop --doc-context")
+        check(config, data, sources)
+
+    def refine_steps(self, steps: int) -> int:
+        return 2 if self.method == "model" else steps  # step 1 without the document, step 2 with its step-1 tags
+
+    def before_fit(self, job: Any, run: RunDir, train_features: list[dict], precision: str, resuming: bool,
+                   step_inputs: Any) -> tuple[Any, dict[str, Any] | None]:
+        if self.method != "model":
+            return step_inputs, None
+        from stepwise.tasks.tag.document import DocContextTraining
+
+        # out-of-fold step-1 tags → each training sentence's document context
+        return DocContextTraining(job.config.seed), out_of_fold(job, run, train_features, precision, resuming)
+
+    def after_fit(self, job: Any, run: RunDir, best: Any, metric: str, train_seconds: float,
+                  notes: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        if self.method == "head":  # step 2 fitted on dev: dev is scored by its cross-validated predictions
+            return fit_head(job, run, best, metric)
+        if notes is not None:  # the benchmark compares at equal total training time
+            notes["final_train_seconds"] = round(train_seconds, 2)
+            notes["total_train_seconds"] = round(train_seconds + notes["fold_train_seconds"], 2)
+        return notes, None
+
+    def finish(self, run: RunDir) -> None:
+        if self.method == "model":
+            finish(run)
+
+
+def check(cfg: Any, data: dict[str, list[Example]], sources: dict[str, str]) -> None:
     """Refuse what --doc-context cannot do, before anything is written."""
-    if noun != "tagger":
-        raise StepwiseError(f"--doc-context is not available for {noun} runs", fix="drop --doc-context")
     if cfg.doc_context == "head":
-        from stepwise.refine.doc_head import MIN_DOCUMENTS
+        from stepwise.tasks.tag.doc_head import MIN_DOCUMENTS
 
         if cfg.refine_steps > 1:
             raise StepwiseError("--doc-context and --refine-steps > 1 cannot be combined", fix="drop one of them")
@@ -76,8 +115,8 @@ def fit_head(job: Any, run: RunDir, best: Any, metric: str) -> tuple[dict[str, A
 
     from stepwise.modeldir import update_meta
     from stepwise.predictor import score_probabilities
-    from stepwise.refine import doc_head
-    from stepwise.tasks.tag import words_of
+    from stepwise.tasks.tag import doc_head
+    from stepwise.tasks.tag.words import words_of
 
     task, dev, seed = job.task, job.data["dev"], job.config.seed
     started = time.perf_counter()
@@ -107,7 +146,7 @@ def fit_head(job: Any, run: RunDir, best: Any, metric: str) -> tuple[dict[str, A
 
 def out_of_fold(job: Any, run: RunDir, train_features: list[dict], precision: str, resuming: bool) -> dict[str, Any]:
     """Store each training feature's out-of-fold context under TRAIN_KEY; returns the notes for results.json."""
-    from stepwise.refine.document import ALONE, ALWAYS_O, FIRST_TYPE, NONE, TRAIN_KEY, document_folds
+    from stepwise.tasks.tag.document import ALONE, ALWAYS_O, FIRST_TYPE, NONE, TRAIN_KEY, document_folds
 
     cfg, task, train = job.config, job.task, job.data["train"]
     folds = document_folds(train, K, cfg.seed)

@@ -1,1 +1,0 @@
-"""Text editing: edit tags from aligned sentences, applying them, metrics, noise."""
