@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.errors import StepwiseError
+from stepwise.recommend.cli import HANDLERS as RECOMMEND_HANDLERS
 from stepwise.retrieval.cli import HANDLERS as RETRIEVAL_HANDLERS
 
 NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
@@ -142,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     from stepwise.retrieval.cli import add_parsers as add_retrieval_parsers
 
     add_retrieval_parsers(sub, fmt)
+    from stepwise.recommend.cli import add_parsers as add_recommend_parsers
+
+    add_recommend_parsers(sub, fmt)
 
     p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
                              formatter_class=fmt)
@@ -686,6 +690,7 @@ HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune"
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
 HANDLERS.update(RETRIEVAL_HANDLERS)
+HANDLERS.update(RECOMMEND_HANDLERS)
 TRAINING = ("train", "rl", "distill", "prune")
 
 
