@@ -95,6 +95,8 @@ class TrainConfig(BaseModel):
     own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
                                "replaced by the model's own one-pass output (tagged against the same target), so "
                                "later passes learn to fix what the model leaves; 0 = off")
+    small_data: bool = Field(True, description="classify, up to 6,000 training texts: start the head from a "
+                             "linear probe of the encoder (docs/guides/classify.md#small-data)")
     augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
                            "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
                            "only, so tags stay aligned); 0 = off")
