@@ -150,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
                              formatter_class=fmt)
     p_serve.add_argument("run", help="a run directory, a directory written by `stepwise export`, or an index "
-                         "written by `stepwise index` (served as POST /v1/answer)")
+                         "written by `stepwise index` (served as POST /v1/answer); a recommender run is served as POST "
+                         "/v1/recommend")
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback unless you say otherwise)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")

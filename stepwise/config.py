@@ -124,13 +124,13 @@ class TrainConfig(BaseModel):
                                  "title, year, genres, description...)")
     min_rating: Optional[float] = Field(None, description="recommend: keep only interactions rated at least this "
                                         "(default: every row is an interaction)")
-    history_items: int = Field(20, ge=1, le=200, description="recommend: the user tower reads this many most recent "
+    history_items: int = Field(10, ge=1, le=200, description="recommend: the user tower reads this many most recent "
                                "items, newest first, cut at --max-length tokens")
     item_ids: bool = Field(True, description="recommend: hybrid item tower, a learned id vector added to the text "
                            "for items seen in training (cold items: text alone)")
     sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
                                    "extra negatives, beside the in-batch ones (both logQ-corrected)")
-    examples_per_user: int = Field(8, ge=1, description="recommend: training examples per user, their most recent "
+    examples_per_user: int = Field(3, ge=1, description="recommend: training examples per user, their most recent "
                                    "history prefixes (the CPU budget)")
     cold_items: float = Field(0.0, ge=0, lt=1, description="recommend: share of the catalogue (seeded) removed from "
                               "training, to measure cold-start items on the users whose test item is one of them")

@@ -30,8 +30,9 @@ from stepwise.rundir import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RE
 NOT_FOR_RECOMMEND = (*NOT_FOR_RETRIEVAL, "dev", "test", "pool", "hard_negatives", "retrieval_temperature")
 
 #: where the shared defaults (chosen on classification) are wrong for two towers on an interaction log:
-#: a history of 20 titles is ~150 MiniLM tokens, 128 keeps the newest ~17; see bench/NOTES.md, recommendation
-RECOMMEND_DEFAULTS = {"lr": 1e-4, "epochs": 2.0, "max_length": 128, "batch_size": 64}
+#: MiniLM on 2 cores trains ~10-20 histories/s at 64 tokens (the newest ~6 MovieLens titles), so the
+#: budget is tokens and examples, not epochs; see bench/NOTES.md, recommendation
+RECOMMEND_DEFAULTS = {"lr": 1e-4, "epochs": 1.0, "max_length": 64, "batch_size": 64}
 
 
 def with_defaults(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
@@ -61,12 +62,14 @@ def _check(cfg: TrainConfig) -> None:
 class Data:
     """The split as catalogue rows: what training, evaluation and the serving files need."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, split: Any = None) -> None:
+        """`split`: a Split made by the caller from the same files (the bench ranks every model on one)."""
         from stepwise.recommend.data import read_interactions, read_items, split_leave_last_out
 
         self.texts_by_id = read_items(cfg.items)
         interactions, self.skipped = read_interactions(cfg.train, min_rating=cfg.min_rating, items=self.texts_by_id)
-        split = split_leave_last_out(interactions, self.texts_by_id, cold_fraction=cfg.cold_items, seed=cfg.seed)
+        if split is None:
+            split = split_leave_last_out(interactions, self.texts_by_id, cold_fraction=cfg.cold_items, seed=cfg.seed)
         self.split = split
         self.skipped = {**self.skipped, **{k: v for k, v in split.skipped.items() if k not in self.skipped}}
         self.items = split.items
@@ -149,7 +152,7 @@ class DevEvaluator:
         return rank_metrics(scores, self.targets, self.exclude)
 
 
-def train_recommender(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
+def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = None) -> Run:
     from stepwise.threads import ThreadGovernor
 
     cfg, defaults = with_defaults(cfg)
@@ -158,7 +161,7 @@ def train_recommender(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
     threads.begin()
     run.check_writable()
     _check(cfg)
-    data = Data(cfg)
+    data = Data(cfg, split)
     from stepwise.modeldir import check_encoder_dir, default_model_dir
 
     check_encoder_dir(cfg.model or default_model_dir())
@@ -274,7 +277,6 @@ def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dic
     vectors = scorer.item_vectors()
     item_seconds = time.perf_counter() - tick
     sim = item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items))
-    data.similarity = sim
     cold = {u for u, t in data.split.test.items() if data.id_rows[data.row[t]] == 0}
     out: dict[str, dict[str, Any]] = {"two_tower": {}, "collaborative": {}, "fused": {}}
     text, collab, evals = {}, {}, {}
@@ -295,9 +297,12 @@ def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dic
     _, weight, decay = best
     fusion = {"weight": weight, "decay": decay, "chosen_on": "dev ndcg@10", "weights_tried": list(WEIGHTS),
               "decays_tried": list(DECAYS)}
+    # test is scored as the ID anchors are fitted: on each user's history before the test item (dev item included)
+    sims = {"dev": sim, "test": item_similarity(evals["test"][1], len(data.items))}
+    data.similarity = sims["test"]
     for split in ("dev", "test"):
         users, histories, targets, exclude = evals[split]
-        co = collaborative_scores(histories, sim, decay)
+        co = collaborative_scores(histories, sims[split], decay)
         matrices = {"two_tower": text[split], "collaborative": co, "fused": fuse(text[split], co, weight)}
         rows = [n for n, u in enumerate(users) if u in cold] if split == "test" else []
         for step, scores in matrices.items():

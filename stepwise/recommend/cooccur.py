@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 NEIGHBOURS = 200
 #: tried on dev, the best kept (weight 0: the two-tower alone)
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 DECAYS = (1.0, 0.8, 0.5)
 
 

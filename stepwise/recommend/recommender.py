@@ -119,13 +119,21 @@ class Recommender:
     def recommend(self, *, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
                   exclude_seen: bool = False) -> list[dict[str, Any]]:
         """The k best items for one user or history: [{item, text, score}], best first."""
-        if k < 1:
-            raise StepwiseError(f"k must be at least 1, got {k}", fix="e.g. k 10")
-        items = self.history_of(user, history)
-        rows = [self.row[i] for i in items]
-        scores = self.scores([rows])[0].astype(np.float64)
+        return self.recommend_many([{"user": user, "history": history, "k": k, "exclude_seen": exclude_seen}])[0]
+
+    def recommend_many(self, requests: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """`recommend` for several requests ({user | history, k, exclude_seen}) in one batch of user texts."""
+        for request in requests:
+            if request.get("k", 10) < 1:
+                raise StepwiseError(f"k must be at least 1, got {request['k']}", fix="e.g. k 10")
+        rows = [[self.row[i] for i in self.history_of(r.get("user"), r.get("history"))] for r in requests]
+        scores = self.scores(rows).astype(np.float64)
+        return [self._top(row_scores, seen, r.get("k", 10), r.get("exclude_seen", False))
+                for row_scores, seen, r in zip(scores, rows, requests)]
+
+    def _top(self, scores: np.ndarray, seen: list[int], k: int, exclude_seen: bool) -> list[dict[str, Any]]:
         if exclude_seen:
-            scores[rows] = -np.inf
+            scores[seen] = -np.inf
         k = min(k, int(np.isfinite(scores).sum()))
         if k == 0:  # every item of the catalogue is in the history
             return []
