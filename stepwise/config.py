@@ -19,7 +19,9 @@ class TrainConfig(BaseModel):
     task: Optional[str] = Field(None, description="classify (a label per text), tag (a tag per word) or edit "
                                 "(correct sentences); default: tag for CoNLL files (.conll/.bio/.iob/.iobes), else "
                                 "classify")
-    train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
+    train: str = Field(..., validation_alias=AliasChoices("train", "interactions"),
+                       description="training file (.tsv/.csv/.jsonl, or CoNLL for tag; recommend: the interaction "
+                       "log user, item, timestamp[, rating], also spelled --interactions)")
     dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
     test: Optional[str] = Field(None, description="test file, scored once at the end")
     out: str = Field(..., description="run directory to write")
@@ -93,6 +95,8 @@ class TrainConfig(BaseModel):
     own_outputs: float = Field(0.0, ge=0, le=1, description="edit: share of training batches whose sentences are "
                                "replaced by the model's own one-pass output (tagged against the same target), so "
                                "later passes learn to fix what the model leaves; 0 = off")
+    small_data: bool = Field(True, description="classify, up to 6,000 training texts: start the head from a "
+                             "linear probe of the encoder (docs/guides/classify.md#small-data)")
     augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
                            "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
                            "only, so tags stay aligned); 0 = off")
@@ -115,6 +119,21 @@ class TrainConfig(BaseModel):
                                 "in-batch negatives only)")
     retrieval_temperature: Optional[float] = Field(None, gt=0, le=1, description="retrieve: a fixed softmax "
                                                    "temperature (default: learned, starting at 0.05)")
+
+    items: Optional[str] = Field(None, description="recommend: the item texts (id column, then text fields: "
+                                 "title, year, genres, description...)")
+    min_rating: Optional[float] = Field(None, description="recommend: keep only interactions rated at least this "
+                                        "(default: every row is an interaction)")
+    history_items: int = Field(10, ge=1, le=200, description="recommend: the user tower reads this many most recent "
+                               "items, newest first, cut at --max-length tokens")
+    item_ids: bool = Field(True, description="recommend: hybrid item tower, a learned id vector added to the text "
+                           "for items seen in training (cold items: text alone)")
+    sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
+                                   "extra negatives, beside the in-batch ones (both logQ-corrected)")
+    examples_per_user: int = Field(3, ge=1, description="recommend: training examples per user, their most recent "
+                                   "history prefixes (the CPU budget)")
+    cold_items: float = Field(0.0, ge=0, lt=1, description="recommend: share of the catalogue (seeded) removed from "
+                              "training, to measure cold-start items on the users whose test item is one of them")
 
     @field_validator("doc_context", mode="before")
     @classmethod

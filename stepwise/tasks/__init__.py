@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "tag": "stepwise.tasks.tag:TagTask",
     "edit": "stepwise.tasks.edit:EditTask",
     "retrieve": "stepwise.tasks.retrieve:RetrieveTask",
+    "recommend": "stepwise.tasks.recommend:RecommendTask",
 }
 
 
