@@ -64,7 +64,7 @@ def test_the_head_predicts_what_the_probe_predicts(tiny_model):
     from stepwise.tasks import get_task
 
     rows = toy_sentences(48, 5, labels=("a", "b", "c"))
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
 
     examples = [Example(t, y, i) for i, (t, y) in enumerate(rows)]
     task, tokenizer = get_task("classify", ["a", "b", "c"]), load_tokenizer(tiny_model)
@@ -90,7 +90,7 @@ def test_probe_on_the_real_encoder_classifies_before_any_training_step(tmp_path)
     import torch
 
     from stepwise.data.batching import collate
-    from stepwise.data.readers import Example
+    from stepwise.example import Example
     from stepwise.model import TaskModel, load_tokenizer
     from stepwise.tasks import get_task
 

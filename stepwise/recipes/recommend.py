@@ -24,8 +24,9 @@ import numpy as np
 from stepwise.config import TrainConfig, save_config
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, atomic_write_json, atomic_write_text
+from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
 from stepwise.recipes.retrieve import NOT_FOR_RETRIEVAL
-from stepwise.rundir import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS, Run, RunDir
+from stepwise.rundir import Run, RunDir
 
 NOT_FOR_RECOMMEND = (*NOT_FOR_RETRIEVAL, "dev", "test", "pool", "hard_negatives", "retrieval_temperature")
 

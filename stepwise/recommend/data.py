@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stepwise.data.readers import _read_rows, detect_format, json_lines, read_text, strip_invisible
+from stepwise.data.readers import _read_rows, detect_format
+from stepwise.data.text import json_lines, read_text, strip_invisible
 from stepwise.errors import StepwiseError
 
 USER_KEYS = ("user", "userid")
