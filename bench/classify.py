@@ -12,30 +12,34 @@ import time
 from common import HF_SETTINGS, SHARED, emit, hf_training_args, lever_rows, need, timed_train
 
 
-def hf_trainer(train_path, test_path, epochs: float, save=None) -> dict:
-    """HF Trainer on SST-2; with `save`, the fine-tuned model and tokenizer are written there (bench/infer.py)."""
+def hf_trainer(train_path, test_path, epochs: float, save=None, seed: int = HF_SETTINGS["seed"], read=None) -> dict:
+    """HF Trainer on SST-2 (or any labeled file: `read` gives reader options); with `save`, the fine-tuned model
+    and tokenizer are written there (bench/infer.py). The head's initialisation follows `seed` too."""
     import numpy as np
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
+        set_seed,
     )
 
     from stepwise.data.readers import read_examples
     from stepwise.modeldir import default_model_dir
 
-    train = read_examples(train_path)
-    test = read_examples(test_path)
+    train = read_examples(train_path, **(read or {}))
+    test = read_examples(test_path, **(read or {}))
+    label_ids = {label: i for i, label in enumerate(sorted({e.label for e in train}))}  # SST-2: "0", "1" → 0, 1
     tok = AutoTokenizer.from_pretrained(default_model_dir())
-    model = AutoModelForSequenceClassification.from_pretrained(default_model_dir(), num_labels=2)
+    set_seed(seed)  # Trainer seeds only after the model exists: the head's initialisation follows the seed too
+    model = AutoModelForSequenceClassification.from_pretrained(default_model_dir(), num_labels=len(label_ids))
 
     def encode(examples):
         enc = tok([e.text for e in examples], truncation=True, max_length=256)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": int(e.label)}
+        return [{"input_ids": ids, "attention_mask": mask, "labels": label_ids.get(e.label, -100)}
                 for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)]
 
-    args = hf_training_args("hf_classify", epochs)
+    args = hf_training_args("hf_classify", epochs, seed)
     trainer = Trainer(model=model, args=args, train_dataset=encode(train),
                       data_collator=DataCollatorWithPadding(tok))
     out = trainer.train()

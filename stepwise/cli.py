@@ -20,6 +20,7 @@ from typing import Any
 
 from stepwise.backends import backend_names
 from stepwise.errors import StepwiseError
+from stepwise.recommend.cli import HANDLERS as RECOMMEND_HANDLERS
 from stepwise.retrieval.cli import HANDLERS as RETRIEVAL_HANDLERS
 
 NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
@@ -143,11 +144,15 @@ def _parser() -> argparse.ArgumentParser:
     from stepwise.retrieval.cli import add_parsers as add_retrieval_parsers
 
     add_retrieval_parsers(sub, fmt)
+    from stepwise.recommend.cli import add_parsers as add_recommend_parsers
+
+    add_recommend_parsers(sub, fmt)
 
     p_serve = sub.add_parser("serve", help="an HTTP service for a run or an exported directory (FastAPI/uvicorn)",
                              formatter_class=fmt)
     p_serve.add_argument("run", help="a run directory, a directory written by `stepwise export`, or an index "
-                         "written by `stepwise index` (served as POST /v1/answer)")
+                         "written by `stepwise index` (served as POST /v1/answer); a recommender run is served as POST "
+                         "/v1/recommend")
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback unless you say otherwise)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")
@@ -687,6 +692,7 @@ HANDLERS = {"train": _cmd_train, "rl": _cmd_rl, "distill": _cmd_distill, "prune"
             "runs": _cmd_runs,
             "show": _cmd_show, "demo": _cmd_demo}
 HANDLERS.update(RETRIEVAL_HANDLERS)
+HANDLERS.update(RECOMMEND_HANDLERS)
 TRAINING = ("train", "rl", "distill", "prune")
 
 

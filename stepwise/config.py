@@ -26,7 +26,9 @@ class SharedConfig(BaseModel):
     model_config = OPTION_RULES
 
     task: Optional[str] = Field(None, description="the task (default: the one the --train file implies)")
-    train: str = Field(..., description="training file (.tsv/.csv/.jsonl, or CoNLL for tag)")
+    train: str = Field(..., validation_alias=AliasChoices("train", "interactions"),
+                       description="training file (.tsv/.csv/.jsonl, or CoNLL for tag; recommend: the interaction "
+                       "log user, item, timestamp[, rating], also spelled --interactions)")
     dev: Optional[str] = Field(None, description="validation file; default: split from --train (7:2:1)")
     test: Optional[str] = Field(None, description="test file, scored once at the end")
     out: str = Field(..., description="run directory to write")
@@ -94,6 +96,8 @@ class SharedConfig(BaseModel):
     kl_coef: float = Field(0.05, ge=0, description="rl: KL penalty weight toward the starting policy")
     ce_coef: float = Field(0.0, ge=0, description="rl: weight of the cross-entropy on gold labels mixed into "
                            "the policy-gradient loss (0: pure REINFORCE)")
+    small_data: bool = Field(True, description="classify, up to 6,000 training texts: start the head from a "
+                             "linear probe of the encoder (docs/guides/classify.md#small-data)")
     augment: float = Field(0.0, ge=0, le=4, description="classify, tag: add a noisy copy of every training example "
                            "(learner noise as in `stepwise noise`, its rates times this; tag: spelling and casing "
                            "only, so tags stay aligned); 0 = off")

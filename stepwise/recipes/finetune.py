@@ -100,6 +100,9 @@ def run_recipe(cfg: TrainConfig, *, objective: str, callbacks: tuple = (),
         load_model(job)  # a missing or damaged model is still reported before anything is written
         job.threads = threads
         threads.start()
+        from stepwise.training.small_data import apply_small_data
+
+        apply_small_data(job, objective)  # a small classification set: the head from a linear probe
         if transform is not None:
             transform(job)
         resuming = dist.on_main(lambda: run.begin(resume=cfg.resume, overwrite=cfg.overwrite))

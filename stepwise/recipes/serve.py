@@ -60,10 +60,16 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
     if index and settings.workers > 1:
         raise StepwiseError("an index is served by one worker (its batches use every free core)",
                             fix="drop --workers")
+    recommender = not index and _is_recommender(run)
+    if recommender and settings.workers > 1:
+        raise StepwiseError("a recommender is served by one worker (its batches use every free core)",
+                            fix="drop --workers")
     if index:
         from stepwise.serve.answer import index_meta
 
         meta = index_meta(run)  # a bad path fails here, in one line
+    elif recommender:
+        meta = {"task": "recommend", "name": Path(run).resolve().name}
     else:
         meta = served_meta(run)
     check_port(settings.host, settings.port)
@@ -86,9 +92,26 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
 
         answerer = open_answerer(run, threads=settings.threads, backend=settings.backend, **(answer or {}))
         app = create_answer_app(lambda: answerer, settings, meta)
+    elif recommender:  # the item vectors, users and co-occurrence table load before the server binds
+        from stepwise.recommend.recommender import Recommender
+        from stepwise.serve.recommend import create_recommend_app
+
+        loaded = Recommender.open(run, backend=settings.backend, threads=settings.threads)
+        app = create_recommend_app(lambda: loaded, settings, meta)
     else:
         predictor = load_in_process(run, backend=settings.backend, threads=settings.threads)
         app = create_app(lambda: predictor, settings, meta)
     server = uvicorn.Server(uvicorn.Config(app, **common))
     with drained_signals():
         server.run()
+
+
+def _is_recommender(run: str) -> bool:
+    """A run trained with --task recommend (served as POST /v1/recommend)."""
+    from stepwise.modeldir import META_FILE
+
+    try:
+        meta = json.loads((Path(run) / "model" / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # not a run, or a damaged one: the usual path says so in one line
+    return isinstance(meta, dict) and meta.get("task") == "recommend"

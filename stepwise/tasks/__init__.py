@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "tag": "stepwise.tasks.tag.task:TagTask",
     "edit": "stepwise.tasks.edit.task:EditTask",
     "retrieve": "stepwise.tasks.retrieve:RetrieveTask",
+    "recommend": "stepwise.tasks.recommend:RecommendTask",
 }
 
 

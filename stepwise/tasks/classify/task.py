@@ -24,6 +24,8 @@ def _label_key(label: str) -> tuple[int, float | str]:
 
 class ClassifyTask(Task):
     summary = "a label per text"
+    #: the small-data rule (stepwise.training.small_data) starts this task's head from a linear probe
+    probe_head_on_small_data = True
     name = "classify"
     noun = "classifier"
     takes_text_pairs = True
