@@ -87,7 +87,7 @@ def _stepwise_run(ctx: dict, seed: int, **options) -> tuple[Path, float]:
 
 
 def _encoder_scorer(path: Path, texts: list[str], threads: int | None = None) -> Scorer:
-    from stepwise.retrieval.encoder import load_encoder
+    from stepwise.tasks.retrieve.encoder import load_encoder
 
     embedder, _ = load_encoder(path, threads=threads)
     return dense_scorer(embedder.embed, texts)
@@ -112,8 +112,8 @@ def row_rerank(ctx: dict, seed: int):
     """Step 2: a cross-encoder (text-pair classifier) trained on the retriever's own near misses over the
     train pairs, rescoring the top RERANK_K; the rest keep their order below them."""
     import stepwise
-    from stepwise.recipes.mine import mine
-    from stepwise.retrieval.answer import relevant_column
+    from stepwise.tasks.retrieve.answer import relevant_column
+    from stepwise.tasks.retrieve.mine import mine
 
     root = SHARED / "faq_zaragoza"
     run = ctx.get("runs", {}).get(seed) or _stepwise_run(ctx, seed)[0]

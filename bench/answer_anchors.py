@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stepwise.retrieval.metrics import ranking_metrics, ranks
+from stepwise.tasks.retrieve.metrics import ranking_metrics, ranks
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

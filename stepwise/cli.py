@@ -20,8 +20,8 @@ from typing import Any
 
 from stepwise.backends import backend_names
 from stepwise.errors import StepwiseError
-from stepwise.recommend.cli import HANDLERS as RECOMMEND_HANDLERS
-from stepwise.retrieval.cli import HANDLERS as RETRIEVAL_HANDLERS
+from stepwise.tasks.recommend.cli import HANDLERS as RECOMMEND_HANDLERS
+from stepwise.tasks.retrieve.cli import HANDLERS as RETRIEVAL_HANDLERS
 
 NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     p_export.add_argument("--threads", type=int, help="ONNX Runtime threads for the parity check")
     p_export.add_argument("--json", action="store_true", help="print the report as one JSON line last")
 
-    p_noise = sub.add_parser("noise", help="(noisy, clean) learner-error pairs from clean sentences, for --task edit",
+    p_noise = sub.add_parser("noise", help="(noisy, clean) learner-error pairs from clean sentences, for an editor",
                              formatter_class=fmt)
     p_noise.add_argument("--input", required=True, help="clean text, one tokenized sentence per line (- for stdin)")
     p_noise.add_argument("--out", required=True, help="TSV of noisy<TAB>clean pairs to write (atomically)")
@@ -140,11 +140,11 @@ def _parser() -> argparse.ArgumentParser:
                          "on JFLEG; default 1: about learner density)")
     p_noise.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
-    from stepwise.retrieval.cli import add_answer_flags
-    from stepwise.retrieval.cli import add_parsers as add_retrieval_parsers
+    from stepwise.tasks.retrieve.cli import add_answer_flags
+    from stepwise.tasks.retrieve.cli import add_parsers as add_retrieval_parsers
 
     add_retrieval_parsers(sub, fmt)
-    from stepwise.recommend.cli import add_parsers as add_recommend_parsers
+    from stepwise.tasks.recommend.cli import add_parsers as add_recommend_parsers
 
     add_recommend_parsers(sub, fmt)
 
@@ -183,9 +183,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM",
                             formatter_class=fmt)
-    p_demo.add_argument("--app", choices=["classify", "answer"], default="classify",
-                        help="classify: financial headlines; answer: a small customer-service FAQ (retrieve, index, "
-                        "calibrate, answer)")
+    apps = demo_apps()
+    p_demo.add_argument("--app", choices=list(apps), default=next(iter(apps)),
+                        help="; ".join(f"{name}: {about}" for name, (_, about) in apps.items()))
     p_demo.add_argument("--out", help="run directory (default: runs/demo, or runs/demo-answer)")
     p_demo.add_argument("--json", action="store_true")
     return parser
@@ -671,15 +671,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_apps() -> dict[str, tuple[str, str]]:
+    """`stepwise demo --app NAME`: each task's demo (`Task.demo`), app name → ("module:function", what it is)."""
+    from stepwise.tasks import task_class, task_names
+
+    return {demo[0]: demo[1:] for name in task_names() if (demo := getattr(task_class(name), "demo", None))}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stepwise.demo import run_demo
+    import importlib
 
-    if args.app == "answer":
-        from stepwise.demo.answer import run_answer_demo
-
-        results = run_answer_demo(args.out or "runs/demo-answer", quiet=args.json)
-    else:
-        results = run_demo(args.out or "runs/demo", quiet=args.json)
+    module, _, attr = demo_apps()[args.app][0].partition(":")
+    results = getattr(importlib.import_module(module), attr)(args.out, quiet=args.json)
     if args.json:
         print(json.dumps(results))
     return 0

@@ -34,7 +34,7 @@ def place_kind(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_dir():
         return None
-    if (p / "index.json").is_file():  # stepwise.retrieval.index.INDEX_FILE (kept free of numpy here)
+    if (p / "index.json").is_file():  # stepwise.tasks.retrieve.index.INDEX_FILE (kept free of numpy here)
         return INDEX
     if (p / META_FILE).is_file():
         return EXPORT if _is_export(p) else MODEL_DIR

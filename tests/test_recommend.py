@@ -65,7 +65,7 @@ def recommender_run(tiny_model: str, shop: dict[str, Path], tmp_path_factory: py
 
 def test_history_text_is_newest_first_and_truncation_drops_the_oldest(tiny_model: str) -> None:
     from stepwise.model import load_tokenizer
-    from stepwise.recommend.towers import history_text, recent
+    from stepwise.tasks.recommend.towers import history_text, recent
 
     assert recent(["a", "b", "c", "d"], 2) == ["d", "c"] and recent(["a"], 5) == ["a"]
     text = history_text(["newest film", "middle film", "oldest film"])
@@ -77,8 +77,8 @@ def test_history_text_is_newest_first_and_truncation_drops_the_oldest(tiny_model
 
 
 def two_tower(tiny_model: str, id_rows: int):
-    from stepwise.recommend.towers import TwoTower
-    from stepwise.retrieval.model import BiEncoder
+    from stepwise.tasks.recommend.towers import TwoTower
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     torch.manual_seed(0)
     return TwoTower(BiEncoder.from_encoder(tiny_model), id_rows)
@@ -93,7 +93,7 @@ def test_hybrid_item_tower_adds_ids_only_for_items_seen_in_training(tiny_model: 
         text = model.bi(ids, mask)
         both = model.items(ids, mask, torch.tensor([0, 2]))  # a cold item (row 0), a trained one
     assert torch.allclose(both[0], text[0])
-    from stepwise.recommend.towers import ID_GAIN
+    from stepwise.tasks.recommend.towers import ID_GAIN
 
     assert torch.allclose(both[1], text[1] + ID_GAIN * 0.01)
     assert model.id_vectors()[0].abs().sum() == 0  # row 0 stays "no id"
@@ -101,7 +101,7 @@ def test_hybrid_item_tower_adds_ids_only_for_items_seen_in_training(tiny_model: 
 
 def test_sampled_softmax_subtracts_log_q_and_masks_the_users_own_items(tiny_model: str) -> None:
     from stepwise.data.batching import collate
-    from stepwise.recommend.objective import SampledSoftmax, features
+    from stepwise.tasks.recommend.objective import SampledSoftmax, features
 
     model = two_tower(tiny_model, 0)
     item_ids = [[101, 2000 + j, 102] for j in range(5)]
@@ -123,7 +123,7 @@ def test_sampled_softmax_subtracts_log_q_and_masks_the_users_own_items(tiny_mode
 
 
 def test_cooccurrence_scores_and_fusion() -> None:
-    from stepwise.recommend.cooccur import collaborative_scores, fuse, item_similarity, standardise
+    from stepwise.tasks.recommend.cooccur import collaborative_scores, fuse, item_similarity, standardise
 
     histories = [[0, 1], [0, 1], [0, 2], [3]]
     sim = item_similarity(histories, 5).toarray()
@@ -177,7 +177,7 @@ def test_recommend_verb(recommender_run: Path, capsys: pytest.CaptureFixture) ->
     code, out2, _ = run_cli("recommend", recommender_run, "--history", ",".join(seen), "--k", 19, "--exclude-seen",
                             "--threads", 1, capsys=capsys)
     assert out2 == out
-    from stepwise.recommend.recommender import Recommender
+    from stepwise.tasks.recommend.recommender import Recommender
 
     rec = Recommender.open(recommender_run, threads=1)
     assert [r["item"] for r in rec.recommend(history=seen, k=19, exclude_seen=True)] == kept
@@ -235,7 +235,7 @@ def test_train_refuses_an_item_the_catalogue_lacks(shop: dict[str, Path], tiny_m
 
 def test_the_item_index_is_a_stepwise_index(recommender_run: Path, shop: dict[str, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture) -> None:
-    from stepwise.retrieval.index import Index
+    from stepwise.tasks.retrieve.index import Index
 
     index = Index.load(recommender_run / "model" / "recommend" / "items")
     assert [p.id for p in index.passages][-1] == "new1" and index.vectors.shape[0] == 19

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from stepwise.errors import StepwiseError
-from stepwise.recommend.data import Interaction, read_interactions, read_items, split_leave_last_out
-from stepwise.recommend.metrics import rank_metrics
+from stepwise.tasks.recommend.data import Interaction, read_interactions, read_items, split_leave_last_out
+from stepwise.tasks.recommend.metrics import rank_metrics
 
 ITEMS_TSV = ("item_id\ttitle\tyear\tgenres\n"
              "1\tToy Story\t1995\tAnimation|Children's|Comedy\n"

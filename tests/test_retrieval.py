@@ -11,9 +11,9 @@ import pytest
 
 from stepwise.cli import main
 from stepwise.errors import StepwiseError
-from stepwise.retrieval.data import Passage, read_pairs, read_pool, read_queries
-from stepwise.retrieval.index import Index
-from stepwise.retrieval.metrics import ranking_metrics, ranks
+from stepwise.tasks.retrieve.data import Passage, read_pairs, read_pool, read_queries
+from stepwise.tasks.retrieve.index import Index
+from stepwise.tasks.retrieve.metrics import ranking_metrics, ranks
 
 
 def run_cli(*argv: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -108,7 +108,7 @@ def test_index_searches_saves_loads_and_appends(tmp_path: Path) -> None:
 
 def test_large_indexes_use_hnsw_with_the_same_top_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("faiss")
-    import stepwise.retrieval.index as ix
+    import stepwise.tasks.retrieve.index as ix
 
     monkeypatch.setattr(ix, "ANN_FROM", 100)
     rng = np.random.default_rng(1)

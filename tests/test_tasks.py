@@ -1,6 +1,9 @@
 """Task conformance: one check every registered task must pass (scikit-learn's estimator_checks, for tasks).
 
-A new task registers itself and adds its sample data to SAMPLES; everything else here is shared.
+A new task registers itself and adds its sample data to SAMPLES (a task of your own, in a test:
+`monkeypatch.setitem(SAMPLES, name, ...)` and call the checks, as tests/test_toy_task.py does); everything
+else here is shared. The contract (tasks/base.py) is checked for every task; each optional capability
+(tasks/capabilities.py) for the tasks that have it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from stepwise.errors import StepwiseError
 from stepwise.example import IGNORE_INDEX, Example
 from stepwise.reinforce.rewards import BUILT_IN, LOGLIK
 from stepwise.tasks import get_task, task_class, task_names
+from stepwise.tasks.capabilities import Augments, LearnsFromReward, PromptsLLM, Refines, has
 from tests.conftest import toy_edits, toy_ner, toy_sentences
 
 SAMPLES = {
@@ -75,9 +79,19 @@ def test_declared_attributes(name: str) -> None:
     cls = task_class(name)
     assert cls.name == name and cls.noun and cls.data_hint
     assert cls.default_metric in cls.metric_names
-    assert cls.rewards and all(r in BUILT_IN or r == LOGLIK for r in cls.rewards)
     assert "jsonl" in cls.output_formats
     assert cls.pooling in ("mean", "token")
+    model = cls.options_model
+    if model is not None:  # its own options: defaults valid, and no clash with the shared ones or another task's
+        from stepwise.config import SharedConfig, TrainConfig
+
+        assert not set(model.__annotations__) & set(SharedConfig.model_fields)
+        assert set(model.model_fields) <= set(TrainConfig.model_fields)
+        model()
+    for dim, spec in cls.search_space.items():
+        from stepwise.search.space import parse_param
+
+        parse_param(dim, spec, "search_space")  # a dimension the search can sample
 
 
 @pytest.mark.parametrize("name", LABEL_TASKS)
@@ -160,10 +174,12 @@ def test_records_in_every_output_format(name: str, tiny_model: str, tokenizer) -
 
 @pytest.mark.parametrize("name", LABEL_TASKS)
 def test_refinement_hooks(name: str, tokenizer) -> None:
-    """The previous prediction maps onto every feature token; ids round-trip through the labels."""
+    """Refines: the previous prediction maps onto every feature token; ids round-trip through the labels."""
     task, examples = built(name)
     if task.iterative:
         pytest.skip("an iterative task's next step reads its own output text, not a previous-prediction input")
+    if not has(task, Refines):
+        pytest.skip("no Refines capability: --refine-steps > 1 is refused")
     features = task.encode(tokenizer, examples, max_length=16)
     gold_ids = [np.asarray([task.label_to_id[t] for t in ex.label]) if isinstance(ex.label, list)
                 else np.asarray(task.label_to_id[ex.label]) for ex in examples]
@@ -186,3 +202,62 @@ def test_model_declares_the_inputs_the_task_feeds(name: str, tiny_model: str, to
     assert set(model.input_names) <= set(batch)
     logits = TorchBackend(model).run(batch)
     assert logits.dtype == np.float32 and logits.shape[-1] == len(task.labels)
+
+
+@pytest.mark.parametrize("name", LABEL_TASKS)
+def test_llm_prompting(name: str) -> None:
+    """PromptsLLM: a gold answer, shown as a prompt shows it, parses back to itself; the fallback and a wrong
+    draft are answers too; the output reads as labels; the task ships its draft and revise templates."""
+    from stepwise.llm.prompts import Prompts, shot_of
+
+    task, examples = built(name)
+    if not has(task, PromptsLLM):
+        with pytest.raises(StepwiseError, match="an LLM policy is not available"):
+            Prompts(task)
+        return
+    prompts = Prompts(task)  # the built-in templates load
+    for ex in examples[:4]:
+        gold = task.llm_gold(ex)
+        answer = task.llm_answer(gold, ex)
+        assert task.llm_answer(task.llm_parse(answer, ex), ex) == answer
+        assert task.llm_parse("", ex) is None
+        for ids in (task.llm_wrong(ex), task.llm_fallback(ex, examples)):
+            task.llm_answer(ids, ex)
+        assert task.to_labels(task.llm_output(gold, ex)) == perfect(task, [ex])[0]
+        assert task.llm_max_tokens(ex) > 0
+        text = prompts.render("draft", example=ex, shots=[shot_of(task, e) for e in examples[:2]])
+        assert task.llm_text(ex) in text
+
+
+@pytest.mark.parametrize("name", LABEL_TASKS)
+def test_rewards(name: str) -> None:
+    """LearnsFromReward: the built-in rewards it names exist, and each gives its gold's perfect prediction the
+    top score."""
+    from stepwise.reinforce.rewards import get_reward
+
+    task, examples = built(name)
+    if not has(task, LearnsFromReward):
+        pytest.skip("no LearnsFromReward capability: stepwise rl is refused")
+    assert task.rewards and all(r in BUILT_IN or r == LOGLIK for r in task.rewards)
+    for spec in task.rewards:
+        reward = get_reward(spec)
+        if reward is None:  # loglik: computed by the objective from the model's own probabilities
+            continue
+        for gold in task.gold(examples[:4]):
+            assert reward(task.perfect(gold), gold) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", LABEL_TASKS)
+def test_augmentation(name: str) -> None:
+    """Augments: one noisy copy per example, labels kept, reproducible from the seed."""
+    task, examples = built(name)
+    if not has(task, Augments):
+        with pytest.raises(StepwiseError, match="--augment is not available"):
+            from stepwise.tasks.capabilities import require
+
+            require(task, Augments, "--augment")
+        return
+    copies = task.augment(examples, 3.0, seed=1)
+    assert len(copies) == len(examples) and [c.label for c in copies] == [ex.label for ex in examples]
+    assert [c.text for c in copies] == [c.text for c in task.augment(examples, 3.0, seed=1)]
+    assert any(c.text != ex.text for c, ex in zip(copies, examples))

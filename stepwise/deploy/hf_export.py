@@ -29,13 +29,6 @@ print(ner("John Smith visited Paris"))
 Labels: {labels}. Exported from `{run}` by `stepwise export --format hf`.
 """
 
-DOC_HEAD_NOTE = """
-This is step 1 only. The run's step 2, a document head (`--doc-context head`) that re-scores each word
-from the step-1 probabilities of the same word elsewhere in its document, is not a Hugging Face layer:
-its weights are `task_options.doc_head` in `stepwise.json`. `stepwise export` (ONNX) keeps both steps,
-and `stepwise.load` on the run applies them.
-"""
-
 README_POOLED = """# {name}: a stepwise {task} run in Hugging Face format (encoder + head)
 
 No Hugging Face model class has this head ({why}), so this directory holds the encoder
@@ -121,7 +114,8 @@ def _token_classifier(model: Any, tokenizer: Any, meta: dict[str, Any], out: Pat
         tokenizer.save_pretrained(out)
     (out / "stepwise.json").write_text(json.dumps({**meta, "export": {"format": "hf"}}, indent=2))
     readme = README_TOKEN.format(name=name, path=final, labels=", ".join(labels), run=run)
-    if meta.get("task_options", {}).get("doc_head"):
-        readme += DOC_HEAD_NOTE
+    from stepwise.tasks import task_from_meta
+
+    readme += task_from_meta(meta).hf_export_note()  # what of the run the Hugging Face format leaves out
     (out / "README.md").write_text(readme)
     return {"format": "hf", "class": "AutoModelForTokenClassification", "max_abs_logit_delta": delta}

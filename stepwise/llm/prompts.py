@@ -44,6 +44,9 @@ def _load(source: str, name: str) -> Any:
 
 class Prompts:
     def __init__(self, task: Task, draft: str | None = None, revise: str | None = None) -> None:
+        from stepwise.tasks.capabilities import PromptsLLM, require
+
+        require(task, PromptsLLM, "an LLM policy")
         self.task = task
         self.templates = {kind: self._read(task, kind, path) for kind, path in (("draft", draft), ("revise", revise))}
 

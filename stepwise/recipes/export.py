@@ -79,7 +79,7 @@ def export(run: str | Path, *, out: str | Path | None = None, int8: bool = False
 def _export_retriever(run_dir: RunDir, target: Path, *, int8: bool, opset: int, fmt: str, data: Any,
                       threads: int | None) -> dict[str, Any]:
     from stepwise.model import replace_dir
-    from stepwise.retrieval.export import export_retriever
+    from stepwise.tasks.retrieve.export import export_retriever
 
     if fmt != "onnx" or data is not None:
         raise StepwiseError("a retriever exports to ONNX, gated on its own dev pairs", path=run_dir.path,

@@ -23,6 +23,7 @@ from stepwise.example import Example
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, LABELS, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
 from stepwise.rundir import Run, RunDir
+from stepwise.tasks.capabilities import Augments, Refines, require
 from stepwise.tasks.hooks import TrainingHooks
 from stepwise.training.evaluator import DevEvaluator
 
@@ -139,6 +140,8 @@ def prepare(cfg: TrainConfig, objective: str, *, distributed: bool = False) -> P
                 if task_cls.cleans_labels(cfg) else {})
     labels = start_meta["labels"] if start_meta else task_cls.collect_labels(data["train"])
     task = get_task(name, labels, **options)  # fewer than two classes is reported here
+    if cfg.refine_steps > 1 and not task.iterative:  # the previous prediction becomes a model input
+        require(task, Refines, "--refine-steps > 1")
     hooks = task.training_hooks(cfg)
     hooks.check(cfg, data, splits.sources, distributed=distributed)
     for split in ("train", "dev", "test") if start_meta else ("dev", "test"):
@@ -146,6 +149,7 @@ def prepare(cfg: TrainConfig, objective: str, *, distributed: bool = False) -> P
             task.check_labels(data[split], splits.sources[split])
 
     if cfg.augment:
+        require(task, Augments, "--augment")
         data["train"] = [*data["train"], *task.augment(data["train"], cfg.augment, cfg.seed)]
     reward = _reward(cfg, task, data["dev"]) if objective == "reinforce" else None
     notes: dict[str, Any] = {}
@@ -204,7 +208,8 @@ def _check_task_options(cfg: TrainConfig, task_cls: Any, objective: str) -> None
         if not readers or name in own or getattr(cfg, name) == spec.default:
             continue
         flag = "--" + name.replace("_", "-")
-        raise StepwiseError(f"{flag} is for {' and '.join(readers)}, not for {task_cls.noun} runs", fix=f"drop {flag}")
+        raise StepwiseError(f"{flag} is for {' and '.join(readers)}, not available for {task_cls.noun} runs",
+                            fix=f"drop {flag}")
     task_cls.check_options(cfg, objective)
 
 
@@ -217,8 +222,10 @@ def task_options(task_cls: Any) -> set[str]:
 def _reward(cfg: TrainConfig, task: Any, dev: list[Example]) -> Any:
     """The reward, checked before any writing: known, fits the task, and sane on gold predictions."""
     from stepwise.reinforce.rewards import BUILT_IN, LOGLIK, get_reward
+    from stepwise.tasks.capabilities import LearnsFromReward, require
 
-    spec = cfg.reward or task.default_reward
+    require(task, LearnsFromReward, "stepwise rl (--reward)", "train it with the supervised objective")
+    spec = cfg.reward or task.rewards[0]
     if (spec in BUILT_IN or spec == LOGLIK) and spec not in task.rewards:
         raise StepwiseError(f"the {spec} reward does not apply to {task.noun} runs",
                             fix=f"use one of {', '.join(task.rewards)}, or module:function")

@@ -85,13 +85,16 @@ def check_webhook(url: str | None) -> None:
         raise StepwiseError(f"--webhook {url!r} is not an http(s) URL", fix="e.g. --webhook http://127.0.0.1:9000/hook")
 
 
-def load_model(path: str | Path, task: str, flag: str, backend: str = "auto", threads: int | None = None) -> Any:
-    """A Predictor for a run or an exported directory, which must be a model of `task`."""
+def load_model(path: str | Path, predicts: str, flag: str, backend: str = "auto", threads: int | None = None) -> Any:
+    """A Predictor for a run or an exported directory, whose task predicts `predicts` ("label" or "tags")."""
     from stepwise.predictor import load_in_process
     from stepwise.rundir import model_meta
+    from stepwise.tasks import task_class, task_names, task_predicting
 
     meta = model_meta(path)
-    if meta.get("task") != task:
+    task = task_predicting(predicts)
+    known = meta.get("task") in task_names()
+    if not known or getattr(task_class(meta["task"]), "predicts", None) != predicts:
         raise StepwiseError(f"{flag} needs a {task} run, this is a {meta.get('task')} run", path=path,
                             fix=f"pass a run trained with --task {task}")
     return load_in_process(path, backend=backend, threads=threads)
@@ -114,9 +117,9 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
         raise StepwiseError("input file not found" if not Path(input).exists() else "input is not a file", path=input,
                             fix="check the path, or use --input - for stdin")
     if predictor is None:
-        predictor = load_model(classifier, "classify", "--classifier", options.backend, options.threads)
+        predictor = load_model(classifier, "label", "--classifier", options.backend, options.threads)
     if tagger is not None and tagger_predictor is None:
-        tagger_predictor = load_model(tagger, "tag", "--tagger", options.backend, options.threads)
+        tagger_predictor = load_model(tagger, "tags", "--tagger", options.backend, options.threads)
     signs = polarity(list(predictor.labels), options.labels)
     names = {label: options.labels.get(label, label) for label in predictor.labels}
 

@@ -19,7 +19,9 @@ def rl(run: str, *, callbacks: tuple = (), **options: Any) -> Run:
     """`options` are training options; `reward` defaults to the task's default reward."""
     meta = RunDir.open(run).meta()
     from stepwise.tasks import task_class
+    from stepwise.tasks.capabilities import LearnsFromReward, has
 
     task_cls = task_class(meta["task"])
-    values = {**RL_DEFAULTS, "task": meta["task"], "reward": task_cls.rewards[0], **options, "init_from": str(run)}
+    default = {"reward": task_cls.rewards[0]} if has(task_cls, LearnsFromReward) else {}  # else refused in prepare
+    values = {**RL_DEFAULTS, "task": meta["task"], **default, **options, "init_from": str(run)}
     return run_recipe(build_config(values), objective="reinforce", callbacks=callbacks)

@@ -49,8 +49,8 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
     import uvicorn
 
     from stepwise.predictor import load_in_process
-    from stepwise.retrieval.index import is_index
     from stepwise.serve.app import create_app, served_meta
+    from stepwise.tasks.retrieve.index import is_index
 
     run = str(run)
     index = is_index(run)
@@ -60,16 +60,16 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
     if index and settings.workers > 1:
         raise StepwiseError("an index is served by one worker (its batches use every free core)",
                             fix="drop --workers")
-    recommender = not index and _is_recommender(run)
-    if recommender and settings.workers > 1:
-        raise StepwiseError("a recommender is served by one worker (its batches use every free core)",
+    own = None if index else _own_server(run)  # a task that serves itself (a recommender: POST /v1/recommend)
+    if own and settings.workers > 1:
+        raise StepwiseError(f"a {own.noun} is served by one worker (its batches use every free core)",
                             fix="drop --workers")
     if index:
-        from stepwise.serve.answer import index_meta
+        from stepwise.tasks.retrieve.serve import index_meta
 
         meta = index_meta(run)  # a bad path fails here, in one line
-    elif recommender:
-        meta = {"task": "recommend", "name": Path(run).resolve().name}
+    elif own:
+        meta = {"task": own.name, "name": Path(run).resolve().name}
     else:
         meta = served_meta(run)
     check_port(settings.host, settings.port)
@@ -87,17 +87,16 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
             uvicorn.run("stepwise.serve.app:app_from_environment", factory=True, workers=settings.workers, **common)
         return
     if index:  # the index, its encoder and the optional runs load before the server binds
-        from stepwise.retrieval.answer import open_answerer
-        from stepwise.serve.answer import create_answer_app
+        from stepwise.tasks.retrieve.answer import open_answerer
+        from stepwise.tasks.retrieve.serve import create_answer_app
 
         answerer = open_answerer(run, threads=settings.threads, backend=settings.backend, **(answer or {}))
         app = create_answer_app(lambda: answerer, settings, meta)
-    elif recommender:  # the item vectors, users and co-occurrence table load before the server binds
-        from stepwise.recommend.recommender import Recommender
-        from stepwise.serve.recommend import create_recommend_app
+    elif own:  # the task's own service loads what it needs before the server binds
+        import importlib
 
-        loaded = Recommender.open(run, backend=settings.backend, threads=settings.threads)
-        app = create_recommend_app(lambda: loaded, settings, meta)
+        module, _, attr = own.server.partition(":")
+        app = getattr(importlib.import_module(module), attr)(run, settings, meta)
     else:
         predictor = load_in_process(run, backend=settings.backend, threads=settings.threads)
         app = create_app(lambda: predictor, settings, meta)
@@ -106,12 +105,17 @@ def serve(run: str | Path, settings: ServeSettings, *, log_level: str = "info", 
         server.run()
 
 
-def _is_recommender(run: str) -> bool:
-    """A run trained with --task recommend (served as POST /v1/recommend)."""
+def _own_server(run: str) -> Any:
+    """The task class of a run whose task serves itself (its `server`, "module:function(run, settings, meta) ->
+    app"), else None (the shared POST /v1/predict)."""
     from stepwise.modeldir import META_FILE
+    from stepwise.tasks import task_class, task_names
 
     try:
         meta = json.loads((Path(run) / "model" / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False  # not a run, or a damaged one: the usual path says so in one line
-    return isinstance(meta, dict) and meta.get("task") == "recommend"
+        return None  # not a run, or a damaged one: the usual path says so in one line
+    if not isinstance(meta, dict) or meta.get("task") not in task_names():
+        return None
+    cls = task_class(meta["task"])
+    return cls if getattr(cls, "server", None) else None

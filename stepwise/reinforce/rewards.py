@@ -58,7 +58,7 @@ def gleu(pred: Any, gold: Any) -> float:
     from stepwise.tasks.edit.metrics import sentence_gleu
 
     if not _edit_gold(gold):
-        raise StepwiseError("the gleu reward scores corrected sentences", fix="use it with editor (--task edit) runs")
+        raise StepwiseError("the gleu reward scores corrected sentences", fix="use it with editor runs")
     words = pred.split() if isinstance(pred, str) else list(pred)
     return sentence_gleu(gold[0], words, gold[1])
 

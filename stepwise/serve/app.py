@@ -30,7 +30,7 @@ from stepwise.example import Example
 from stepwise.serve.batcher import MicroBatcher, Overloaded
 from stepwise.serve.metrics import ServeMetrics
 from stepwise.serve.settings import MAX_DOCUMENT_NAME, MAX_STEPS, ServeSettings
-from stepwise.tasks import task_class
+from stepwise.tasks import task_class, task_names
 
 log = logging.getLogger("stepwise.serve")
 
@@ -279,7 +279,7 @@ def create_app(load_predictor: Callable[[], Any], settings: Optional[ServeSettin
     """The service for one model. `load_predictor` runs in a thread at startup (a loaded Predictor: `lambda: p`)."""
     settings = settings or ServeSettings()
     meta = meta or {}
-    task_name = meta.get("task", "classify")
+    task_name = meta.get("task") or task_names()[0]  # without metadata: the first registered task
     task = task_class(task_name)
     state = ServerState(load_predictor, settings, meta)
     Body = request_model(task, settings, pairs=task.takes_text_pairs and bool(meta.get("token_types")))

@@ -16,8 +16,8 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "classify": "stepwise.tasks.classify.task:ClassifyTask",
     "tag": "stepwise.tasks.tag.task:TagTask",
     "edit": "stepwise.tasks.edit.task:EditTask",
-    "retrieve": "stepwise.tasks.retrieve:RetrieveTask",
-    "recommend": "stepwise.tasks.recommend:RecommendTask",
+    "retrieve": "stepwise.tasks.retrieve.task:RetrieveTask",
+    "recommend": "stepwise.tasks.recommend.task:RecommendTask",
 }
 
 
@@ -51,6 +51,12 @@ def task_from_meta(meta: dict) -> Task:
     return get_task(meta["task"], meta["labels"], **meta.get("task_options", {}))
 
 
+def task_predicting(kind: str) -> str:
+    """The first registered task whose predictions are of `kind` ("label", "tags", ...): for verbs that need a
+    kind of model, not a particular task (the monitor reads a classifier's labels and a tagger's tags)."""
+    return next(n for n in _REGISTRY if getattr(task_class(n), "predicts", None) == kind)
+
+
 def check_predicts(meta: dict, path: object) -> None:
     """A model of a task with verbs of its own (a retriever ranks passages) has no labels to predict."""
     cls = task_class(meta["task"])
@@ -70,4 +76,5 @@ def __getattr__(name: str) -> object:  # `from stepwise.tasks import Task` witho
     raise AttributeError(name)
 
 
-__all__ = ["Task", "check_predicts", "get_task", "register_task", "task_class", "task_from_meta", "task_names"]
+__all__ = ["Task", "check_predicts", "get_task", "register_task", "task_class", "task_from_meta", "task_names",
+           "task_predicting"]

@@ -34,7 +34,9 @@ class Task(ABC):
     """What differs between classification and tagging; everything else is shared.
 
     Everything task-specific that the recipes, the CLI, the writers and the server need is an attribute
-    or a method here, so a new task touches `stepwise/tasks/` and nothing else.
+    or a method here or in an optional capability (stepwise.tasks.capabilities: refinement with the previous
+    prediction, LLM prompting, rewards, augmentation), so a new task touches `stepwise/tasks/` and nothing
+    else.
     """
 
     name: str
@@ -46,8 +48,6 @@ class Task(ABC):
     metric_names: tuple[str, ...]
     #: reading format for .txt files and unknown extensions (None: decide by extension)
     read_format: str | None = None
-    #: the built-in rewards that make sense for this task's predictions; the first is the default
-    rewards: tuple[str, ...]
     #: output formats of `predict` (jsonl is a record per example); the first is the default
     output_formats: tuple[str, ...] = ("jsonl", "tsv")
     #: True when prediction always iterates on the task's own output (editing), with no extra model input
@@ -63,6 +63,9 @@ class Task(ABC):
     takes_documents: bool = False
     #: what it predicts, in a few words (the --task help)
     summary: str = ""
+    #: the kind of prediction, for verbs that need one kind rather than one task: "label" (one per text: the
+    #: monitor's classifier, the answer step's intent model), "tags" (one per word: the monitor's tagger), "text"
+    predicts: str = "label"
     #: the files it claims without --task (`claims_file`), in a few words (the --task help)
     claims_hint: str = ""
     #: the task's own training options (a stepwise.config.TaskOptions model): TrainConfig composes them beside
@@ -94,10 +97,6 @@ class Task(ABC):
     def cleans_labels(cls, config: Any) -> bool:
         """Whether `clean_labels` runs on the training data with these options (a tagger's --no-repair)."""
         return True
-
-    @property
-    def default_reward(self) -> str:
-        return self.rewards[0]
 
     @classmethod
     def options_from_config(cls, config: Any, train_examples: list[Example]) -> dict[str, Any]:
@@ -147,24 +146,9 @@ class Task(ABC):
         None: the features as encoded (a refiner's previous predictions are the loop's default)."""
         return None
 
-    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
-        """A noisy copy of each training example (`--augment`): learner noise at the default rates × `rate`."""
-        raise StepwiseError(f"--augment is not available for {self.noun} runs", fix="drop --augment")
-
     def gold(self, examples: list[Example]) -> list[Any]:
         """What `metrics` compares predictions with (an editor also needs the source sentence)."""
         return [ex.label for ex in examples]
-
-    def perfect(self, gold: Any) -> Any:
-        """The prediction that matches one gold item exactly (a reward's sanity check)."""
-        return gold
-
-    def action_outcomes(self, features: list[Feature], **follow: Any) -> Any:
-        """For RL: None when the actions (labels, tags) are the prediction and the gold labels its gold; else
-        f(pair_ids, action rows) -> (predictions, golds) for tasks whose actions build the prediction.
-        `follow` (model, tokenizer, passes, ...): an iterative task's prediction is what its later passes make
-        of the actions' outcome."""
-        return None
 
     @classmethod
     @abstractmethod
@@ -298,56 +282,13 @@ class Task(ABC):
 
         return ModelPolicy(backend, self, examples, features, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
 
-    # --- prompting an LLM (stepwise.llm): what a prompt shows, and how a reply is read ---------
-    #: label → the word an LLM sees for it (e.g. SST-2's 0/1 as negative/positive); unmapped labels show as is
-    label_words: dict[str, str] = {}
-
-    def word(self, label: str) -> str:
-        return self.label_words.get(label, label)
-
-    def llm_text(self, example: Example) -> str:
-        """The input as a prompt shows it."""
-        return str(example.text)
-
-    def llm_gold(self, example: Example) -> Any:
-        """A labeled example's answer, as prediction ids (a few-shot example's answer)."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    def llm_wrong(self, example: Example) -> Any:
-        """A wrong first draft for a few-shot example of the revise prompt (ids)."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
-        """The prediction (ids) when an LLM gives no valid answer at the first step."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    def llm_answer(self, ids: Any, example: Example) -> str:
-        """A prediction (ids) as a prompt shows it."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    def llm_parse(self, reply: str, example: Example) -> Any | None:
-        """The prediction ids in an LLM's reply, or None when the reply is not a valid answer."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    def llm_max_tokens(self, example: Example) -> int:
-        """Generation budget for one answer."""
-        return 8
-
-    def llm_output(self, ids: Any, example: Example) -> Any:
-        """The raw output of an LLM step, in the form records and `to_labels` read (one-hot probabilities)."""
-        raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
-
-    @abstractmethod
-    def slice_prediction(self, feature: Feature, example_ids: Any) -> Any:
-        """The part of an example's prediction that one feature (window) covers."""
-
-    @abstractmethod
-    def prev_ids(self, feature: Feature, ids: Any) -> list[int]:
-        """Per-token ids of the previous prediction for `feature` (label id + 1; 0 = none yet)."""
-
     @abstractmethod
     def confidence(self, probs: Any) -> float:
         """The model's own score of a prediction, used to stop early and to keep the best step."""
+
+    def hf_export_note(self) -> str:
+        """What an export to Hugging Face's format leaves out of this run, for its README ("" when nothing)."""
+        return ""
 
     def units(self, features: list[Feature]) -> int:
         """How many examples (sentences) a list of features covers, for throughput."""

@@ -9,6 +9,7 @@ import numpy as np
 from stepwise.errors import StepwiseError
 from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task, softmax
+from stepwise.tasks.capabilities import PromptsLLMDefaults
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -22,7 +23,9 @@ def _label_key(label: str) -> tuple[int, float | str]:
         return (1, label)
 
 
-class ClassifyTask(Task):
+class ClassifyTask(PromptsLLMDefaults, Task):
+    #: `stepwise demo --app classify` (the default: the first registered task's demo)
+    demo = ("classify", "stepwise.tasks.classify.demo:run_demo", "financial headlines")
     summary = "a label per text"
     #: the small-data rule (stepwise.training.small_data) starts this task's head from a linear probe
     probe_head_on_small_data = True
@@ -93,6 +96,13 @@ class ClassifyTask(Task):
 
     def to_labels(self, probs: np.ndarray) -> str:
         return self.labels[int(np.argmax(probs))]
+
+    # --- rewards (stepwise rl): the prediction is the actions (a label, tags); gold is its own perfect answer
+    def perfect(self, gold: Any) -> Any:
+        return gold
+
+    def action_outcomes(self, features: list[Feature], **follow: Any) -> Any:
+        return None
 
     # --- LLM prompts: a label is shown as its word (`label_words`); a reply must start with one ----
     def llm_gold(self, example: Example) -> Any:

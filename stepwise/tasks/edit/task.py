@@ -17,6 +17,7 @@ from pydantic import Field
 from stepwise.errors import StepwiseError
 from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task
+from stepwise.tasks.capabilities import PromptsLLMDefaults
 from stepwise.tasks.edit.pairs import read_pairs
 from stepwise.tasks.edit.tags import KEEP, START, Speller, apply_tags, edit_ops, first_tags, tag_vocabulary
 from stepwise.tasks.tag.task import TagTask, WordShapeOption
@@ -87,10 +88,11 @@ class EditOptions(WordShapeOption):
                                "later passes learn to fix what the model leaves; 0 = off")
 
 
-class EditTask(Task):
+class EditTask(PromptsLLMDefaults, Task):
     name = "edit"
     noun = "editor"
     summary = "correct sentences"
+    predicts = "text"
     options_model = EditOptions
     pooling = "token"
     default_metric = "gleu"
@@ -102,6 +104,8 @@ class EditTask(Task):
     default_steps = 5
     takes_token_lists = False  # a sentence to correct is a string
     takes_documents = False
+    #: what a refused capability's one-line error suggests instead (stepwise.tasks.capabilities.require)
+    refusals = {"Augments": "an editor's pairs are already noisy text: make more with `stepwise noise --copies N`"}
     data_hint = "sentence pairs (source<TAB>target TSV, JSONL {\"source\", \"target\"}, or --train-target files)"
 
     def __init__(self, labels: list[str], *, casing: bool = True, keep_bias: float = 0.0, min_edit_prob: float = 0.0,
@@ -160,10 +164,6 @@ class EditTask(Task):
     @classmethod
     def stratum(cls, label: Any) -> str:
         return "pair"
-
-    def augment(self, examples: list[Example], rate: float, seed: int) -> list[Example]:
-        raise StepwiseError("--augment is for classifiers and taggers; an editor's pairs are already noisy text",
-                            fix="make more pairs with `stepwise noise --copies N` instead")
 
     def check_labels(self, examples: list[Example], path: str) -> None:
         """Any correction is a valid target: edits outside the vocabulary are left out of the loss."""

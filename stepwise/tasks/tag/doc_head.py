@@ -184,3 +184,12 @@ class DocHeadPolicy(ModelPolicy):
         merged = [by_example[i] for i in indices]
         self.latest.update(zip(indices, merged))
         return ([self.task.prediction_ids(p) for p in merged], [self.task.confidence(p) for p in merged], merged)
+
+
+#: the exported Hugging Face directory's README says what the format leaves out of a run with a head
+HF_EXPORT_NOTE = """
+This is step 1 only. The run's step 2, a document head (`--doc-context head`) that re-scores each word
+from the step-1 probabilities of the same word elsewhere in its document, is not a Hugging Face layer:
+its weights are `task_options.doc_head` in `stepwise.json`. `stepwise export` (ONNX) keeps both steps,
+and `stepwise.load` on the run applies them.
+"""

@@ -11,6 +11,7 @@ from stepwise.config import TaskOptions
 from stepwise.errors import StepwiseError
 from stepwise.example import IGNORE_INDEX, UNLABELED, Example, Feature
 from stepwise.tasks.base import Task, softmax
+from stepwise.tasks.capabilities import PromptsLLMDefaults
 from stepwise.tasks.tag.conll import detect_scheme, is_conll, repair
 from stepwise.tasks.tag.words import SHAPES, windows, word_shape, words_of
 
@@ -44,11 +45,12 @@ class TagOptions(WordShapeOption):
         return {True: "model", False: None}.get(value, value) if isinstance(value, bool) else value
 
 
-class TagTask(Task):
+class TagTask(PromptsLLMDefaults, Task):
     name = "tag"
     noun = "tagger"
     summary = "a tag per word"
     claims_hint = "CoNLL files (.conll/.bio/.iob/.iobes)"
+    predicts = "tags"
     options_model = TagOptions
     pooling = "token"
     default_metric = "f1"
@@ -106,6 +108,13 @@ class TagTask(Task):
         from stepwise.tasks.tag.doc_context import DocContextHooks
 
         return DocContextHooks(config.doc_context)
+
+    def hf_export_note(self) -> str:
+        if not self.doc_head:
+            return ""
+        from stepwise.tasks.tag.doc_head import HF_EXPORT_NOTE
+
+        return HF_EXPORT_NOTE
 
     @classmethod
     def cleans_labels(cls, config: Any) -> bool:
@@ -225,6 +234,13 @@ class TagTask(Task):
     def prediction_ids(self, probs: np.ndarray) -> np.ndarray:
         """Repaired tags as ids, so the next step sees a well-formed sequence."""
         return np.array([self.label_to_id[t] for t in self.to_labels(probs)], dtype=np.int64)
+
+    # --- rewards (stepwise rl): the prediction is the actions (a label, tags); gold is its own perfect answer
+    def perfect(self, gold: Any) -> Any:
+        return gold
+
+    def action_outcomes(self, features: list[Feature], **follow: Any) -> Any:
+        return None
 
     # --- LLM prompts: the words, then one tag per word; a reply must have as many known tags -------
     def llm_text(self, example: Example) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stepwise.retrieval.model import BiEncoder
+from stepwise.tasks.retrieve.model import BiEncoder
 
 #: separates the items of a history in the user tower's text
 SEPARATOR = " ; "

@@ -1,5 +1,5 @@
 """The retrieval task: a bi-encoder trained on (query, passage) pairs. Its own recipe trains it
-(stepwise.recipes.retrieve); this class is what the shared loop and the task registry ask about."""
+(stepwise.tasks.retrieve.train); this class is what the shared loop and the task registry ask about."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from stepwise.config import TaskOptions
-from stepwise.retrieval.metrics import METRICS
+from stepwise.tasks.retrieve.metrics import METRICS
 
 
 class RetrieveOptions(TaskOptions):
@@ -29,6 +29,9 @@ class RetrieveTask:
     noun = "retriever"
     default_metric = "mrr@10"
     metric_names = METRICS
+    #: `stepwise demo --app answer`
+    demo = ("answer", "stepwise.tasks.retrieve.demo:run_answer_demo",
+            "a small customer-service FAQ (retrieve, index, calibrate, answer)")
     summary = "rank passages for a query"
     options_model = RetrieveOptions
     search_space: dict[str, Any] = {}
@@ -39,8 +42,8 @@ class RetrieveTask:
 
     @classmethod
     def check_options(cls, config: Any, objective: str) -> None:
-        """Nothing beyond the shared check (`stepwise.recipes.retrieve` refuses the loop's own options)."""
-    recipe = "stepwise.recipes.retrieve:train_retriever"
+        """Nothing beyond the shared check (`stepwise.tasks.retrieve.train` refuses the loop's own options)."""
+    recipe = "stepwise.tasks.retrieve.train:train_retriever"
     #: what to run instead of predict/evaluate (shown when a retriever run is given to them)
     verbs_hint = "use `stepwise index {run} --passages FILE --out INDEX`, then `stepwise answer INDEX`"
     default_steps = 1

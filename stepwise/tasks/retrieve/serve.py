@@ -89,6 +89,6 @@ def create_answer_app(load_answerer: Callable[[], Any], settings: Optional[Serve
 
 
 def index_meta(path: str | Path) -> dict[str, Any]:
-    from stepwise.retrieval.index import Index
+    from stepwise.tasks.retrieve.index import Index
 
     return Index.load(path).meta

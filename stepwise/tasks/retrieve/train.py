@@ -24,8 +24,8 @@ from stepwise.config import save_config
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
-from stepwise.retrieval.data import Pair, Passage, check_in_pool, pool_of, read_pairs, read_pool, resolve
 from stepwise.rundir import Run, RunDir
+from stepwise.tasks.retrieve.data import Pair, Passage, check_in_pool, pool_of, read_pairs, read_pool, resolve
 
 if TYPE_CHECKING:
     from stepwise.config import TrainConfig
@@ -111,7 +111,7 @@ class RankEvaluator:
     def __init__(self, model: Any, tokenizer: Any, pool_ids: list[list[int]], queries: list[list[int]],
                  gold: list[int], precision: str, batch_size: int) -> None:
         from stepwise.backends.torch import TorchBackend
-        from stepwise.retrieval.embedder import Embedder
+        from stepwise.tasks.retrieve.embedder import Embedder
 
         self.embedder = Embedder(TorchBackend(model, precision), tokenizer, batch_size=batch_size)
         self.pool_ids, self.queries, self.gold = pool_ids, queries, gold
@@ -121,7 +121,7 @@ class RankEvaluator:
 
     def rank(self, queries: list[list[int]], gold: list[int], pool_vectors: np.ndarray) -> dict[str, Any]:
         """The ranking metrics of these queries against an embedded pool."""
-        from stepwise.retrieval.metrics import ranking_metrics, ranks
+        from stepwise.tasks.retrieve.metrics import ranking_metrics, ranks
 
         return ranking_metrics(ranks(self.embedder.embed_ids(queries) @ pool_vectors.T, gold))
 
@@ -141,8 +141,8 @@ def train_retriever(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
     check_encoder_dir(cfg.model or default_model_dir())
 
     from stepwise.model import load_tokenizer
-    from stepwise.retrieval.model import BiEncoder
     from stepwise.scope import seeded
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     started = time.perf_counter()
     with seeded(cfg.seed):
@@ -171,8 +171,8 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
            pool: list[Passage], threads: Any, resuming: bool, callbacks: tuple, started: float,
            notes: dict[str, Any]) -> Run:
     from stepwise.precision import measure_precision
-    from stepwise.retrieval.objective import Contrastive, features, mine_negatives
     from stepwise.tasks import get_task
+    from stepwise.tasks.retrieve.objective import Contrastive, features, mine_negatives
     from stepwise.training.loop import fit
 
     task = get_task("retrieve", [])
@@ -202,7 +202,7 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
                 precision=precision, save_best=lambda: model.save_pretrained(run.model_dir, tokenizer, meta),
                 callbacks=callbacks, objective=objective, resume=resuming, threads=threads)
 
-    from stepwise.retrieval.model import BiEncoder
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     best, _, _ = BiEncoder.from_pretrained(run.model_dir)
     scorer = RankEvaluator(best, tokenizer, pool_ids, [], [], precision, cfg.eval_batch_size)
@@ -225,7 +225,7 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: dict
 def _write(run: RunDir, cfg: TrainConfig, state: Any, scores: dict, precision: str, probe: dict,
            threads: Any, started: float, notes: dict, examples: int) -> Run:
     from stepwise.report import plot_curves
-    from stepwise.retrieval.metrics import report_text
+    from stepwise.tasks.retrieve.metrics import report_text
 
     metric = cfg.dev_metric("mrr@10")
     train = {**state.summary(metric, precision, started), "examples": examples, "precision_choice": probe,

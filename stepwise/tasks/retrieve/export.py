@@ -21,7 +21,7 @@ MAX_DROP = 0.01  # MRR@10, absolute
 
 def _parity_data(run_dir: Any) -> tuple[list[str], list[str], list[int]]:
     """The run's dev queries, its pool and each query's gold passage."""
-    from stepwise.retrieval.data import pool_of, read_pairs, read_pool, resolve
+    from stepwise.tasks.retrieve.data import pool_of, read_pairs, read_pool, resolve
 
     config = run_dir.config()
     dev_path = config.get("dev") or (run_dir.split_file("dev") if run_dir.split_file("dev").is_file() else None)
@@ -41,9 +41,9 @@ def export_retriever(run_dir: Any, tmp: Path, *, int8: bool, opset: int, threads
     from stepwise.deploy.onnx_export import INT8_VARIANTS, export_onnx, quantize_int8
     from stepwise.layout import ONNX_FILE
     from stepwise.modeldir import quiet_transformers
-    from stepwise.retrieval.embedder import Embedder
-    from stepwise.retrieval.metrics import ranking_metrics, ranks
-    from stepwise.retrieval.model import BiEncoder
+    from stepwise.tasks.retrieve.embedder import Embedder
+    from stepwise.tasks.retrieve.metrics import ranking_metrics, ranks
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     queries, pool, gold = _parity_data(run_dir)
     model, tokenizer, meta = BiEncoder.from_pretrained(run_dir.model_dir)

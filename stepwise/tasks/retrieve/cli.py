@@ -80,7 +80,7 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from stepwise.recipes.index import build_index
+    from stepwise.tasks.retrieve.indexing import build_index
 
     _positive(args, "threads", "batch_size")
     summary = build_index(args.run, passages=args.passages, out=args.out, add=args.add, backend=args.backend,
@@ -94,7 +94,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
-    from stepwise.recipes.mine import mine
+    from stepwise.tasks.retrieve.mine import mine
 
     _positive(args, "threads")
     summary = mine(args.run, pairs=args.pairs, out=args.out, pool=args.pool, negatives=args.negatives,
@@ -107,8 +107,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
 def cmd_answer(args: argparse.Namespace) -> int:
     from stepwise.files import atomic_write_text
     from stepwise.places import FILE, check_output
-    from stepwise.retrieval.answer import calibrate, open_answerer
-    from stepwise.retrieval.data import read_pairs, read_queries
+    from stepwise.tasks.retrieve.answer import calibrate, open_answerer
+    from stepwise.tasks.retrieve.data import read_pairs, read_queries
 
     _positive(args, "threads", "batch_size", "k", "rerank_k")
     calibrating = args.dev is not None or args.oos_dev is not None

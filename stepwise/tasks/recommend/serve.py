@@ -106,3 +106,12 @@ def create_recommend_app(load_recommender: Callable[[], Any], settings: Optional
                 "backend": state.predictor.backend.name if state.predictor is not None else None}
 
     return Guard(app, settings, state.metrics)
+
+
+def serve_run(run: str, settings: ServeSettings, meta: dict[str, Any]) -> Any:
+    """The recommender's own service (RecommendTask.server): the item vectors, users and co-occurrence table
+    load here, before the server binds."""
+    from stepwise.tasks.recommend.recommender import Recommender
+
+    loaded = Recommender.open(run, backend=settings.backend, threads=settings.threads)
+    return create_recommend_app(lambda: loaded, settings, meta)

@@ -1,5 +1,5 @@
 """The recommendation task: two towers trained on user histories and item texts. Its own recipe trains it
-(stepwise.recipes.recommend); this class is what the shared loop and the task registry ask about."""
+(stepwise.tasks.recommend.train); this class is what the shared loop and the task registry ask about."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field
 
 from stepwise.config import TaskOptions
 
-#: the full-ranking metrics of stepwise.recommend.metrics at k = 10
+#: the full-ranking metrics of stepwise.tasks.recommend.metrics at k = 10
 METRICS = ("ndcg@10", "hr@10", "mrr", "coverage@10")
 
 
@@ -38,6 +38,8 @@ class RecommendTask:
     default_metric = "ndcg@10"
     metric_names = METRICS
     summary = "rank items for a user"
+    #: serves itself: POST /v1/recommend (stepwise serve RUN)
+    server = "stepwise.tasks.recommend.serve:serve_run"
     options_model = RecommendOptions
     search_space: dict[str, Any] = {}
 
@@ -48,7 +50,7 @@ class RecommendTask:
     @classmethod
     def check_options(cls, config: Any, objective: str) -> None:
         """Nothing beyond the shared check (the recipe refuses the loop's own options)."""
-    recipe = "stepwise.recipes.recommend:train_recommender"
+    recipe = "stepwise.tasks.recommend.train:train_recommender"
     #: what to run instead of predict/evaluate (shown when a recommender run is given to them)
     verbs_hint = "use `stepwise recommend {run} --user U` (or --history ID,ID,...), or `stepwise serve {run}`"
     default_steps = 1

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stepwise.errors import StepwiseError
-from stepwise.retrieval.embedder import Embedder
+from stepwise.tasks.retrieve.embedder import Embedder
 
 
 def load_encoder(path: str | Path, *, backend: str = "auto", threads: int | None = None,
@@ -19,7 +19,7 @@ def load_encoder(path: str | Path, *, backend: str = "auto", threads: int | None
     """(embedder, metadata with "fingerprint" and "max_length") for a retriever run or export."""
     from stepwise.layout import ONNX_FILE, is_exported
     from stepwise.modeldir import load_errors, quiet_transformers, read_meta
-    from stepwise.retrieval.model import KIND
+    from stepwise.tasks.retrieve.model import KIND
     from stepwise.threads import ThreadGovernor
 
     if backend not in ("auto", "torch", "onnx"):
@@ -45,8 +45,8 @@ def load_encoder(path: str | Path, *, backend: str = "auto", threads: int | None
         source = f"{path} (ONNX{' int8' if meta.get('export', {}).get('int8') else ''})"
     else:
         from stepwise.backends.torch import TorchBackend
-        from stepwise.retrieval.model import BiEncoder
         from stepwise.rundir import RunDir
+        from stepwise.tasks.retrieve.model import BiEncoder
 
         if backend == "onnx":
             raise StepwiseError("--backend onnx needs an exported directory", path=path,

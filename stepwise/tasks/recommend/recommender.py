@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stepwise.errors import StepwiseError
-from stepwise.recommend.towers import history_text, recent
+from stepwise.tasks.recommend.towers import history_text, recent
 
 SUBDIR = "recommend"
 ITEMS, IDS, USERS, SIMILARITY, SETTINGS = "items", "ids.npy", "users.jsonl", "similarity.npz", "settings.json"
@@ -59,9 +59,9 @@ class Recommender:
         import scipy.sparse as sp
 
         from stepwise.modeldir import read_meta
-        from stepwise.retrieval.encoder import load_encoder
-        from stepwise.retrieval.index import Index
         from stepwise.rundir import RunDir
+        from stepwise.tasks.retrieve.encoder import load_encoder
+        from stepwise.tasks.retrieve.index import Index
 
         model_dir = RunDir.open(run).model_dir
         meta = read_meta(model_dir)
@@ -108,7 +108,7 @@ class Recommender:
 
     def scores(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """[histories, items]: the two-tower score, fused with the collaborative one as chosen on dev."""
-        from stepwise.recommend.cooccur import Fusion
+        from stepwise.tasks.recommend.cooccur import Fusion
 
         texts = user_texts(histories, self.texts, self.settings["history_items"])
         users = self.embedder.embed(texts)

@@ -18,7 +18,7 @@ import numpy as np
 
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json
-from stepwise.retrieval.index import CALIBRATION_FILE, Index
+from stepwise.tasks.retrieve.index import CALIBRATION_FILE, Index
 
 RELEVANT = ("relevant", "1", "true", "yes", "pos", "positive")
 CALIBRATION_FORMAT = 1
@@ -129,7 +129,7 @@ def open_answerer(index_dir: str | Path, *, encoder: str | Path | None = None, r
                   threads: int | None = None, batch_size: int = 64, calibrated: bool = True) -> Answerer:
     """Everything `answer` needs, checked: the index, an encoder of the same model, the optional runs, and
     the stored calibration when it fits this pipeline (`calibrated=False` skips it: calibrating anew)."""
-    from stepwise.retrieval.encoder import load_encoder
+    from stepwise.tasks.retrieve.encoder import load_encoder
 
     if k < 1 or rerank_k < 1:
         raise StepwiseError("--k and --rerank-k must be at least 1", fix="e.g. --k 5 --rerank-k 20")
@@ -186,7 +186,7 @@ def calibrate(answerer: Answerer, dev: list[Any], oos: list[str], target_precisi
 
     `dev`: in-scope pairs whose passages are in the index (by id or text); `oos`: out-of-scope queries.
     """
-    from stepwise.retrieval.data import resolve
+    from stepwise.tasks.retrieve.data import resolve
 
     gold = resolve(dev, answerer.index.passages)
     missing = [p for p, g in zip(dev, gold) if g < 0]

@@ -25,7 +25,7 @@ def add_parsers(sub: Any, fmt: Any) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from stepwise.recommend.recommender import Recommender
+    from stepwise.tasks.recommend.recommender import Recommender
 
     for name in ("k", "threads"):
         value = getattr(args, name)

@@ -28,7 +28,7 @@ import numpy as np
 
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text, current_umask
-from stepwise.retrieval.data import Passage
+from stepwise.tasks.retrieve.data import Passage
 
 FORMAT = 1
 INDEX_FILE, PASSAGES_FILE, VECTORS_FILE, ANN_FILE = "index.json", "passages.jsonl", "vectors.npy", "hnsw.faiss"

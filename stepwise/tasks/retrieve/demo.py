@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from stepwise.tasks.retrieve.task import RetrieveTask
+
 QUERIES = ["my tyre is flat, can you fix it quickly?", "how many days until my parcel gets here?",
            "I want to send back the helmet I bought", "can you recommend a good pizza place?"]
 
@@ -19,14 +21,14 @@ def _data(name: str) -> Path:
     return Path(str(resources.files("stepwise.demo") / name))
 
 
-def run_answer_demo(out: str | Path = "runs/demo-answer", quiet: bool = False) -> dict[str, Any]:
+def run_answer_demo(out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     from stepwise.files import atomic_write_text
     from stepwise.recipes.finetune import train
-    from stepwise.recipes.index import build_index
-    from stepwise.retrieval.answer import calibrate, open_answerer
-    from stepwise.retrieval.data import read_pairs, read_queries
+    from stepwise.tasks.retrieve.answer import calibrate, open_answerer
+    from stepwise.tasks.retrieve.data import read_pairs, read_queries
+    from stepwise.tasks.retrieve.indexing import build_index
 
-    out = Path(out)
+    out = Path(out or "runs/demo-answer")
     rows = [json.loads(line) for line in _data("faq.jsonl").read_text().splitlines() if line.strip()]
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,7 @@ def run_answer_demo(out: str | Path = "runs/demo-answer", quiet: bool = False) -
     pool = {r["id"]: {"id": r["id"], "category": r["category"], "answer": r["answer"]} for r in rows}
     atomic_write_text(data / "answers.jsonl", "".join(json.dumps(p) + "\n" for p in pool.values()))
 
-    run = train(task="retrieve", train=str(data / "train.jsonl"), dev=str(data / "dev.jsonl"),
+    run = train(task=RetrieveTask.name, train=str(data / "train.jsonl"), dev=str(data / "dev.jsonl"),
                 pool=str(data / "answers.jsonl"), out=str(out / "retriever"), epochs=10, batch_size=8, lr=5e-5,
                 hard_negatives=3,
                 quiet=quiet, overwrite=True)
@@ -45,7 +47,7 @@ def run_answer_demo(out: str | Path = "runs/demo-answer", quiet: bool = False) -
                        str(data / "dev.jsonl"))
     records = answerer.answer(QUERIES)
     if not quiet:
-        from stepwise.retrieval.cli import _calibration_line
+        from stepwise.tasks.retrieve.cli import _calibration_line
 
         dev = run.results["dev"]
         print(f"retriever: dev R@1 {100 * dev['recall@1']:.1f}, MRR@10 {100 * dev['mrr@10']:.1f} "

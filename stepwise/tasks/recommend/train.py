@@ -8,7 +8,7 @@
     → with the best weights: item vectors, dev and test scores; the collaborative step's weight and decay
       chosen on dev → the item index and the serving files → reports → results.json
 
-Every metric ranks the whole catalogue with the user's earlier items excluded (stepwise.recommend.metrics).
+Every metric ranks the whole catalogue with the user's earlier items excluded (stepwise.tasks.recommend.metrics).
 "cold" rows are the users whose test item no training history holds (the text alone can score it).
 """
 
@@ -17,16 +17,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.config import TrainConfig, save_config
+from stepwise.config import save_config
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
-from stepwise.recipes.retrieve import NOT_FOR_RETRIEVAL
 from stepwise.rundir import Run, RunDir
+from stepwise.tasks.retrieve.train import NOT_FOR_RETRIEVAL
+
+if TYPE_CHECKING:
+    from stepwise.config import TrainConfig
 
 NOT_FOR_RECOMMEND = (*NOT_FOR_RETRIEVAL, "dev", "test", "pool", "hard_negatives", "retrieval_temperature")
 
@@ -47,7 +50,7 @@ def _check(cfg: TrainConfig) -> None:
     from stepwise.tasks import task_class
 
     for name in NOT_FOR_RECOMMEND:
-        if getattr(cfg, name) != TrainConfig.model_fields[name].default:
+        if getattr(cfg, name) != type(cfg).model_fields[name].default:
             flag = "--" + name.replace("_", "-")
             why = " (dev and test are each user's last interactions)" if name in ("dev", "test") else ""
             raise StepwiseError(f"{flag} is not available for recommender runs{why}", fix=f"drop {flag}")
@@ -65,7 +68,7 @@ class Data:
 
     def __init__(self, cfg: TrainConfig, split: Any = None) -> None:
         """`split`: a Split made by the caller from the same files (the bench ranks every model on one)."""
-        from stepwise.recommend.data import read_interactions, read_items, split_leave_last_out
+        from stepwise.tasks.recommend.data import read_interactions, read_items, split_leave_last_out
 
         self.texts_by_id = read_items(cfg.items)
         interactions, self.skipped = read_interactions(cfg.train, min_rating=cfg.min_rating, items=self.texts_by_id)
@@ -119,8 +122,8 @@ class TowerScores:
 
     def __init__(self, model: Any, tokenizer: Any, data: Data, cfg: TrainConfig, precision: str) -> None:
         from stepwise.backends.torch import TorchBackend
-        from stepwise.recommend.towers import ITEM_TOKENS
-        from stepwise.retrieval.embedder import Embedder
+        from stepwise.tasks.recommend.towers import ITEM_TOKENS
+        from stepwise.tasks.retrieve.embedder import Embedder
 
         self.model, self.data, self.cfg = model, data, cfg
         backend = TorchBackend(model, precision)
@@ -129,14 +132,14 @@ class TowerScores:
         self.item_ids = self.item_embedder.tokenize(data.texts)
 
     def item_vectors(self) -> np.ndarray:
-        from stepwise.recommend.recommender import item_vectors
+        from stepwise.tasks.recommend.recommender import item_vectors
 
         ids = self.model.id_vectors()
         return item_vectors(self.item_embedder, self.item_ids, self.data.id_rows,
                             None if ids is None else ids.numpy())
 
     def scores(self, histories: list[list[int]], items: np.ndarray) -> np.ndarray:
-        from stepwise.recommend.recommender import user_texts
+        from stepwise.tasks.recommend.recommender import user_texts
 
         return self.users.embed(user_texts(histories, self.data.texts, self.cfg.history_items)) @ items.T
 
@@ -147,7 +150,7 @@ class DevEvaluator:
         _, self.histories, self.targets, self.exclude = data.evaluation("dev")
 
     def __call__(self) -> dict[str, Any]:
-        from stepwise.recommend.metrics import rank_metrics
+        from stepwise.tasks.recommend.metrics import rank_metrics
 
         scores = self.scorer.scores(self.histories, self.scorer.item_vectors())
         return rank_metrics(scores, self.targets, self.exclude)
@@ -168,9 +171,9 @@ def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = N
     check_encoder_dir(cfg.model or default_model_dir())
 
     from stepwise.model import load_tokenizer
-    from stepwise.recommend.towers import TwoTower
-    from stepwise.retrieval.model import BiEncoder
     from stepwise.scope import seeded
+    from stepwise.tasks.recommend.towers import TwoTower
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     started = time.perf_counter()
     with seeded(cfg.seed):
@@ -193,7 +196,7 @@ def save_model(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any]
     """The encoder as a bi-encoder (so `stepwise index` and the retrieval loader read it), marked a
     recommender, and the id vectors beside it."""
     from stepwise.modeldir import META_FILE
-    from stepwise.recommend.recommender import IDS, SUBDIR
+    from stepwise.tasks.recommend.recommender import IDS, SUBDIR
 
     model.bi.save_pretrained(directory, tokenizer, meta)
     saved = json.loads((directory / META_FILE).read_text())
@@ -210,9 +213,9 @@ def _save_with(save: Any, path: str, value: Any) -> None:
 
 
 def load_model(directory: Path) -> Any:
-    from stepwise.recommend.recommender import IDS, SUBDIR
-    from stepwise.recommend.towers import ID_GAIN, TwoTower
-    from stepwise.retrieval.model import BiEncoder
+    from stepwise.tasks.recommend.recommender import IDS, SUBDIR
+    from stepwise.tasks.recommend.towers import ID_GAIN, TwoTower
+    from stepwise.tasks.retrieve.model import BiEncoder
 
     bi, _, _ = BiEncoder.from_pretrained(directory)
     path = directory / SUBDIR / IDS
@@ -231,10 +234,10 @@ def load_model(directory: Path) -> Any:
 def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data, threads: Any, resuming: bool,
            callbacks: tuple, started: float, notes: dict[str, Any]) -> Run:
     from stepwise.precision import measure_precision
-    from stepwise.recommend.objective import SampledSoftmax, features
-    from stepwise.recommend.recommender import user_texts
-    from stepwise.recommend.towers import ITEM_TOKENS
     from stepwise.tasks import get_task
+    from stepwise.tasks.recommend.objective import SampledSoftmax, features
+    from stepwise.tasks.recommend.recommender import user_texts
+    from stepwise.tasks.recommend.towers import ITEM_TOKENS
     from stepwise.training.loop import fit
 
     task = get_task("recommend", [])
@@ -271,8 +274,8 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data
 def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dict]:
     """Dev and test metrics of each step (the two towers, the collaborative score alone, the fusion), and the
     fusion chosen on dev."""
-    from stepwise.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity
-    from stepwise.recommend.metrics import rank_metrics
+    from stepwise.tasks.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity
+    from stepwise.tasks.recommend.metrics import rank_metrics
 
     tick = time.perf_counter()
     vectors = scorer.item_vectors()
@@ -319,10 +322,10 @@ def _write_serving(run: RunDir, model: Any, data: Data, cfg: TrainConfig, fusion
     import scipy.sparse as sp
 
     from stepwise.modeldir import read_meta
-    from stepwise.recommend.recommender import ITEMS, SETTINGS, SIMILARITY, SUBDIR, USERS
-    from stepwise.recommend.towers import ITEM_TOKENS
-    from stepwise.retrieval.data import Passage
-    from stepwise.retrieval.index import Index
+    from stepwise.tasks.recommend.recommender import ITEMS, SETTINGS, SIMILARITY, SUBDIR, USERS
+    from stepwise.tasks.recommend.towers import ITEM_TOKENS
+    from stepwise.tasks.retrieve.data import Passage
+    from stepwise.tasks.retrieve.index import Index
 
     where = run.model_dir / SUBDIR
     meta = read_meta(run.model_dir)

@@ -19,9 +19,9 @@ def mine(run: str | Path, *, pairs: str | Path, out: str | Path, pool: str | Pat
          negatives: int = 3, skip: int = 0, threads: int | None = None) -> dict[str, Any]:
     from stepwise.files import atomic_write_text
     from stepwise.places import FILE, check_output
-    from stepwise.retrieval.data import check_in_pool, pool_of, read_pairs, read_pool, resolve
-    from stepwise.retrieval.encoder import load_encoder
-    from stepwise.retrieval.objective import mine_negatives
+    from stepwise.tasks.retrieve.data import check_in_pool, pool_of, read_pairs, read_pool, resolve
+    from stepwise.tasks.retrieve.encoder import load_encoder
+    from stepwise.tasks.retrieve.objective import mine_negatives
 
     if not 1 <= negatives <= 64:
         raise StepwiseError(f"--negatives must be from 1 to 64, got {negatives}", fix="e.g. --negatives 3")

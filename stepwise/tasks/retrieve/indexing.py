@@ -18,9 +18,9 @@ def build_index(run: str | Path, *, passages: str | Path | None = None, out: str
                 batch_size: int = 64) -> dict[str, Any]:
     """Build (or extend with `add`) the index at `out`; returns a summary for the CLI."""
     from stepwise.places import INDEX, check_output
-    from stepwise.retrieval.data import read_pool
-    from stepwise.retrieval.encoder import load_encoder
-    from stepwise.retrieval.index import Index, is_index
+    from stepwise.tasks.retrieve.data import read_pool
+    from stepwise.tasks.retrieve.encoder import load_encoder
+    from stepwise.tasks.retrieve.index import Index, is_index
 
     if (passages is None) == (add is None):
         raise StepwiseError("give --passages FILE (a new index) or --add FILE (append to the index in --out)",
