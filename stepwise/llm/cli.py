@@ -31,7 +31,7 @@ def add_llm_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--shots-file", metavar="FILE", help="labeled examples to choose shots from; "
                        "without it, the run's training file")
     group.add_argument("--template", metavar="FILE", help="Jinja2 prompt for step 1 instead of the "
-                       "task's built-in (stepwise/llm/templates/)")
+                       "task's built-in (templates/ of its package, e.g. stepwise/tasks/classify/templates/)")
     group.add_argument("--revise-template", metavar="FILE", help="Jinja2 prompt for steps after the first")
     group.add_argument("--hybrid-threshold", type=float, metavar="TAU",
                        help="hybrid loop: step 1 by the run's model, later steps by the LLM where its confidence "
