@@ -313,9 +313,22 @@ def _add_refine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=backend_names(), default="auto",
                         help="auto: ONNX Runtime for an exported directory, torch for a run")
     parser.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
-    parser.add_argument("--keep-bias", type=float, help="editor: added to the probability of keeping a word, in "
-                        "[-1, 1] (higher: fewer, surer edits; negative: more edits)")
-    parser.add_argument("--min-edit-prob", type=float, help="editor: apply an edit only at this probability or above")
+    for name, field in _task_knobs().items():  # each task's own inference knobs (an editor's keep bias)
+        parser.add_argument("--" + name.replace("_", "-"), type=_number_type(field.annotation),
+                            help=field.description)
+
+
+def _task_knobs() -> dict[str, Any]:
+    """Every registered task's inference knobs (`Task.inference_model` fields), by name."""
+    from stepwise.tasks import task_class, task_names
+
+    return {name: field for task in task_names() if (model := getattr(task_class(task), "inference_model", None))
+            for name, field in model.model_fields.items()}
+
+
+def _number_type(annotation: Any) -> type:
+    inner = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return inner[0] if inner[0] in (int, float) else str
 
 
 def _predict_options(args: argparse.Namespace) -> Any:
@@ -452,21 +465,31 @@ def _warn_steps(predictor: Any, args: argparse.Namespace) -> None:
 def _open_run(path: str, args: argparse.Namespace | None = None) -> Any:
     """The run's (or export's) task from its metadata: enough to check inputs and options before loading."""
     from stepwise.rundir import model_meta
-    from stepwise.tasks import task_from_meta
+    from stepwise.tasks import task_class, task_from_meta, task_names
 
     task = task_from_meta(model_meta(path))
-    for name, value in _edit_knobs(args).items():
-        if not hasattr(task, name):
-            raise StepwiseError(f"--{name.replace('_', '-')} is for editor runs; {path} is a {task.noun} run",
-                                fix=f"drop --{name.replace('_', '-')}")
-        low = -1 if name == "keep_bias" else 0  # a negative keep bias edits more
-        if not low <= value <= 1:
-            raise StepwiseError(f"--{name.replace('_', '-')} must be in [{low}, 1], got {value:g}", fix="e.g. 0.2")
+    knobs = _knobs_given(args)
+    model = getattr(task, "inference_model", None)
+    for name in knobs:
+        if model is None or name not in model.model_fields:
+            readers = [task_class(t).noun for t in task_names()
+                       if name in getattr(getattr(task_class(t), "inference_model", None), "model_fields", {})]
+            raise StepwiseError(f"--{name.replace('_', '-')} is for {' and '.join(readers)} runs; {path} is a "
+                                f"{task.noun} run", fix=f"drop --{name.replace('_', '-')}")
+    if knobs:
+        from pydantic import ValidationError
+
+        from stepwise.config import describe
+
+        try:
+            model(**knobs)  # the same validation as a Python caller's (the task's model)
+        except ValidationError as err:
+            raise StepwiseError(describe(err.errors()[0], knobs), fix="see `stepwise predict --help`") from None
     return task
 
 
-def _edit_knobs(args: argparse.Namespace | None) -> dict[str, float]:
-    return {k: v for k in ("keep_bias", "min_edit_prob") if (v := getattr(args, k, None)) is not None}
+def _knobs_given(args: argparse.Namespace | None) -> dict[str, Any]:
+    return {k: v for k in _task_knobs() if (v := getattr(args, k, None)) is not None}
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -474,7 +497,7 @@ def _load(args: argparse.Namespace) -> Any:
     from stepwise.predictor import load_in_process
 
     predictor = load_in_process(args.run, backend=args.backend, threads=args.threads)
-    for name, value in _edit_knobs(args).items():
+    for name, value in _knobs_given(args).items():
         setattr(predictor.task, name, value)
     return predictor
 

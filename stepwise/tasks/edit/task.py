@@ -9,11 +9,12 @@ next pass sees, which is where several steps pay.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from pydantic import Field
 
+from stepwise.config import TaskOptions
 from stepwise.errors import StepwiseError
 from stepwise.example import Example, Feature
 from stepwise.tasks.base import Task
@@ -88,12 +89,22 @@ class EditOptions(WordShapeOption):
                                "later passes learn to fix what the model leaves; 0 = off")
 
 
+class EditInference(TaskOptions):
+    """An editor's inference knobs (flags of `predict` and `evaluate`; attributes of the loaded task)."""
+
+    keep_bias: Optional[float] = Field(None, ge=-1, le=1, description="editor: added to the probability of keeping a "
+                                       "word, in [-1, 1] (higher: fewer, surer edits; negative: more edits)")
+    min_edit_prob: Optional[float] = Field(None, ge=0, le=1, description="editor: apply an edit only at this "
+                                           "probability or above")
+
+
 class EditTask(PromptsLLMDefaults, Task):
     name = "edit"
     noun = "editor"
     summary = "correct sentences"
     predicts = "text"
     options_model = EditOptions
+    inference_model = EditInference
     pooling = "token"
     default_metric = "gleu"
     metric_names = ("gleu", "f0.5", "precision", "recall", "bleu")
