@@ -35,6 +35,17 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it says something: not None, not an on/off switch's (a `--no-x` flag
+    stores False: "default: True" would read backwards), and not when the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, argparse.SUPPRESS, False) or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so the CLI, YAML keys and the Python API never drift apart."""
     from pydantic import AliasChoices
@@ -79,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
                     "through multi-step optimization.")
     parser.add_argument("--version", action="version", version=f"stepwise {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     # train/rl: defaults are printed from the option model (flags default to None so YAML can fill them)
     p_train = sub.add_parser("train", help="fine-tune a pretrained encoder")
