@@ -141,10 +141,16 @@ def train_config() -> type[SharedConfig]:
                                         f"{model.__name__}", fix="declare it once and share that options model")
                 owners[name] = model
         # pydantic orders fields from the last base to the first: the shared options come first in --help
-        task = (Optional[str], Field(None, description=_task_help()))
+        task = (Optional[str], Field(None, description=_task_help(), json_schema_extra={"choices": _task_names}))
         _COMPOSED[key] = create_model("TrainConfig", __base__=(*reversed(models), SharedConfig), __module__=__name__,
                                       __doc__="Every training option: the shared ones and each task's own.", task=task)
     return _COMPOSED[key]
+
+
+def _task_names() -> list[str]:
+    from stepwise.tasks import task_names
+
+    return task_names()
 
 
 def _task_help() -> str:

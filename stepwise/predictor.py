@@ -8,27 +8,33 @@ exported run), so everything above the backend is plain numpy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional
 
 import numpy as np
+from pydantic import Field
 
 from stepwise.backends import Backend
 from stepwise.example import Example, Feature
 from stepwise.infer import predict_features
+from stepwise.options import Options
 from stepwise.refine import RefineResult, refine
 from stepwise.tasks import Task, task_class, task_from_meta
 
 
-@dataclass
-class PredictOptions:
-    """How to run a refiner at prediction time (a single-step model ignores them)."""
+class PredictOptions(Options):
+    """How to run a refiner at prediction time (a single-step model ignores them); `predict` and `evaluate`
+    take their flags from this model."""
 
-    steps: int | None = None
-    confidence: float | None = None
-    time_budget_ms: float | None = None
-    keep: str = "last"
+    fix: ClassVar[str] = "see `stepwise predict --help`"
+
+    steps: Optional[int] = Field(None, ge=1, description="refinement steps T (default: the run's --refine-steps)")
+    confidence: Optional[float] = Field(None, gt=0, le=1, description="stop an example once its confidence "
+                                        "reaches this")
+    time_budget_ms: Optional[float] = Field(None, gt=0, description="start no new step after this many "
+                                            "milliseconds")
+    keep: Literal["last", "best"] = Field("last", description="return the last step or the step the model scores "
+                                          "highest")
 
 
 class Predictor:

@@ -71,6 +71,8 @@ class Task(ABC):
     #: the task's own training options (a stepwise.config.TaskOptions model): TrainConfig composes them beside
     #: the shared ones, so each is a flag and a --config key; another task's run refuses them
     options_model: type | None = None
+    #: a module adding verbs of the task's own to the command line (add_parsers(sub, fmt) and HANDLERS), or None
+    cli: str | None = None
     #: knobs of a trained model that `predict`/`evaluate` may change (a pydantic model; its fields become their
     #: flags, validated by it): an editor's keep bias
     inference_model: type | None = None

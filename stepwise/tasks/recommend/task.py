@@ -40,6 +40,8 @@ class RecommendTask:
     summary = "rank items for a user"
     #: serves itself: POST /v1/recommend (stepwise serve RUN)
     server = "stepwise.tasks.recommend.serve:serve_run"
+    #: its own verbs (add_parsers(sub, fmt) and HANDLERS), added to the command line
+    cli = "stepwise.tasks.recommend.cli"
     options_model = RecommendOptions
     search_space: dict[str, Any] = {}
 

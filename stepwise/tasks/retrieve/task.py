@@ -33,6 +33,8 @@ class RetrieveTask:
     demo = ("answer", "stepwise.tasks.retrieve.demo:run_answer_demo",
             "a small customer-service FAQ (retrieve, index, calibrate, answer)")
     summary = "rank passages for a query"
+    #: its own verbs (add_parsers(sub, fmt) and HANDLERS), added to the command line
+    cli = "stepwise.tasks.retrieve.cli"
     options_model = RetrieveOptions
     search_space: dict[str, Any] = {}
 
