@@ -270,7 +270,7 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data
 def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dict]:
     """Dev and test metrics of each step (the two towers, the collaborative score alone, the fusion), and the
     fusion chosen on dev."""
-    from stepwise.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity
+    from stepwise.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity, known_items
     from stepwise.recommend.metrics import rank_metrics
 
     tick = time.perf_counter()
@@ -291,7 +291,8 @@ def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dic
     for decay in DECAYS:
         collab[decay] = collaborative_scores(evals["dev"][1], sim, decay)
         for weight in WEIGHTS:
-            ndcg = rank_metrics(fuse(text["dev"], collab[decay], weight), evals["dev"][2], evals["dev"][3])["ndcg@10"]
+            fused = fuse(text["dev"], collab[decay], weight, known_items(sim))
+            ndcg = rank_metrics(fused, evals["dev"][2], evals["dev"][3])["ndcg@10"]
             if ndcg > best[0] + 1e-12:
                 best = (ndcg, weight, decay)
     _, weight, decay = best
@@ -303,7 +304,8 @@ def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dic
     for split in ("dev", "test"):
         users, histories, targets, exclude = evals[split]
         co = collaborative_scores(histories, sims[split], decay)
-        matrices = {"two_tower": text[split], "collaborative": co, "fused": fuse(text[split], co, weight)}
+        matrices = {"two_tower": text[split], "collaborative": co,
+                    "fused": fuse(text[split], co, weight, known_items(sims[split]))}
         rows = [n for n, u in enumerate(users) if u in cold] if split == "test" else []
         for step, scores in matrices.items():
             out[step][split] = {**rank_metrics(scores, targets, exclude), "n": len(users)}
