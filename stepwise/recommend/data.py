@@ -238,6 +238,8 @@ class Split:
     def history(self, user: str, split: str) -> list[str]:
         """The items before that split's target, time order, cold items left out (a model's input)."""
         _check_split(split)
+        if user not in self.earlier[split]:
+            raise KeyError(f"user {user!r} has no {split} target")
         if split == "dev" or user not in self.dev:
             return list(self.train[user])
         dev = self.dev[user]
@@ -246,6 +248,8 @@ class Split:
     def seen(self, user: str, split: str) -> set[str]:
         """What to exclude when ranking for that split: everything the user had before its target."""
         _check_split(split)
+        if user not in self.earlier[split]:
+            raise KeyError(f"user {user!r} has no {split} target")
         return set(self.earlier[split][user])
 
 
