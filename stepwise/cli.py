@@ -183,10 +183,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="the main job on the embedded headline data and the bundled MiniLM",
                             formatter_class=fmt)
-    p_demo.add_argument("--app", choices=["classify", "answer"], default="classify",
+    p_demo.add_argument("--app", choices=["classify", "answer", "recommend"], default="classify",
                         help="classify: financial headlines; answer: a small customer-service FAQ (retrieve, index, "
-                        "calibrate, answer)")
-    p_demo.add_argument("--out", help="run directory (default: runs/demo, or runs/demo-answer)")
+                        "calibrate, answer); recommend: a film club's viewings (two towers, a new film by its text)")
+    p_demo.add_argument("--out", help="run directory (default: runs/demo, runs/demo-answer or runs/demo-recommend)")
     p_demo.add_argument("--json", action="store_true")
     return parser
 
@@ -678,6 +678,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from stepwise.demo.answer import run_answer_demo
 
         results = run_answer_demo(args.out or "runs/demo-answer", quiet=args.json)
+    elif args.app == "recommend":
+        from stepwise.demo.recommend import run_recommend_demo
+
+        results = run_recommend_demo(args.out or "runs/demo-recommend", quiet=args.json)
     else:
         results = run_demo(args.out or "runs/demo", quiet=args.json)
     if args.json:

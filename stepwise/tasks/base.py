@@ -285,6 +285,10 @@ class Task(ABC):
         """The prediction (ids) when an LLM gives no valid answer at the first step."""
         raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
 
+    def llm_fallback_output(self, ids: Any, example: Example, shots: list[Example]) -> Any:
+        """The output reported for a fallback: no more confident than what it was drawn from (not one-hot)."""
+        return self.llm_output(ids, example)
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         """A prediction (ids) as a prompt shows it."""
         raise StepwiseError(f"an LLM policy is not available for {self.noun} runs")
