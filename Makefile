@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-llm demo demo-answer test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy bench-answer clean
+.PHONY: install install-llm demo demo-answer demo-recommend test test-llm lint browser bench bench-classify bench-tag bench-refine bench-rl bench-infer bench-edit bench-augment bench-serve bench-monitor bench-search bench-llm bench-busy bench-answer bench-recommend clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP)
 # the customer-service FAQ demo: train a retriever, index, calibrate abstention, answer (about a minute)
 demo-answer: $(STAMP)
 	$(BIN)/stepwise demo --app answer
+
+# the film club recommender: train two towers on a small viewing log, recommend for two members, a new film
+demo-recommend: $(STAMP)
+	$(BIN)/stepwise demo --app recommend
 
 lint: $(STAMP)
 	$(BIN)/ruff check stepwise tests bench
@@ -70,6 +74,10 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # FAQ answer retrieval (issue 32): BM25, frozen MiniLM, sentence-transformers MNRL fine-tune, stepwise
 bench-answer: $(BENCH_STAMP)
 	cd bench && ../$(BIN)/python answer.py
+
+# next-item recommendation on MovieLens-100K (issue 33): popularity, ItemKNN, implicit ALS/BPR, TF-IDF, SASRec, stepwise
+bench-recommend: $(BENCH_STAMP)
+	cd bench && ../$(BIN)/python recommend.py
 
 bench-search: $(STAMP)
 	cd bench && ../$(BIN)/python search.py

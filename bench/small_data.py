@@ -10,7 +10,8 @@ twitter_fin: from its valid file, whose other 2,088 texts are the test); and the
 intents (faq_zaragoza: 298 train / 101 dev / 104 test questions). Every row is one (set, size, system, seed)
 appended to bench/out/small_data.jsonl, so slices run under the lock one at a time add up; `--summary`
 prints mean, worst seed, spread and train seconds per cell from that file, as a table and a JSON line.
-HF Trainer is bench/classify.py's (reference settings: bs 32, lr 5e-5, 10% warmup, head seeded); the
+HF Trainer is bench/classify.py's (reference settings: bs 32, lr 5e-5, 10% warmup, head seeded; torch threads =
+the cores other processes leave free, as stepwise counts them, so a busy host penalises neither); the
 stepwise rows are `stepwise.train` with its defaults (or `--options` JSON, under `--variant` NAME);
 the stepwise time is its training loop plus its dev evaluations (HF evaluates nothing while training) plus
 the head's linear probe when the small-data rule runs one.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -96,10 +98,22 @@ def frozen_lr(files: dict[str, Path]) -> dict:
 
 
 def hf_row(files: dict[str, Path], seed: int) -> dict:
+    """HF Trainer on the cores other processes leave free (counted as stepwise counts them): on a busy host,
+    torch's default of every core makes its threads wait for each other (30 steps took 278 s instead of ~10 s
+    on 2026-12-08), a penalty that would be the host's, not the method's."""
+    import torch
     from classify import hf_trainer
 
-    r = hf_trainer(files["train"], files["test"], 3.0, seed=seed)
-    return {"test_accuracy": r["test_accuracy"], "train_seconds": r["train_seconds"]}
+    from stepwise.threads import probe
+
+    saved, (threads, others) = torch.get_num_threads(), probe()
+    torch.set_num_threads(threads)
+    try:
+        r = hf_trainer(files["train"], files["test"], 3.0, seed=seed)
+    finally:
+        torch.set_num_threads(saved)
+    return {"test_accuracy": r["test_accuracy"], "train_seconds": r["train_seconds"], "threads": threads,
+            "others_cores": round(others, 2)}
 
 
 def stepwise_row(files: dict[str, Path], seed: int, options: dict, tag: str) -> dict:
@@ -180,7 +194,8 @@ def main() -> None:
                 result = stepwise_row(files, seed, options, tag)
             row = {"set": name, "size": size, "system": system, "seed": 0 if seed is None else seed, **result,
                    "options": options if system == args.variant else None, "commit": commit,
-                   "cpu_flags": cpu_flags(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                   "cpu_flags": cpu_flags(), "load1": round(os.getloadavg()[0], 1),
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             with ROWS.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             done.append(row)

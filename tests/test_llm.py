@@ -334,11 +334,38 @@ def test_every_failure_falls_back_and_is_counted(tiny_run: dict) -> None:
     assert report["errors"] == {k: v for k, v in {"malformed json": 2 * kinds.count(1), "http 500": 2 * kinds.count(2),
                                                   "timeout": 2 * kinds.count(3)}.items() if v}
     assert report["fallbacks"] == report["invalid"] + report["failed"]
-    for ex, k, pred, scores in zip(examples, kinds, result.predictions, result.scores):
+    for ex, k, pred, scores, out in zip(examples, kinds, result.predictions, result.scores, result.outputs):
         if k == 0:
             assert llm.task.labels[pred] == ex.label and scores[0] == 1.0
+            assert out.max() == 1.0  # a valid reply is the LLM's answer
         else:
             assert scores == [0.0, 0.0]  # fell back at both steps: the majority label of its shots
+            # reported as a guess: its shots' label shares (2 shots: 1/2 or 2/2 when both agree), never a
+            # certainty the LLM did not give; the reported label is the fallback
+            assert out.argmax() == pred and np.isclose(out.sum(), 1.0)
+    fell_back = [out for k, out in zip(kinds, result.outputs) if k != 0]
+    assert any(out.max() < 1.0 for out in fell_back)
+
+
+def test_fallback_outputs_are_guesses_not_certainties(tiny_run: dict) -> None:
+    """The task's fallback: the label shares among the shots (a tie goes to the first label; zero-shot: uniform);
+    a tagger's fallback keeps O on top of the shots' tag shares."""
+    import stepwise
+    from stepwise.data.readers import Example
+    from stepwise.tasks import task_class
+
+    task = stepwise.load(tiny_run["run"]).task
+    neg, pos = task.label_to_id["neg"], task.label_to_id["pos"]
+    shots = [Example("a", "pos", 0), Example("b", "pos", 1), Example("c", "neg", 2)]
+    out = task.llm_fallback_output(None, Example("x", None, 3), shots)
+    assert np.allclose(out[[pos, neg]], [2 / 3, 1 / 3]) and task.llm_fallback(Example("x", None, 3), shots) == pos
+    tie = [Example("a", "pos", 0), Example("b", "neg", 1)]
+    assert task.llm_fallback(Example("x", None, 3), tie) == 0
+    assert np.allclose(task.llm_fallback_output(None, Example("x", None, 3), []), 0.5)
+    tagger = task_class("tag")(labels=["B-PER", "I-PER", "O"])
+    shot = Example(["Ann", "met", "Bob"], ["B-PER", "O", "B-PER"], 0)
+    rows = tagger.llm_fallback_output(np.array([2, 2]), Example(["hi", "there"], None, 1), [shot])
+    assert rows.shape == (2, 3) and (rows.argmax(1) == 2).all() and rows.max() < 1.0
 
 
 def test_cli_evaluate_and_predict_with_llm(tiny_run: dict, tmp_path: Path, capsys) -> None:

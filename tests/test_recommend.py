@@ -95,7 +95,9 @@ def test_hybrid_item_tower_adds_ids_only_for_items_seen_in_training(tiny_model: 
     assert torch.allclose(both[0], text[0])
     from stepwise.tasks.recommend.towers import ID_GAIN
 
-    assert torch.allclose(both[1], text[1] + ID_GAIN * 0.01)
+    turned = text[1] + ID_GAIN * 0.01
+    assert torch.allclose(both[1], turned / turned.norm(), atol=1e-6)  # turned, not lengthened
+    assert torch.allclose(both.norm(dim=1), torch.ones(2), atol=1e-6)
     assert model.id_vectors()[0].abs().sum() == 0  # row 0 stays "no id"
 
 
@@ -123,7 +125,7 @@ def test_sampled_softmax_subtracts_log_q_and_masks_the_users_own_items(tiny_mode
 
 
 def test_cooccurrence_scores_and_fusion() -> None:
-    from stepwise.tasks.recommend.cooccur import collaborative_scores, fuse, item_similarity, standardise
+    from stepwise.tasks.recommend.cooccur import collaborative_scores, fuse, item_similarity, known_items, standardise
 
     histories = [[0, 1], [0, 1], [0, 2], [3]]
     sim = item_similarity(histories, 5).toarray()
@@ -138,6 +140,12 @@ def test_cooccurrence_scores_and_fusion() -> None:
     assert fuse(text, np.ones((1, 3)), 0.0) is text
     assert np.allclose(fuse(text, np.array([[0.0, 2.0, 1.0]]), 1.0), standardise(text) + standardise(
         np.array([[0.0, 2.0, 1.0]])))
+    # a cold item's missing collaborative score is the average, not the lowest: its text places it
+    known = known_items(item_similarity(histories, 5))
+    assert known.tolist() == [True, True, True, False, False]
+    collab = np.array([[1.0, 3.0, 2.0, 0.0, 0.0]])
+    fused = fuse(np.zeros((1, 5)), collab, 1.0, known)
+    assert fused[0, 3] == 0 and fused[0, 0] < 0 < fused[0, 1]
 
 
 # --- the recipe, the verb, the server --------------------------------------------------------------------

@@ -136,6 +136,8 @@ def test_leave_last_out_by_time_with_ties_in_the_given_order() -> None:
     assert split.history("a", "dev") == ["1", "4", "2"] and split.history("a", "test") == ["1", "4", "2", "3"]
     assert split.seen("a", "test") == {"1", "2", "3", "4"} and split.seen("b", "test") == {"6"}
     assert split.cold_items == frozenset()
+    with pytest.raises(KeyError, match="user 'b' has no dev target"):
+        split.history("b", "dev")
     reordered = split_leave_last_out([rows[i] for i in (0, 1, 3, 2, 4)], CATALOGUE)  # the tie the other way
     assert reordered.dev == {"a": "2"} and reordered.train["a"] == ["1", "4", "3"]
 

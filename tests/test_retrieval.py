@@ -179,6 +179,9 @@ def test_index_mine_rerank_calibrate_answer(retriever: Path, faq_files: dict[str
     report = json.loads(out)
     assert code == 0 and report["scorer"]["kind"] == "retrieval" and report["dev"]["out_of_scope"] == 6
     assert 0 <= report["dev"]["auroc"] <= 1 and (tmp_path / "ix" / "calibration.json").is_file()
+    assert [s["step"] for s in report["dev"]["steps"]] == ["retrieve", "answer or abstain"]
+    assert report["dev"]["steps"][0]["recall@1"] == report["dev"]["recall@1"]
+    retrieve_only = report["dev"]["recall@1"]
 
     queries = tmp_path / "queries.txt"
     queries.write_text("how do i roof tiles?\n\nsing me a song\n")
@@ -198,6 +201,12 @@ def test_index_mine_rerank_calibrate_answer(retriever: Path, faq_files: dict[str
                              "--rerank", tmp_path / "rerank", "--rerank-k", 5, "--input", queries, capsys=capsys)
     records = [json.loads(x) for x in out.splitlines()]
     assert code == 0 and "calibrated: abstain below" in err and len(records) == 3
+    calibration = json.loads((tmp_path / "ix" / "calibration.json").read_text())
+    steps = calibration["dev"]["steps"]
+    assert [s["step"] for s in steps] == ["retrieve", "rerank", "answer or abstain"]
+    # step 1 is the retriever alone, as calibrated before; step 2 is what the reranker made of it
+    assert steps[0]["recall@1"] == retrieve_only and steps[1]["recall@1"] == calibration["dev"]["recall@1"]
+    assert f"retrieve {100 * retrieve_only:.1f} → rerank" in err
     assert all(0 <= a["score"] <= 1 for a in records[0]["answers"])  # reranker probabilities
 
     # a calibration copied from another index is refused

@@ -19,7 +19,7 @@ def add_parsers(sub: Any, fmt: Any) -> None:
     apps = demo_apps()
     p_demo.add_argument("--app", choices=list(apps), default=next(iter(apps)),
                         help="; ".join(f"{name}: {about}" for name, (_, about) in apps.items()))
-    p_demo.add_argument("--out", help="run directory (default: runs/demo, or runs/demo-answer)")
+    p_demo.add_argument("--out", help="run directory (default: runs/demo, runs/demo-answer or runs/demo-recommend)")
     p_demo.add_argument("--json", action="store_true")
 
 

@@ -2,8 +2,9 @@
 
 `LLMPolicy.act` renders one prompt per active example (the draft template at its first step, the revise
 template after), asks the client, and validates each reply with the task (`llm_parse`). An invalid reply or
-a failed request keeps the example's previous prediction (at step 1 with no previous one: the majority label
-of its few-shot examples, else the first label; an editor's source sentence) and is counted. Its score is 1
+a failed request keeps the example's previous prediction and its reported probabilities (at step 1 with no
+previous one: the majority label of its few-shot examples, reported with the labels' shares among them, not as
+a certainty; an editor's source sentence) and is counted. Its score is 1
 for a valid reply and 0 for a fallback, so `--keep best` prefers valid steps.
 
 Hybrids (`--hybrid-threshold τ`):
@@ -56,6 +57,10 @@ class LLMPolicy:
         rendered = {} if rendered is None else rendered
         self.shots = [[_render(task, s, rendered) for s in row] for row in shots]
         self.defaults = [task.llm_fallback(ex, row) for ex, row in zip(examples, shots)]
+        self.guesses = [task.llm_fallback_output(d, ex, row) for d, ex, row in zip(self.defaults, examples, shots)]
+        #: the output last reported per example (a hybrid's model step too): a fallback that keeps the previous
+        #: prediction keeps its reported confidence instead of claiming probability 1
+        self.outputs: list[Any] = [None] * len(examples)
         self.seen = [0] * len(examples)
         self.step = 0
         self.stats = LLMStats()
@@ -88,10 +93,17 @@ class LLMPolicy:
                 counts["invalid"] += 1
             else:
                 counts["valid"] += 1
-            pred = parsed if parsed is not None else prev if prev is not None else self.defaults[i]
+            if parsed is not None:
+                pred, out = parsed, self.task.llm_output(parsed, ex)
+            elif prev is not None:
+                pred = prev
+                out = self.outputs[i] if self.outputs[i] is not None else self.task.llm_output(prev, ex)
+            else:
+                pred, out = self.defaults[i], self.guesses[i]
+            self.outputs[i] = out
             preds.append(pred)
             scores.append(1.0 if parsed is not None else 0.0)
-            outs.append(self.task.llm_output(pred, ex))
+            outs.append(out)
         counts["seconds"] = time.perf_counter() - start
         self.stats.add(step, **counts)
         return preds, scores, outs
@@ -116,8 +128,9 @@ class ModelFirstPolicy:
         if self.step == 1:
             preds, scores, outs = self.model.act(indices, previous)
             self.first.update(zip(indices, scores))
-            for i in indices:
+            for i, out in zip(indices, outs):
                 self.llm.seen[i] = 1  # the model's prediction is the draft the LLM revises
+                self.llm.outputs[i] = out  # and its probabilities stand if the LLM gives no valid revision
             return preds, scores, outs
         critiques = [f"the fine-tuned model's confidence in this draft: {self.first[i]:.2f}" for i in indices]
         preds, _, outs = self.llm.act(indices, previous, step=self.step, critiques=critiques)

@@ -59,6 +59,9 @@ class PromptsLLM(Protocol):
     def llm_output(self, ids: Any, example: Example) -> Any:
         """The raw output of an LLM step, in the form records and `to_labels` read (one-hot probabilities)."""
 
+    def llm_fallback_output(self, ids: Any, example: Example, shots: list[Example]) -> Any:
+        """The output reported for a fallback: no more confident than what it was drawn from (not one-hot)."""
+
 
 class PromptsLLMDefaults:
     """The shared parts of PromptsLLM: labels shown as themselves (or their `label_words`), the input as its
@@ -74,6 +77,9 @@ class PromptsLLMDefaults:
 
     def llm_max_tokens(self, example: Example) -> int:
         return 8
+
+    def llm_fallback_output(self, ids: Any, example: Example, shots: list[Example]) -> Any:
+        return self.llm_output(ids, example)  # type: ignore[attr-defined]
 
 
 @runtime_checkable

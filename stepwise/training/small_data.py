@@ -43,12 +43,13 @@ def decide(task: Any, examples: int, objective: str, from_run: bool, enabled: bo
 def apply_small_data(job: Any, objective: str) -> None:
     """Run the rule on a loaded job (its model has its fresh head): probe the head when chosen; noted."""
     from stepwise.model import position_limit
-    from stepwise.training.probe_head import init_head_from_probe
+    from stepwise.training import probe_head
 
     cfg, train = job.config, job.data["train"]
     choice = decide(job.task, len(train), objective, job.start_meta is not None, cfg.small_data)
     if choice["chose"].get("head") == "linear probe":
         length = min(cfg.max_length, position_limit(job.model.encoder) or cfg.max_length)
         features = job.task.encode(job.tokenizer, train, length)
-        choice["probe"] = init_head_from_probe(job.model, features, job.tokenizer.pad_token_id)
+        choice["probe"] = probe_head.init_head_from_probe(job.model, features, job.tokenizer.pad_token_id,
+                                                          probe_head.PROBE_C)
     job.notes["small_data"] = choice

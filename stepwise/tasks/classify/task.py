@@ -112,11 +112,15 @@ class ClassifyTask(PromptsLLMDefaults, Task):
         return (self.llm_gold(example) + 1) % len(self.labels)
 
     def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
-        """The majority label of the example's few-shot examples (zero-shot: the first label)."""
-        from collections import Counter
+        """The majority label of the example's few-shot examples (a tie: the first label; zero-shot: label 0)."""
+        return int(np.argmax(self.llm_fallback_output(None, example, shots)))
 
-        votes = Counter(self.llm_gold(s) for s in shots)
-        return votes.most_common(1)[0][0] if votes else 0
+    def llm_fallback_output(self, ids: Any, example: Example, shots: list[Example]) -> Any:
+        """The labels' shares among the few-shot examples (zero-shot: uniform): a guess, reported as one."""
+        votes = np.zeros(len(self.labels), dtype=np.float32)
+        for shot in shots:
+            votes[self.llm_gold(shot)] += 1
+        return votes / votes.sum() if votes.any() else np.full(len(self.labels), 1 / len(self.labels), np.float32)
 
     def llm_answer(self, ids: Any, example: Example) -> str:
         return self.word(self.labels[int(ids)])

@@ -7,7 +7,8 @@ only, so the table stays sparse as the catalogue grows and one user's scores are
 
 The fusion adds the two scores after standardising each per user (mean 0, standard deviation 1 over the
 catalogue), `weight` times the collaborative one; weight and decay are chosen on dev. A cold item has
-no co-occurrences: its collaborative score is 0, and the text score alone ranks it.
+no co-occurrences: its collaborative score is missing, not low, so it gets the average (0) and the text
+score alone places it (a 0 standardised like the others would sink every cold item).
 """
 
 from __future__ import annotations
@@ -54,14 +55,24 @@ def collaborative_scores(histories: Sequence[Sequence[int]], sim: sp.csr_matrix,
     return np.asarray((history_weights(histories, sim.shape[0], decay) @ sim).todense(), dtype=np.float32)
 
 
-def standardise(scores: np.ndarray) -> np.ndarray:
-    mean = scores.mean(axis=1, keepdims=True)
-    std = scores.std(axis=1, keepdims=True)
-    return (scores - mean) / np.maximum(std, 1e-9)
+def standardise(scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Per row: mean 0, standard deviation 1 over the `known` columns; the others get 0, the average."""
+    if known is None:
+        known = np.ones(scores.shape[1], dtype=bool)
+    part = scores[:, known]
+    mean = part.mean(axis=1, keepdims=True)
+    std = part.std(axis=1, keepdims=True)
+    return np.where(known[None, :], (scores - mean) / np.maximum(std, 1e-9), 0.0).astype(np.float32)
 
 
-def fuse(text: np.ndarray, collaborative: np.ndarray, weight: float) -> np.ndarray:
-    return standardise(text) + weight * standardise(collaborative) if weight else text
+def known_items(sim: sp.csr_matrix) -> np.ndarray:
+    """Items with any co-occurrence: a cold item has none, and its collaborative score is missing, not low."""
+    return np.asarray(sim.getnnz(axis=0) > 0)
+
+
+def fuse(text: np.ndarray, collaborative: np.ndarray, weight: float, known: np.ndarray | None = None) -> np.ndarray:
+    """The fused score; a cold item's collaborative part is the average (0), so its text alone places it."""
+    return standardise(text) + weight * standardise(collaborative, known) if weight else text
 
 
 @dataclass(frozen=True)
@@ -72,4 +83,4 @@ class Fusion:
     def apply(self, text: np.ndarray, histories: Sequence[Sequence[int]], sim: sp.csr_matrix) -> np.ndarray:
         if not self.weight:
             return text
-        return fuse(text, collaborative_scores(histories, sim, self.decay), self.weight)
+        return fuse(text, collaborative_scores(histories, sim, self.decay), self.weight, known_items(sim))

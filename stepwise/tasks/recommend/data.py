@@ -131,11 +131,15 @@ def read_interactions(path: str | Path, *, min_rating: float | None = None,
         raise StepwiseError("the file has a header but no interactions", path=path, fix="add rows below the header")
     skipped = {"duplicate": 0, "below_min_rating": 0}
     kept: dict[tuple[str, str], Interaction] = {}
+    columns: dict[tuple[str, ...], list[str | None]] = {}  # the column names, found once per set of keys
     for line, record in records:
-        names = [_column(header, record, keys) for keys in (USER_KEYS, ITEM_KEYS, TIME_KEYS)]
+        keys = tuple(header if header is not None else record)
+        names = columns.get(keys)
+        if names is None:
+            names = columns[keys] = [_find(list(keys), k) for k in (USER_KEYS, ITEM_KEYS, TIME_KEYS, RATING_KEYS)]
         for name, role, example in zip(names, ("user", "item", "timestamp"), ("user_id", "item_id", "timestamp")):
             if name is None:
-                found = ", ".join(header if header is not None else map(str, record))
+                found = ", ".join(map(str, keys))
                 raise StepwiseError(f"no {role} column (found: {found})", path=path,
                                     line=1 if header is not None else line,
                                     fix=f"name the columns user, item, timestamp[, rating] (or {example})")
@@ -148,7 +152,7 @@ def read_interactions(path: str | Path, *, min_rating: float | None = None,
                                 fix="add it to the items, or remove its interactions")
         stamp = _number(record[names[2]], "timestamp", path, line,
                         "give seconds since 1970 (e.g. 881250949) or an ISO date (2024-05-01T12:00:00)")
-        rating_name = _column(header, record, RATING_KEYS)
+        rating_name = names[3]
         rating = None
         if rating_name is not None and _cell(record[rating_name]):
             rating = _number(record[rating_name], "rating", path, line, "give a number, or leave it empty")
@@ -235,6 +239,8 @@ class Split:
     def history(self, user: str, split: str) -> list[str]:
         """The items before that split's target, time order, cold items left out (a model's input)."""
         _check_split(split)
+        if user not in self.earlier[split]:
+            raise KeyError(f"user {user!r} has no {split} target")
         if split == "dev" or user not in self.dev:
             return list(self.train[user])
         dev = self.dev[user]
@@ -243,6 +249,8 @@ class Split:
     def seen(self, user: str, split: str) -> set[str]:
         """What to exclude when ranking for that split: everything the user had before its target."""
         _check_split(split)
+        if user not in self.earlier[split]:
+            raise KeyError(f"user {user!r} has no {split} target")
         return set(self.earlier[split][user])
 
 

@@ -40,7 +40,10 @@ def item_vectors(embedder: Any, item_token_ids: list[list[int]], id_rows: Sequen
     text = embedder.embed_ids(item_token_ids)
     if id_vectors is None:
         return text
-    return (text + id_vectors[np.asarray(id_rows)]).astype(np.float32)
+    rows = np.asarray(id_rows)
+    both = text + id_vectors[rows]
+    both /= np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
+    return np.where((rows > 0)[:, None], both, text).astype(np.float32)
 
 
 class Recommender:

@@ -26,7 +26,7 @@ class RecommendOptions(TaskOptions):
                            "for items seen in training (cold items: text alone)")
     sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
                                    "extra negatives, beside the in-batch ones (both logQ-corrected)")
-    examples_per_user: int = Field(3, ge=1, description="recommend: training examples per user, their most recent "
+    examples_per_user: int = Field(2, ge=1, description="recommend: training examples per user, their most recent "
                                    "history prefixes (the CPU budget)")
     cold_items: float = Field(0.0, ge=0, lt=1, description="recommend: share of the catalogue (seeded) removed from "
                               "training, to measure cold-start items on the users whose test item is one of them")
@@ -37,6 +37,9 @@ class RecommendTask:
     noun = "recommender"
     default_metric = "ndcg@10"
     metric_names = METRICS
+    #: `stepwise demo --app recommend`
+    demo = ("recommend", "stepwise.tasks.recommend.demo:run_recommend_demo",
+            "a film club's viewings (two towers, a new film by its text)")
     summary = "rank items for a user"
     #: serves itself: POST /v1/recommend (stepwise serve RUN)
     server = "stepwise.tasks.recommend.serve:serve_run"

@@ -2,8 +2,9 @@
 
 Both towers are the retrieval bi-encoder (one encoder, mean-pooled, unit length): a user is the text of
 their most recent items, newest first, cut at the token budget (so the oldest fall off); an item is its
-own text. The hybrid option adds a learned item-id vector to the item tower for the items training saw;
-a cold item (never in training) has none and is scored by its text alone.
+own text. The hybrid option adds a learned item-id vector to the item tower for the items training saw
+(then back to unit length: the id turns an item's vector, it does not lengthen it, or every trained item
+would outscore every cold one); a cold item (never in training) has none and is scored by its text alone.
 
 The id table trains on the shared loop's one learning rate, which suits the encoder and is far too small
 for a table that starts at zero: its rows are stored divided by ID_GAIN and multiplied back in the
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stepwise.tasks.retrieve.model import BiEncoder
@@ -68,7 +70,7 @@ class TwoTower(nn.Module):
         text = self.bi(input_ids, attention_mask)
         if self.ids is None or rows is None:
             return text
-        return text + ID_GAIN * self.ids(rows).float()
+        return F.normalize(text + ID_GAIN * self.ids(rows).float(), dim=-1)
 
     def id_vectors(self) -> torch.Tensor | None:
         """The learned id part of every item row (row 0 is zero), as added in `items`."""

@@ -145,18 +145,28 @@ class TowerScores:
 
 
 class DevEvaluator:
+    """Dev NDCG@10 for the loop; keeps the last evaluation's item vectors and dev scores, so the best
+    evaluation's need not be computed again after training (`kept` is set when its weights are saved)."""
+
     def __init__(self, scorer: TowerScores, data: Data) -> None:
         self.scorer = scorer
         _, self.histories, self.targets, self.exclude = data.evaluation("dev")
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+        self.kept: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self) -> dict[str, Any]:
         from stepwise.tasks.recommend.metrics import rank_metrics
 
-        scores = self.scorer.scores(self.histories, self.scorer.item_vectors())
+        items = self.scorer.item_vectors()
+        scores = self.scorer.scores(self.histories, items)
+        self.last = (items, scores)
         return rank_metrics(scores, self.targets, self.exclude)
 
 
-def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = None) -> Run:
+def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = None,
+                      matrices: dict[str, np.ndarray] | None = None) -> Run:
+    """`split`: the caller's Split of the same files; `matrices`, when given, receives the test users' score
+    matrices of each step (the bench scores them with its own evaluation)."""
     from stepwise.threads import ThreadGovernor
 
     cfg, defaults = with_defaults(cfg)
@@ -189,7 +199,7 @@ def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = N
         paths = {k: str(Path(v).resolve()) for k in ("train", "items") if (v := getattr(cfg, k))}
         cfg = cfg.model_copy(update={**paths, "embedding_update": "dense"})  # the item tower's rows train too
         save_config(cfg, run / CONFIG)
-        return _train(cfg, run, model, tokenizer, data, threads, resuming, callbacks, started, notes)
+        return _train(cfg, run, model, tokenizer, data, threads, resuming, callbacks, started, notes, matrices)
 
 
 def save_model(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any]) -> None:
@@ -232,7 +242,7 @@ def load_model(directory: Path) -> Any:
 
 
 def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data, threads: Any, resuming: bool,
-           callbacks: tuple, started: float, notes: dict[str, Any]) -> Run:
+           callbacks: tuple, started: float, notes: dict[str, Any], matrices: dict | None) -> Run:
     from stepwise.precision import measure_precision
     from stepwise.tasks import get_task
     from stepwise.tasks.recommend.objective import SampledSoftmax, features
@@ -254,13 +264,18 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data
     objective = SampledSoftmax(item_ids, data.id_rows, counts, tokenizer.pad_token_id, precision,
                                sampled=cfg.sampled_negatives, batch_size=cfg.batch_size, seed=cfg.seed)
     meta = {"max_length": cfg.max_length, "eval_batch_size": cfg.eval_batch_size, "precision": cfg.precision}
-    state = fit(model, task, features(history_ids, targets, recent_rows, item_ids), DevEvaluator(scorer, data), cfg,
-                run.path, pad_id=tokenizer.pad_token_id, precision=precision,
-                save_best=lambda: save_model(model, tokenizer, run.model_dir, meta), callbacks=callbacks,
+    evaluator = DevEvaluator(scorer, data)
+
+    def save_best() -> None:
+        save_model(model, tokenizer, run.model_dir, meta)
+        evaluator.kept = evaluator.last
+
+    state = fit(model, task, features(history_ids, targets, recent_rows, item_ids), evaluator, cfg, run.path,
+                pad_id=tokenizer.pad_token_id, precision=precision, save_best=save_best, callbacks=callbacks,
                 objective=objective, resume=resuming, threads=threads)
     best = load_model(run.model_dir)
     final = TowerScores(best, tokenizer, data, cfg, precision)
-    steps, fusion, vectors, rates = _score(final, data)
+    steps, fusion, vectors, rates = _score(final, data, evaluator.kept, matrices)
     _write_serving(run, best, data, cfg, fusion, vectors)
     notes = {**notes, "examples": {"train": len(targets), "per_user": cfg.examples_per_user,
                                    "users": len(data.split.train)},
@@ -271,31 +286,43 @@ def _train(cfg: TrainConfig, run: RunDir, model: Any, tokenizer: Any, data: Data
     return _write(run, cfg, state, steps, precision, probe, threads, started, notes)
 
 
-def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dict]:
+def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] | None,
+           matrices: dict | None) -> tuple[dict, dict, np.ndarray, dict]:
     """Dev and test metrics of each step (the two towers, the collaborative score alone, the fusion), and the
-    fusion chosen on dev."""
-    from stepwise.tasks.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity
+    fusion chosen on dev. `kept`: the best evaluation's item vectors and dev scores (a resumed run has none)."""
+    from stepwise.tasks.recommend.cooccur import (
+        DECAYS,
+        WEIGHTS,
+        collaborative_scores,
+        fuse,
+        item_similarity,
+        known_items,
+    )
     from stepwise.tasks.recommend.metrics import rank_metrics
 
     tick = time.perf_counter()
-    vectors = scorer.item_vectors()
+    vectors = scorer.item_vectors() if kept is None else kept[0]
     item_seconds = time.perf_counter() - tick
     sim = item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items))
     cold = {u for u, t in data.split.test.items() if data.id_rows[data.row[t]] == 0}
     out: dict[str, dict[str, Any]] = {"two_tower": {}, "collaborative": {}, "fused": {}}
     text, collab, evals = {}, {}, {}
-    rates = {"items_per_s": round(len(data.items) / max(item_seconds, 1e-9), 1)}
+    rates = {} if kept is not None else {"items_per_s": round(len(data.items) / max(item_seconds, 1e-9), 1)}
     for split in ("dev", "test"):
         users, histories, targets, exclude = data.evaluation(split)
+        evals[split] = (users, histories, targets, exclude)
+        if split == "dev" and kept is not None:  # the best evaluation's, with the same weights
+            text[split] = kept[1]
+            continue
         tick = time.perf_counter()
         text[split] = scorer.scores(histories, vectors)
         rates[f"{split}_users_per_s"] = round(len(users) / max(time.perf_counter() - tick, 1e-9), 1)
-        evals[split] = (users, histories, targets, exclude)
     best = (-1.0, 0.0, 1.0)
     for decay in DECAYS:
         collab[decay] = collaborative_scores(evals["dev"][1], sim, decay)
         for weight in WEIGHTS:
-            ndcg = rank_metrics(fuse(text["dev"], collab[decay], weight), evals["dev"][2], evals["dev"][3])["ndcg@10"]
+            fused = fuse(text["dev"], collab[decay], weight, known_items(sim))
+            ndcg = rank_metrics(fused, evals["dev"][2], evals["dev"][3])["ndcg@10"]
             if ndcg > best[0] + 1e-12:
                 best = (ndcg, weight, decay)
     _, weight, decay = best
@@ -307,9 +334,12 @@ def _score(scorer: TowerScores, data: Data) -> tuple[dict, dict, np.ndarray, dic
     for split in ("dev", "test"):
         users, histories, targets, exclude = evals[split]
         co = collaborative_scores(histories, sims[split], decay)
-        matrices = {"two_tower": text[split], "collaborative": co, "fused": fuse(text[split], co, weight)}
+        step_scores = {"two_tower": text[split], "collaborative": co,
+                       "fused": fuse(text[split], co, weight, known_items(sims[split]))}
         rows = [n for n, u in enumerate(users) if u in cold] if split == "test" else []
-        for step, scores in matrices.items():
+        if split == "test" and matrices is not None:
+            matrices.update(step_scores)
+        for step, scores in step_scores.items():
             out[step][split] = {**rank_metrics(scores, targets, exclude), "n": len(users)}
             if rows:
                 out[step][f"{split}_cold"] = {**rank_metrics(scores[rows], [targets[n] for n in rows],

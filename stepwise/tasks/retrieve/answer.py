@@ -206,6 +206,7 @@ def calibrate(answerer: Answerer, dev: list[Any], oos: list[str], target_precisi
              "recall@1_after_abstention": round(float((correct & kept).mean()), 4),
              "in_scope_abstained": round(float((~kept).mean()), 4),
              "oos_recall": round(float((s_out < threshold).mean()), 4), **chosen}
+    stats["steps"] = _steps(answerer, dev, gold, stats)
     calibration = {"format": CALIBRATION_FORMAT, "index": answerer.index.meta["id"], "scorer": answerer.scorer,
                    "threshold": float(threshold), "target_precision": target_precision, "dev": stats}
     if answerer.intent is not None:
@@ -213,6 +214,19 @@ def calibrate(answerer: Answerer, dev: list[Any], oos: list[str], target_precisi
     atomic_write_json(answerer.index.path / CALIBRATION_FILE, calibration)
     answerer.calibration = calibration
     return calibration
+
+
+def _steps(answerer: Answerer, dev: list[Any], gold: list[int], stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each step of the pipeline gives on dev, as `evaluate --steps` does for refinement: R@1 after
+    retrieval, after reranking (with a reranker), and after abstaining (a right answer withheld counts wrong)."""
+    steps = []
+    if answerer.reranker is not None:
+        _, rows = answerer.index.search(answerer.embedder.embed([p.query for p in dev]), 1)
+        steps.append({"step": "retrieve", "recall@1": round(float((rows[:, 0] == np.asarray(gold)).mean()), 4)})
+    steps.append({"step": "rerank" if answerer.reranker is not None else "retrieve", "recall@1": stats["recall@1"]})
+    steps.append({"step": "answer or abstain", "recall@1": stats["recall@1_after_abstention"],
+                  "in_scope_abstained": stats["in_scope_abstained"], "oos_recall": stats["oos_recall"]})
+    return steps
 
 
 def _threshold(s_in: np.ndarray, s_out: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:

@@ -147,7 +147,8 @@ def _calibration_line(report: dict[str, Any]) -> str:
     line = (f"calibrated: abstain below {report['threshold']:.4f} ({report['scorer']['kind']} score); on dev: "
             f"out-of-scope AUROC {dev['auroc']:.3f}, {100 * dev['oos_recall']:.1f}% of out-of-scope queries "
             f"abstained, abstention precision {dev['abstention_precision']}, in-scope R@1 "
-            f"{100 * dev['recall@1']:.1f} → {100 * dev['recall@1_after_abstention']:.1f}")
+            f"{100 * dev['recall@1']:.1f} → {100 * dev['recall@1_after_abstention']:.1f}; R@1 by step: "
+            + " → ".join(f"{s['step']} {100 * s['recall@1']:.1f}" for s in dev["steps"]))
     if "intent" in report:
         intent = report["intent"]
         line += (f"; intent: accuracy {intent['in_scope_accuracy']}, out-of-scope AUROC {intent['auroc']:.3f}, "

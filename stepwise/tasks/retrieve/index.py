@@ -164,7 +164,8 @@ class Index:
         if self.ann is not None:
             scores, rows = self.ann.search(queries, k)
             return scores, rows
-        scores = queries @ self.vectors.T
+        with _one_blas_thread():
+            scores = queries @ self.vectors.T
         if k < scores.shape[1]:
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         else:
@@ -172,3 +173,18 @@ class Index:
         order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
         rows = np.take_along_axis(top, order, axis=1)
         return np.take_along_axis(scores, rows, axis=1), rows
+
+
+_CONTROLLER: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """BLAS on one thread for the exact product: scoring a query against the pool reads every vector once
+    (memory-bound, one core keeps up), and a second BLAS thread that waits for a core another process holds
+    cost 20 ms per query on a busy host (0.11 ms on one thread; bench/NOTES.md, index). Scoped: restored after."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")

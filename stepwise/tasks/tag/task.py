@@ -256,6 +256,18 @@ class TagTask(PromptsLLMDefaults, Task):
     def llm_fallback(self, example: Example, shots: list[Example]) -> Any:
         return self.llm_wrong(example)  # all O
 
+    def llm_fallback_output(self, ids: Any, example: Example, shots: list[Example]) -> Any:
+        """Each word: the tags' shares among the few-shot examples' words (zero-shot: uniform), O kept on top
+        so the reported tag is the fallback's."""
+        prior = np.ones(len(self.labels), dtype=np.float32)
+        for shot in shots:
+            for tag in shot.label or []:
+                if tag in self.label_to_id:
+                    prior[self.label_to_id[tag]] += 1
+        outside = self.label_to_id.get("O", 0)
+        prior[outside] = max(prior[outside], prior.max() + 1)
+        return np.tile(prior / prior.sum(), (len(ids), 1))
+
     def llm_answer(self, ids: Any, example: Example) -> str:
         return " ".join(self.labels[int(i)] for i in ids)
 
