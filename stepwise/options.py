@@ -21,7 +21,7 @@ class Options(BaseModel):
     """A verb's options. Built from keywords (Python) or from parsed flags (`from_args`); invalid values raise
     one StepwiseError, never pydantic's multi-line ValidationError."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, protected_namespaces=())
     #: what a refused value's one-line error points to
     fix: ClassVar[str] = "see the verb's --help"
 
@@ -54,8 +54,9 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], *, skip: 
     `defaults=False` leaves every flag's default None (a YAML file may fill what the command line left
     out: `train --config`). A field's `json_schema_extra` may say {"metavar": ..., "flags": [aliases], "choices":
     a function listing them,
-    "switch": "--no-x"} (a bool that a `--no-x` flag turns off, e.g. --no-access-log), or {"flag": False}
-    (a setting for Python callers only).
+    "switch": "--no-x"} (a bool that a `--no-x` flag turns off, e.g. --no-access-log), "store_true": True
+    (a plain switch), "type": str (text the model parses, e.g. a duration), or {"flag": False} (a setting for
+    Python callers only).
     """
     for name, field in model.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -67,17 +68,20 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], *, skip: 
         annotation = field.annotation
         union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
         inner = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
-        base = inner[0]
-        default = None if not defaults or field.is_required() else field.default
+        base = extra.get("type", inner[0])  # e.g. a duration given as text ("1h") and parsed by the model
+        plain = not field.is_required() and field.default_factory is None  # a default to show and to pass on
+        default = field.default if defaults and plain else None
         text = field.description or ""
-        if not defaults and field.default is not None and not field.is_required():
+        if not defaults and plain and field.default is not None:
             text += f" (default: {field.default})"  # the flag's own default is None: say the model's
         kwargs: dict[str, Any] = {"dest": name, "default": default, "help": text.replace("%", "%%")}
         if "metavar" in extra:
             kwargs["metavar"] = extra["metavar"]
         if field.is_required() and defaults:
             kwargs["required"] = True
-        if "switch" in extra:  # on by default; its --no-x flag turns it off
+        if extra.get("store_true"):  # a plain switch, off by default
+            parser.add_argument(*flags, action="store_true", dest=name, help=kwargs["help"])
+        elif "switch" in extra:  # on by default; its --no-x flag turns it off
             parser.add_argument(extra["switch"], dest=name, action="store_false", help=kwargs["help"])
         elif len(inner) > 1:  # e.g. a column by name or index: keep the string, the reader decides
             parser.add_argument(*flags, **kwargs)

@@ -8,10 +8,9 @@ import json
 import sys
 from typing import Any
 
-from stepwise.backends import backend_names
 from stepwise.cli import Parser
 from stepwise.commands.common import check_output_path
-from stepwise.errors import StepwiseError
+from stepwise.options import add_flags
 
 
 def add_parsers(sub: Any, fmt: Any) -> None:
@@ -46,26 +45,9 @@ def add_monitor_parser(sub: Any, fmt: Any) -> None:
     p_mon.add_argument("--tagger", metavar="RUN", help="optional NER tagger: its ORG entities name companies too")
     p_mon.add_argument("--input", metavar="FILE", help="JSONL events: a file, or - for stdin")
     p_mon.add_argument("--db", metavar="FILE", help="SQLite database (created if missing; a rerun continues it)")
-    p_mon.add_argument("--window", default="1h", help="aggregation window: 30s, 15m, 1h, 1d or seconds")
-    p_mon.add_argument("--follow", action="store_true", help="keep reading lines appended to the input file")
-    p_mon.add_argument("--stop-after-idle", type=float, metavar="S", help="stop after S seconds without a new line")
-    p_mon.add_argument("--labels", metavar="L=NAME,...", help="name the classifier's labels, e.g. "
-                       "0=bearish,1=bullish,2=neutral (negative/bearish and positive/bullish names set the direction)")
-    p_mon.add_argument("--batch-size", type=int, default=256,
-                       help="most events predicted together (a slow stream's batches are smaller)")
-    p_mon.add_argument("--lateness", default="0s", help="how long a window stays open after a later event")
-    p_mon.add_argument("--z", type=float, default=4.0, help="alert when a window's share of negative events is this "
-                       "significant against the rolling baseline (exact binomial tail, as a normal z)")
-    p_mon.add_argument("--min-count", type=int, default=10, help="events a window needs to be judged")
-    p_mon.add_argument("--min-shift", type=float, default=0.2, help="and the share must rise by at least this much")
-    p_mon.add_argument("--baseline-windows", type=int, default=24, help="previous windows forming the baseline")
-    p_mon.add_argument("--alert-on", choices=["negative", "both"], default="negative", help="turns that alert")
-    p_mon.add_argument("--webhook", metavar="URL", help="POST each alert as JSON here (queued, retried with backoff)")
-    p_mon.add_argument("--webhook-wait", type=float, default=10.0, help="seconds to let queued alerts go out at the "
-                       "end; the rest go on the next run")
-    p_mon.add_argument("--backend", choices=backend_names(), default="auto",
-                       help="auto: ONNX Runtime for an exported directory, torch for a run")
-    p_mon.add_argument("--threads", type=int, help="inference threads (default: the cores other processes leave free)")
+    from stepwise.recipes.monitor import MonitorOptions
+
+    add_flags(p_mon, MonitorOptions)  # the options model declares every monitor option once
     p_mon.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
 
 
@@ -83,23 +65,9 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
                                    surge_hour=args.surge_hour, surge_per_hour=args.surge_per_hour, seed=args.seed)
         print(f"{info['events']} events written to {info['out']}")
         return 0
-    from stepwise.monitor.alerts import Detector
-    from stepwise.monitor.events import parse_duration
-
-    for flag in ("classifier", "input", "db"):
-        if getattr(args, flag) is None:
-            raise StepwiseError(f"--{flag} is required", fix="see `stepwise monitor --help`")
-    window = parse_duration(args.window)
-    lateness = parse_duration(args.lateness, "--lateness", zero=True)
-    options = recipe.MonitorOptions(window=window, batch_size=args.batch_size, follow=args.follow,
-                                    stop_after_idle=args.stop_after_idle, lateness=lateness, webhook=args.webhook,
-                                    webhook_wait=args.webhook_wait, labels=recipe.parse_label_map(args.labels),
-                                    backend=args.backend, threads=args.threads)
-    detector = Detector(window, z=args.z, min_count=args.min_count, min_shift=args.min_shift,
-                        baseline_windows=args.baseline_windows, direction=args.alert_on)
+    options = recipe.MonitorOptions.from_args(args)
     try:
-        summary = recipe.monitor(args.classifier, args.input, args.db, tagger=args.tagger, options=options,
-                                 detector=detector)
+        summary = recipe.monitor(args.classifier, args.input, args.db, tagger=args.tagger, options=options)
     except KeyboardInterrupt:
         print("stepwise: interrupted — every finished batch is stored; run the same command to continue",
               file=sys.stderr)

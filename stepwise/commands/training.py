@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from stepwise.commands.common import add_run_flags, print_run, run_quiet, train_options
+from stepwise.options import add_flags
 
 
 def add_parsers(sub: Any, fmt: Any) -> None:
@@ -51,22 +52,9 @@ def add_search_parser(sub: Any) -> None:
                               "same command again continues it (also from several processes at once). Writes "
                               "OUT/trials.csv, trials.md, search.png and best.yaml (`stepwise train --config "
                               "OUT/best.yaml` retrains the best). Training flags given here are fixed in every trial.")
-    p_search.add_argument("--trials", type=int, required=True, metavar="N",
-                          help="finished (complete or pruned) trials the study should hold, counting earlier runs")
-    p_search.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")
-    p_search.add_argument("--space", metavar="FILE", help="YAML search space, e.g. lr: {low: 1.0e-5, high: 1.0e-3, "
-                          "log: true}; batch_size: {choices: [16, 32]} (default: the README's default space, less "
-                          "the options fixed by flags)")
-    p_search.add_argument("--pruner", choices=["median", "halving"], default="median",
-                          help="median: stop a trial below the median of earlier trials at the same evaluation; "
-                          "halving: asynchronous successive halving (default: median)")
-    p_search.add_argument("--startup-trials", type=int, default=2, metavar="K",
-                          help="median pruner: trials that finish before any is pruned (default: 2)")
-    p_search.add_argument("--evals-per-epoch", type=int, default=2, metavar="E",
-                          help="dev evaluations per epoch in every trial: the points where trials are compared "
-                          "and pruned (default: 2)")
-    p_search.add_argument("--storage", metavar="URL", help="Optuna storage shared by several machines, an SQLAlchemy "
-                          "URL such as postgresql://host/db (default: sqlite OUT/study.db)")
+    from stepwise.recipes.search import SearchOptions
+
+    add_flags(p_search, SearchOptions)  # the search's own options; the training flags below are fixed in every trial
     add_run_flags(p_search)
 
 
@@ -79,14 +67,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from stepwise.recipes.search import search
+    from stepwise.recipes.search import SearchOptions, search
 
     options = train_options(args)
     out = options.pop("out")
     echo = None if run_quiet(args) or args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    summary = search(trials=args.trials, out=out, timeout=args.timeout, space=args.space, pruner=args.pruner,
-                     startup_trials=args.startup_trials, evals_per_epoch=args.evals_per_epoch, storage=args.storage,
-                     echo=echo, **options)
+    summary = search(**SearchOptions.from_args(args).model_dump(), out=out, echo=echo, **options)
     if args.json:
         print(json.dumps(summary))
         return 0

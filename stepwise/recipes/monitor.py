@@ -15,43 +15,88 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional
 from urllib.parse import urlparse
 
+from pydantic import Field, field_validator
+
+from stepwise.backends import backend_names
 from stepwise.errors import StepwiseError
 from stepwise.monitor.alerts import Detector, Outbox, alert_record
 from stepwise.monitor.companies import ALL, companies_of
-from stepwise.monitor.events import Event, Reject, parse_event, read_lines
+from stepwise.monitor.events import Event, Reject, parse_duration, parse_event, read_lines
 from stepwise.monitor.store import Scored, Store
+from stepwise.options import Options
 from stepwise.places import FILE, check_output
 
 NEGATIVE = {"negative", "neg", "bearish", "bad", "down", "sell"}
 POSITIVE = {"positive", "pos", "bullish", "good", "up", "buy"}
 
 
-@dataclass
-class MonitorOptions:
-    window: float = 3600.0  # seconds
-    batch_size: int = 256
-    follow: bool = False
-    stop_after_idle: float | None = None
-    poll: float = 0.2
-    lateness: float = 0.0  # seconds a window stays open after an event past its end
-    webhook: str | None = None
-    webhook_wait: float = 10.0  # seconds to let queued alerts go out when the input ends
-    webhook_backoff: float = 1.0  # first retry delay; doubles per attempt up to 60 s
-    labels: dict[str, str] = field(default_factory=dict)  # classifier label -> name (e.g. 0 -> bearish)
-    backend: str = "auto"
-    threads: int | None = None
+class MonitorOptions(Options):
+    """How `stepwise monitor` (and `monitor()` from Python) reads, scores, stores and alerts: one declaration,
+    the flags generated from it, the same checks for both."""
 
-    def __post_init__(self) -> None:
-        from dataclasses import asdict
+    fix: ClassVar[str] = "see `stepwise monitor --help`"
 
-        from stepwise.numbers import check_finite
+    window: float = Field("1h", validate_default=True, json_schema_extra={"type": str},
+                          description="aggregation window: 30s, 15m, 1h, 1d or seconds")
+    follow: bool = Field(False, json_schema_extra={"store_true": True},
+                         description="keep reading lines appended to the input file")
+    stop_after_idle: Optional[float] = Field(None, gt=0, json_schema_extra={"metavar": "S"},
+                                             description="stop after S seconds without a new line")
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra={"type": str, "metavar": "L=NAME,..."},
+                                   description="name the classifier's labels, e.g. 0=bearish,1=bullish,2=neutral "
+                                   "(negative/bearish and positive/bullish names set the direction)")
+    batch_size: int = Field(256, ge=1, description="most events predicted together (a slow stream's batches are "
+                            "smaller)")
+    lateness: float = Field("0s", validate_default=True, json_schema_extra={"type": str},
+                            description="how long a window stays open after a later event")
+    z: float = Field(4.0, gt=0, description="alert when a window's share of negative events is this significant "
+                     "against the rolling baseline (exact binomial tail, as a normal z)")
+    min_count: int = Field(10, ge=1, description="events a window needs to be judged")
+    min_shift: float = Field(0.2, ge=0, le=1, description="and the share must rise by at least this much")
+    baseline_windows: int = Field(24, ge=1, description="previous windows forming the baseline")
+    alert_on: Literal["negative", "both"] = Field("negative", description="turns that alert")
+    webhook: Optional[str] = Field(None, json_schema_extra={"metavar": "URL"},
+                                   description="POST each alert as JSON here (queued, retried with backoff)")
+    webhook_wait: float = Field(10.0, ge=0, description="seconds to let queued alerts go out at the end; the rest "
+                                "go on the next run")
+    backend: str = Field("auto", json_schema_extra={"choices": backend_names},
+                         description="auto: ONNX Runtime for an exported directory, torch for a run")
+    threads: Optional[int] = Field(None, ge=1, description="inference threads (default: the cores other processes "
+                                   "leave free)")
+    poll: float = Field(0.2, gt=0, json_schema_extra={"flag": False}, description="seconds between reads (--follow)")
+    webhook_backoff: float = Field(1.0, gt=0, json_schema_extra={"flag": False},
+                                   description="first retry delay; doubles per attempt up to 60 s")
 
-        check_finite(asdict(self))
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("lateness", mode="before")
+    @classmethod
+    def _lateness(cls, value: Any) -> float:
+        return parse_duration(value, "--lateness", zero=True)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        return parse_label_map(value) if isinstance(value, str) or value is None else value
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in backend_names():
+            raise StepwiseError(f"unknown backend {value!r}", fix=f"use one of {', '.join(backend_names())}")
+        return value
+
+    def detector(self) -> Detector:
+        """The alert rule these options describe."""
+        return Detector(self.window, z=self.z, min_count=self.min_count, min_shift=self.min_shift,
+                        baseline_windows=self.baseline_windows, direction=self.alert_on)
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -105,11 +150,12 @@ def monitor(classifier: str | Path | None, input: str, db: str | Path, *, tagger
             tagger_predictor: Any = None, emit: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Ingest a stream into `db`; returns a summary. `emit` receives each alert as a JSON line (default: stdout)."""
     options = options or MonitorOptions()
-    detector = detector or Detector(options.window)
+    detector = detector or options.detector()
     emit = emit or _print_line
     check_webhook(options.webhook)
-    if options.batch_size < 1:
-        raise StepwiseError("--batch-size must be at least 1", fix="e.g. --batch-size 256")
+    for name, value in (("--classifier", classifier), ("--input", input), ("--db", db)):
+        if value is None and not (name == "--classifier" and predictor is not None):
+            raise StepwiseError(f"{name} is required", fix="see `stepwise monitor --help`")
     if Path(db).is_dir():
         raise StepwiseError("--db is a directory", path=db, fix="give --db a file name, e.g. monitor.sqlite")
     check_output(db, "--db", FILE, inputs=[input])

@@ -20,18 +20,44 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field
 
 from stepwise.config import build_config
 from stepwise.errors import StepwiseError
+from stepwise.options import Options
 from stepwise.search.report import trial_dir, write_outputs
 from stepwise.search.space import Param, default_space, load_space, space_spec
-from stepwise.search.study import PRUNERS
 
 __all__ = ["search"]
 
 PATH_OPTIONS = ("train", "dev", "test", "model", "init_from")
 NOT_COMPARED = ("quiet", "threads", "eval_batch_size")  # may differ between the processes of one study
+
+
+class SearchOptions(Options):
+    """How a search runs (its own options; the training options it fixes are TrainConfig's)."""
+
+    fix: ClassVar[str] = "see `stepwise search --help`"
+
+    trials: int = Field(..., ge=1, json_schema_extra={"metavar": "N"},
+                        description="finished (complete or pruned) trials the study should hold, counting earlier runs")
+    timeout: Optional[float] = Field(None, gt=0, json_schema_extra={"metavar": "S"},
+                                     description="start no new trial after S seconds")
+    space: Optional[str] = Field(None, json_schema_extra={"metavar": "FILE"}, description="YAML search space, e.g. "
+                                 "lr: {low: 1.0e-5, high: 1.0e-3, log: true}; batch_size: {choices: [16, 32]} "
+                                 "(default: the README's default space, less the options fixed by flags)")
+    pruner: Literal["median", "halving"] = Field("median", description="median: stop a trial below the median of "
+                                                 "earlier trials at the same evaluation; halving: asynchronous "
+                                                 "successive halving (default: median)")
+    startup_trials: int = Field(2, ge=0, json_schema_extra={"metavar": "K"}, description="median pruner: trials "
+                                "that finish before any is pruned (default: 2)")
+    evals_per_epoch: int = Field(2, ge=1, json_schema_extra={"metavar": "E"}, description="dev evaluations per "
+                                 "epoch in every trial: the points where trials are compared and pruned (default: 2)")
+    storage: Optional[str] = Field(None, json_schema_extra={"metavar": "URL"}, description="Optuna storage shared "
+                                   "by several machines, an SQLAlchemy URL such as postgresql://host/db (default: "
+                                   "sqlite OUT/study.db)")
 
 
 def search(*, trials: int, out: str, timeout: float | None = None, space: str | Path | None = None,
@@ -187,19 +213,8 @@ def _trial_error(err: StepwiseError, study: Any, params: list[Param], space: str
 
 def _check_arguments(trials: int, timeout: float | None, pruner: str, startup_trials: int, evals_per_epoch: int,
                      out: str, options: dict[str, Any]) -> None:
-    from stepwise.numbers import check_finite
-
-    check_finite({"timeout": timeout})
-    if trials < 1:
-        raise StepwiseError(f"--trials must be at least 1 (got {trials})", fix="e.g. --trials 20")
-    if timeout is not None and timeout <= 0:
-        raise StepwiseError(f"--timeout must be greater than 0 seconds (got {timeout:g})", fix="e.g. --timeout 3600")
-    if pruner not in PRUNERS:
-        raise StepwiseError(f"unknown pruner {pruner!r}", fix=f"use {' or '.join(PRUNERS)}")
-    if startup_trials < 0:
-        raise StepwiseError(f"--startup-trials must be at least 0 (got {startup_trials})", fix="e.g. 2")
-    if evals_per_epoch < 1:
-        raise StepwiseError(f"--evals-per-epoch must be at least 1 (got {evals_per_epoch})", fix="e.g. 2")
+    SearchOptions(trials=trials, timeout=timeout, pruner=pruner,
+                  startup_trials=startup_trials, evals_per_epoch=evals_per_epoch)  # the CLI's checks, in its words
     from stepwise.training.distributed import from_environment
 
     if from_environment().active:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from stepwise.backends import backend_names
 from stepwise.errors import StepwiseError
@@ -26,6 +26,7 @@ BACKEND_HELP = "auto: ONNX Runtime for an exported directory, torch for a run"
 class ServeSettings(Options):
     """How `stepwise serve` (and `create_app`) run: the address, the limits, the batching and the backend."""
 
+    model_config = ConfigDict(**Options.model_config, frozen=True)  # a running server's settings do not change
     fix: ClassVar[str] = "see `stepwise serve --help`"
 
     host: str = Field("127.0.0.1", description="interface to bind (loopback unless you say otherwise)")
