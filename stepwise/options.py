@@ -38,13 +38,30 @@ class Options(BaseModel):
             from stepwise.config import describe
 
             first = err.errors()[0]
-            raise StepwiseError(describe(first, data if isinstance(data, dict) else {}), fix=cls.fix) from None
+            values = data if isinstance(data, dict) else {}
+            raise StepwiseError(_range(cls, first, values) or describe(first, values), fix=cls.fix) from None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Any:
         """The options a parsed command line gives (flags left out take the model's defaults)."""
         return cls(**{name: getattr(args, name) for name in cls.model_fields
                       if getattr(args, name, None) is not None})
+
+
+def _range(model: type[BaseModel], error: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """A bound broken on an option bounded on both sides, said as its interval: "--x must be in [0, 1]"."""
+    name = str(error["loc"][0]) if error.get("loc") else ""
+    field = model.model_fields.get(name)
+    if field is None or not error["type"].startswith(("greater_than", "less_than")):
+        return None
+    bounds = {kind: getattr(m, kind) for m in field.metadata for kind in ("ge", "gt", "le", "lt")
+              if type(m).__name__.lower() == kind}
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds else None
+    if low is None or high is None:
+        return None
+    got = f" (got {values[name]!r})" if name in values else ""
+    return f"--{name.replace('_', '-')} must be in {low[0]}{low[1]:g}, {high[0]:g}{high[1]}{got}"
 
 
 def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], *, skip: tuple[str, ...] = (),

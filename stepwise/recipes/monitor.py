@@ -44,7 +44,7 @@ class MonitorOptions(Options):
                           description="aggregation window: 30s, 15m, 1h, 1d or seconds")
     follow: bool = Field(False, json_schema_extra={"store_true": True},
                          description="keep reading lines appended to the input file")
-    stop_after_idle: Optional[float] = Field(None, gt=0, json_schema_extra={"metavar": "S"},
+    stop_after_idle: Optional[float] = Field(None, json_schema_extra={"metavar": "S"},
                                              description="stop after S seconds without a new line")
     labels: dict[str, str] = Field(default_factory=dict, json_schema_extra={"type": str, "metavar": "L=NAME,..."},
                                    description="name the classifier's labels, e.g. 0=bearish,1=bullish,2=neutral "
@@ -56,12 +56,12 @@ class MonitorOptions(Options):
     z: float = Field(4.0, gt=0, description="alert when a window's share of negative events is this significant "
                      "against the rolling baseline (exact binomial tail, as a normal z)")
     min_count: int = Field(10, ge=1, description="events a window needs to be judged")
-    min_shift: float = Field(0.2, ge=0, le=1, description="and the share must rise by at least this much")
+    min_shift: float = Field(0.2, ge=0, lt=1, description="and the share must rise by at least this much")
     baseline_windows: int = Field(24, ge=1, description="previous windows forming the baseline")
     alert_on: Literal["negative", "both"] = Field("negative", description="turns that alert")
     webhook: Optional[str] = Field(None, json_schema_extra={"metavar": "URL"},
                                    description="POST each alert as JSON here (queued, retried with backoff)")
-    webhook_wait: float = Field(10.0, ge=0, description="seconds to let queued alerts go out at the end; the rest "
+    webhook_wait: float = Field(10.0, description="seconds to let queued alerts go out at the end; the rest "
                                 "go on the next run")
     backend: str = Field("auto", json_schema_extra={"choices": backend_names},
                          description="auto: ONNX Runtime for an exported directory, torch for a run")
