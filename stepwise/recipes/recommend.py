@@ -287,13 +287,21 @@ def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] 
            matrices: dict | None) -> tuple[dict, dict, np.ndarray, dict]:
     """Dev and test metrics of each step (the two towers, the collaborative score alone, the fusion), and the
     fusion chosen on dev. `kept`: the best evaluation's item vectors and dev scores (a resumed run has none)."""
-    from stepwise.recommend.cooccur import DECAYS, WEIGHTS, collaborative_scores, fuse, item_similarity, known_items
+    from stepwise.recommend.cooccur import (
+        DECAYS,
+        WEIGHTS,
+        collaborative_scores,
+        fuse,
+        impute_cold,
+        item_similarity,
+        known_items,
+    )
     from stepwise.recommend.metrics import rank_metrics
 
     tick = time.perf_counter()
     vectors = scorer.item_vectors() if kept is None else kept[0]
     item_seconds = time.perf_counter() - tick
-    sim = item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items))
+    sim = impute_cold(item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items)), vectors)
     cold = {u for u, t in data.split.test.items() if data.id_rows[data.row[t]] == 0}
     out: dict[str, dict[str, Any]] = {"two_tower": {}, "collaborative": {}, "fused": {}}
     text, collab, evals = {}, {}, {}
@@ -319,7 +327,7 @@ def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] 
     fusion = {"weight": weight, "decay": decay, "chosen_on": "dev ndcg@10", "weights_tried": list(WEIGHTS),
               "decays_tried": list(DECAYS)}
     # test is scored as the ID anchors are fitted: on each user's history before the test item (dev item included)
-    sims = {"dev": sim, "test": item_similarity(evals["test"][1], len(data.items))}
+    sims = {"dev": sim, "test": impute_cold(item_similarity(evals["test"][1], len(data.items)), vectors)}
     data.similarity = sims["test"]
     for split in ("dev", "test"):
         users, histories, targets, exclude = evals[split]
