@@ -26,7 +26,7 @@ class RecommendOptions(TaskOptions):
                            "for items seen in training (cold items: text alone)")
     sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
                                    "extra negatives, beside the in-batch ones (both logQ-corrected)")
-    examples_per_user: int = Field(2, ge=1, description="recommend: training examples per user, their most recent "
+    examples_per_user: int = Field(1, ge=1, description="recommend: training examples per user, their most recent "
                                    "history prefixes (the CPU budget)")
     cold_items: float = Field(0.0, ge=0, lt=1, description="recommend: share of the catalogue (seeded) removed from "
                               "training, to measure cold-start items on the users whose test item is one of them")
