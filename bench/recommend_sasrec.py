@@ -129,6 +129,8 @@ def train_and_score(histories: list[list[int]], n_items: int, seed: int, *, epoc
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+        if epoch % 20 == 0 or epoch == epochs:
+            print(f"  SASRec seed {seed}: epoch {epoch}/{epochs}, last batch loss {loss.item():.4f}", flush=True)
         if dev is not None and log_every and epoch % log_every == 0:
             dev_inputs, dev_targets = dev
             metrics = rank_metrics(scores_for(dev_inputs), dev_targets, dev_inputs)

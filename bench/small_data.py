@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--only", default="lr,hf,stepwise", help="systems: lr, hf, stepwise")
     parser.add_argument("--variant", default="stepwise defaults", help="the stepwise rows' name")
     parser.add_argument("--options", default="{}", help="stepwise options as JSON, e.g. '{\"epochs\": 10}'")
+    parser.add_argument("--untimed", action="store_true", help="rows for accuracy only (run niced, without the "
+                        "lock): every system's name gets ' (untimed)'")
     parser.add_argument("--summary", action="store_true", help="print the table of the rows run so far")
     parser.add_argument("--systems", default=None, help="--summary: only these systems (comma-separated)")
     args = parser.parse_args()
@@ -190,9 +192,10 @@ def main() -> None:
             elif system.startswith("HF"):
                 result = hf_row(files, seed)
             else:
-                tag = f"{name}{size or ''}_{args.variant.replace(' ', '_')}"
+                tag = f"{name}{size or ''}_{args.variant.replace(' ', '_')}" + ("_untimed" if args.untimed else "")
                 result = stepwise_row(files, seed, options, tag)
-            row = {"set": name, "size": size, "system": system, "seed": 0 if seed is None else seed, **result,
+            row = {"set": name, "size": size, "system": system + (" (untimed)" if args.untimed else ""),
+                   "seed": 0 if seed is None else seed, **result,
                    "options": options if system == args.variant else None, "commit": commit,
                    "cpu_flags": cpu_flags(), "load1": round(os.getloadavg()[0], 1),
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

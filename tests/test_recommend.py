@@ -148,6 +148,19 @@ def test_cooccurrence_scores_and_fusion() -> None:
     assert fused[0, 3] == 0 and fused[0, 0] < 0 < fused[0, 1]
 
 
+def test_a_cold_item_borrows_the_cooccurrence_of_the_items_it_reads_like() -> None:
+    from stepwise.tasks.recommend.cooccur import impute_cold, item_similarity
+
+    sim = item_similarity([[0, 1], [0, 1], [0, 2]], 4)
+    vectors = np.eye(4, dtype=np.float32)
+    vectors[3] = [0.8, 0.0, 0.6, 0.0]  # item 3 (never interacted with) reads like items 0 and 2
+    filled = impute_cold(sim, vectors, neighbours=2).toarray()
+    before = sim.toarray()
+    assert np.allclose(filled[:, :3], before[:, :3])  # known items keep their columns
+    assert np.allclose(filled[:, 3], (0.8 * before[:, 0] + 0.6 * before[:, 2]) / 1.4, atol=1e-6)
+    assert filled[1, 3] > 0 and filled[3].sum() == 0  # a user of item 1 now scores item 3; its row stays empty
+
+
 # --- the recipe, the verb, the server --------------------------------------------------------------------
 
 
@@ -282,3 +295,15 @@ def test_recommend_over_http(recommender_run: Path, tmp_path: Path, capsys: pyte
         assert status == 200 and info["task"] == "recommend" and info["items"] == 19 and info["users"] == 36
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_recommend_demo_finds_the_new_film_by_its_text(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`stepwise demo --app recommend` on the real MiniLM: the science-fiction fan gets science fiction, the new
+    film (no viewings) among their first five by its text, and not among the food-documentary fan's ten."""
+    assert main(["demo", "--app", "recommend", "--out", str(tmp_path / "demo"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    space = result["recommendations"]["u001"]
+    assert all("Science fiction" in r["text"] for r in space[:3])
+    assert result["new_item_rank"]["u001"] <= 5 and result["new_item_rank"]["u002"] > 10
+    assert result["run"]["steps"]["fused"]["test"]["hr@10"] > 0.6

@@ -29,7 +29,7 @@ def run_recommend_demo(out: str | Path | None = None, quiet: bool = False) -> di
 
     out = Path(out or "runs/demo-recommend")
     run = train(task=RecommendTask.name, interactions=str(_data("viewings.tsv")), items=str(_data("films.tsv")),
-                out=str(out), epochs=3, batch_size=16, quiet=quiet, overwrite=True)
+                out=str(out), epochs=2, batch_size=16, examples_per_user=3, quiet=quiet, overwrite=True)
     recommender = Recommender.open(out)
     lists = {user: recommender.recommend(user=user, k=5, exclude_seen=True) for user in USERS}
     new_rank = {user: next((n for n, r in enumerate(recommender.recommend(user=user, k=49, exclude_seen=True), 1)

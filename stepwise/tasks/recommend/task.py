@@ -22,11 +22,12 @@ class RecommendOptions(TaskOptions):
                                         "(default: every row is an interaction)")
     history_items: int = Field(10, ge=1, le=200, description="recommend: the user tower reads this many most recent "
                                "items, newest first, cut at --max-length tokens")
-    item_ids: bool = Field(True, description="recommend: hybrid item tower, a learned id vector added to the text "
-                           "for items seen in training (cold items: text alone)")
+    item_ids: bool = Field(False, description="recommend: hybrid item tower, a learned id vector added to the text "
+                           "for items seen in training (cold items: text alone); off by default: on MovieLens dev "
+                           "the text tower alone ranked better, and far better on cold items (docs/results.md)")
     sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
                                    "extra negatives, beside the in-batch ones (both logQ-corrected)")
-    examples_per_user: int = Field(2, ge=1, description="recommend: training examples per user, their most recent "
+    examples_per_user: int = Field(1, ge=1, description="recommend: training examples per user, their most recent "
                                    "history prefixes (the CPU budget)")
     cold_items: float = Field(0.0, ge=0, lt=1, description="recommend: share of the catalogue (seeded) removed from "
                               "training, to measure cold-start items on the users whose test item is one of them")

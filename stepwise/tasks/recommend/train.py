@@ -295,6 +295,7 @@ def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] 
         WEIGHTS,
         collaborative_scores,
         fuse,
+        impute_cold,
         item_similarity,
         known_items,
     )
@@ -303,7 +304,7 @@ def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] 
     tick = time.perf_counter()
     vectors = scorer.item_vectors() if kept is None else kept[0]
     item_seconds = time.perf_counter() - tick
-    sim = item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items))
+    sim = impute_cold(item_similarity([data.rows(h) for h in data.split.train.values()], len(data.items)), vectors)
     cold = {u for u, t in data.split.test.items() if data.id_rows[data.row[t]] == 0}
     out: dict[str, dict[str, Any]] = {"two_tower": {}, "collaborative": {}, "fused": {}}
     text, collab, evals = {}, {}, {}
@@ -329,7 +330,7 @@ def _score(scorer: TowerScores, data: Data, kept: tuple[np.ndarray, np.ndarray] 
     fusion = {"weight": weight, "decay": decay, "chosen_on": "dev ndcg@10", "weights_tried": list(WEIGHTS),
               "decays_tried": list(DECAYS)}
     # test is scored as the ID anchors are fitted: on each user's history before the test item (dev item included)
-    sims = {"dev": sim, "test": item_similarity(evals["test"][1], len(data.items))}
+    sims = {"dev": sim, "test": impute_cold(item_similarity(evals["test"][1], len(data.items)), vectors)}
     data.similarity = sims["test"]
     for split in ("dev", "test"):
         users, histories, targets, exclude = evals[split]
