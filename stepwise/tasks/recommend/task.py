@@ -24,7 +24,7 @@ class RecommendOptions(TaskOptions):
                                "items, newest first, cut at --max-length tokens")
     item_ids: bool = Field(False, description="recommend: hybrid item tower, a learned id vector added to the text "
                            "for items seen in training (cold items: text alone); off by default: on MovieLens dev "
-                           "the text tower alone ranked better, and far better on cold items (docs/results.md)")
+                           "the two tied and text alone was far better on cold items (docs/results.md)")
     sampled_negatives: int = Field(64, ge=0, le=4096, description="recommend: items drawn uniformly per batch as "
                                    "extra negatives, beside the in-batch ones (both logQ-corrected)")
     examples_per_user: int = Field(1, ge=1, description="recommend: training examples per user, their most recent "
