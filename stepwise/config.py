@@ -243,6 +243,23 @@ def _fix(error: dict[str, Any]) -> str:
     return "see `stepwise train --help`"
 
 
+def with_defaults(cfg: Any, defaults: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A recipe's own defaults for every option the user did not set (an explicit --max-steps keeps --epochs
+    unset); returns the config and which defaults applied, for results.json."""
+    chosen = {k: v for k, v in defaults.items() if k not in cfg.model_fields_set
+              and not (k == "epochs" and "max_steps" in cfg.model_fields_set)}
+    return cfg.model_copy(update=chosen), chosen
+
+
+def refuse_unused(cfg: Any, names: tuple[str, ...], noun: str, why: dict[str, str] | None = None) -> None:
+    """One line for the first shared-loop option a recipe does not read that was set to a non-default value."""
+    for name in names:
+        if getattr(cfg, name) != type(cfg).model_fields[name].default:
+            flag = "--" + name.replace("_", "-")
+            raise StepwiseError(f"{flag} is not available for {noun} runs{(why or {}).get(name, '')}",
+                                fix=f"drop {flag}")
+
+
 def save_config(config: SharedConfig, path: str | Path) -> None:
     from stepwise.files import atomic_write_text
 

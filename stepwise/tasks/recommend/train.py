@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.config import save_config
+from stepwise.config import refuse_unused, save_config, with_defaults
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write, atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
@@ -39,21 +39,12 @@ NOT_FOR_RECOMMEND = (*NOT_FOR_RETRIEVAL, "dev", "test", "pool", "hard_negatives"
 RECOMMEND_DEFAULTS = {"lr": 1e-4, "epochs": 1.0, "max_length": 64, "batch_size": 64}
 
 
-def with_defaults(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
-    chosen = {k: v for k, v in RECOMMEND_DEFAULTS.items() if k not in cfg.model_fields_set
-              and not (k == "epochs" and "max_steps" in cfg.model_fields_set)}
-    return cfg.model_copy(update=chosen), chosen
-
-
 def _check(cfg: TrainConfig) -> None:
     from stepwise.recipes.finetune import _check_task_options
     from stepwise.tasks import task_class
 
-    for name in NOT_FOR_RECOMMEND:
-        if getattr(cfg, name) != type(cfg).model_fields[name].default:
-            flag = "--" + name.replace("_", "-")
-            why = " (dev and test are each user's last interactions)" if name in ("dev", "test") else ""
-            raise StepwiseError(f"{flag} is not available for recommender runs{why}", fix=f"drop {flag}")
+    split = " (dev and test are each user's last interactions)"
+    refuse_unused(cfg, NOT_FOR_RECOMMEND, "recommender", why={"dev": split, "test": split})
     if not cfg.items:
         raise StepwiseError("--items is required for --task recommend (the item texts)",
                             fix="e.g. stepwise train --task recommend --interactions ratings.tsv --items items.tsv")
@@ -169,7 +160,7 @@ def train_recommender(cfg: TrainConfig, *, callbacks: tuple = (), split: Any = N
     matrices of each step (the bench scores them with its own evaluation)."""
     from stepwise.threads import ThreadGovernor
 
-    cfg, defaults = with_defaults(cfg)
+    cfg, defaults = with_defaults(cfg, RECOMMEND_DEFAULTS)
     run = RunDir(cfg.out)
     threads = ThreadGovernor(forced=cfg.threads)
     threads.begin()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stepwise.config import save_config
+from stepwise.config import refuse_unused, save_config, with_defaults
 from stepwise.errors import StepwiseError
 from stepwise.files import atomic_write_json, atomic_write_text
 from stepwise.layout import CONFIG, CURVES, METRICS, REPORT_JSON, REPORT_TXT, RESULTS
@@ -41,22 +41,11 @@ NOT_FOR_RETRIEVAL = ("reward", "refine_steps", "augment", "label_smoothing", "in
 RETRIEVAL_DEFAULTS = {"lr": 7e-5, "epochs": 2.0, "hard_negatives": 5}
 
 
-def with_defaults(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
-    """The retrieval defaults for every option the user did not set; returns which ones applied."""
-    chosen = {k: v for k, v in RETRIEVAL_DEFAULTS.items() if k not in cfg.model_fields_set
-              and not (k == "epochs" and "max_steps" in cfg.model_fields_set)}
-    return cfg.model_copy(update=chosen), chosen
-
-
 def _check(cfg: TrainConfig) -> None:
     from stepwise.recipes.finetune import _check_task_options
     from stepwise.tasks import task_class
 
-    for name in NOT_FOR_RETRIEVAL:
-        spec = type(cfg).model_fields[name]
-        if getattr(cfg, name) != spec.default:
-            flag = "--" + name.replace("_", "-")
-            raise StepwiseError(f"{flag} is not available for retriever runs", fix=f"drop {flag}")
+    refuse_unused(cfg, NOT_FOR_RETRIEVAL, "retriever")
     _check_task_options(cfg, task_class(cfg.task), "supervised")
     if cfg.metric is not None and cfg.metric not in task_class(cfg.task).metric_names:
         raise StepwiseError(f"--metric {cfg.metric} is not a retrieval metric",
@@ -129,7 +118,7 @@ class RankEvaluator:
 def train_retriever(cfg: TrainConfig, *, callbacks: tuple = ()) -> Run:
     from stepwise.threads import ThreadGovernor
 
-    cfg, defaults = with_defaults(cfg)
+    cfg, defaults = with_defaults(cfg, RETRIEVAL_DEFAULTS)
     run = RunDir(cfg.out)
     threads = ThreadGovernor(forced=cfg.threads)
     threads.begin()
