@@ -31,7 +31,7 @@ from answer_anchors import (
     st_encoder,
     st_finetune,
 )
-from common import OUT, SHARED, emit, need
+from common import OUT, SHARED, cpu_flags, emit, need
 
 from stepwise.threads import others_load, sample
 
@@ -257,12 +257,6 @@ def main() -> None:
     emit("answer", [shown(r) for r in rows], COLUMNS,
          extra={"raw": rows, "target_precision": args.target_precision, "torch_threads": torch.get_num_threads(),
                 "cpu_flags": cpu_flags()})
-
-
-def cpu_flags() -> str:
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    return " ".join(f for f in wanted if f in flags)
 
 
 if __name__ == "__main__":

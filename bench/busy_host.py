@@ -26,10 +26,9 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from classify import hf_trainer
-from common import HF_SETTINGS, OUT, SHARED, emit, need, timed_train
+from common import HF_SETTINGS, OUT, SHARED, cpu_flags, emit, need, timed_train
 from search import tsv_slice
 
 SPIN = """
@@ -55,12 +54,6 @@ def busy(n: int, duty: float = 1.0):
         for proc in procs:
             proc.kill()
             proc.wait()
-
-
-def cpu_flags() -> str:
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"]
-    return " ".join(f for f in wanted if f in flags)
 
 
 def stepwise_row(system: str, data: str, busy_n: int | str, files: dict, options: dict) -> dict:

@@ -21,6 +21,14 @@ OUT = ROOT / "bench" / "out"
 HF_SETTINGS = {"batch_size": 32, "lr": 5e-5, "weight_decay": 0.01, "warmup_ratio": 0.1, "seed": 0}
 
 
+def cpu_flags() -> str:
+    """The CPU features a timing depends on (bf16, VNNI, AVX-512), named in every benchmark's output."""
+    path = Path("/proc/cpuinfo")
+    flags = set(path.read_text().split()) if path.exists() else set()
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+    return " ".join(f for f in wanted if f in flags)
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         sys.exit(f"bench: {path} not found — benchmarks read ../shared/data beside the checkout "

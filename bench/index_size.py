@@ -20,7 +20,7 @@ import time
 from functools import partial
 
 import numpy as np
-from common import OUT, SHARED, emit, need
+from common import OUT, SHARED, cpu_flags, emit, need
 
 from stepwise.tasks.retrieve.data import Passage
 from stepwise.tasks.retrieve.index import HNSW_EF_SEARCH, HNSW_M, Index
@@ -131,10 +131,9 @@ def main() -> None:
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     shown = [{k: (f"{v:.2f}" if isinstance(v, float) and "recall" not in k else
                   f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    flags = set(open("/proc/cpuinfo").read().split())
     emit("index_size", shown, list(rows[0]), extra={"vectors": args.vectors,
         "raw": rows, "hnsw_m": HNSW_M, "ef_search": HNSW_EF_SEARCH, "faiss_threads": faiss.omp_get_max_threads(),
-        "cpu_flags": " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags)})
+        "cpu_flags": cpu_flags()})
 
 
 if __name__ == "__main__":

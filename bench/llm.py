@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import time
 
-from common import OUT, SHARED, emit, need
+from common import OUT, SHARED, cpu_flags, emit, need
 
 SST2_RUN = OUT / "classify_recommended_defaults"
 EDIT_RUN = OUT / "edit" / "run_own0.5"
 STEPS = 3
-
-
-def cpu_flags() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return " ".join(sorted({f for f in ("avx2", "avx512_bf16", "avx512_vnni", "avx512f") if f" {f} " in f" {out} "}))
 
 
 def score_at(task, examples, predictions) -> float:

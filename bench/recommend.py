@@ -18,7 +18,7 @@ import argparse
 import statistics
 from collections.abc import Callable
 
-from common import SHARED, emit, need, table
+from common import SHARED, cpu_flags, emit, need, table
 from recommend_anchors import (
     Bench,
     Result,
@@ -130,14 +130,6 @@ def main() -> None:
                 "split_seed": args.split_seed, "test_users": len(bench.users), "cold_users": int(bench.cold_rows.size),
                 "skipped": bench.read_skipped, "cpu_flags": cpu_flags()})
     print("\nmean ± sd over seeds\n" + table(summary(rows), SUMMARY))
-
-
-def cpu_flags() -> str:
-    from pathlib import Path
-
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    return " ".join(f for f in wanted if f in flags)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import OUT, SHARED, need, table, timed_train
+from common import OUT, SHARED, cpu_flags, need, table, timed_train
 
 ROWS = OUT / "small_data.jsonl"
 DATA = OUT / "small_data" / "data"
 DEV_SIZE = 300
 SIZED = ("sst2", "twitter_fin")
-
-
-def cpu_flags() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return ",".join(f for f in ("avx2", "avx512f", "avx512_bf16") if f" {f}" in text)
 
 
 def _write(path: Path, examples) -> Path:
